@@ -1,0 +1,51 @@
+# Every target installs what it needs first; see README.md for what each one does.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+INFRA := $(PY) deploy/local/infra.py
+SERVICES := $(PY) deploy/local/services.py
+
+.PHONY: install infra-up infra-down infra-status run stop test test-unit lint docs bench-backbone bench demo rebuild clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+infra-up: install
+	$(INFRA) up
+
+infra-down:
+	@if [ -x $(PY) ]; then $(INFRA) down; else echo "nothing installed, nothing running"; fi
+
+infra-status: install
+	$(INFRA) status
+
+run: infra-up
+	$(SERVICES) start
+
+stop:
+	@if [ -x $(PY) ]; then $(SERVICES) stop; fi
+
+test: install
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+docs: install
+	$(PY) -m backbone.contracts.docs
+
+bench-backbone: infra-up
+	$(PY) -m benchmarks.backbone
+
+clean: stop infra-down
+	rm -rf .state

@@ -1,0 +1,1 @@
+"""Shared plumbing of the backorder services: contracts, event store, outbox, inbox, consumer loop."""

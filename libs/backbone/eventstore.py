@@ -1,0 +1,133 @@
+"""Append-only event streams in a service's own database, with optimistic concurrency.
+
+Appending also fills the outbox, in the caller's transaction: the events, the service's projection
+changes and the inbox record commit or roll back together.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from backbone.contracts import REGISTRY, Envelope, EventRegistry
+
+
+class ConcurrencyError(Exception):
+    """Another writer appended to the stream since the caller read it; reload and decide again."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    stream_id: str
+    expected_version: int  # 0 for a new stream
+    events: Sequence[Envelope[Any]]
+    publish: bool = True  # False: kept in the log (audit, rebuild) but not sent to Kafka
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    global_position: int
+    stream_id: str
+    stream_version: int
+    envelope: Envelope[Any]
+
+
+_CURRENT_VERSIONS = """
+SELECT s.stream_id, coalesce(max(e.stream_version), 0) AS version
+FROM unnest($1::text[]) AS s(stream_id)
+LEFT JOIN event_store e ON e.stream_id = s.stream_id
+GROUP BY s.stream_id
+"""
+
+_INSERT = """
+WITH inserted AS (
+    INSERT INTO event_store (stream_id, stream_version, event_id, event_type, schema_version,
+                             correlation_id, topic, partition_key, body)
+    SELECT * FROM unnest($1::text[], $2::int[], $3::uuid[], $4::text[], $5::int[],
+                         $6::text[], $7::text[], $8::text[], $9::jsonb[])
+    RETURNING global_position, topic
+)
+INSERT INTO outbox (global_position)
+SELECT global_position FROM inserted WHERE topic IS NOT NULL
+"""
+
+_SELECT = """
+SELECT global_position, stream_id, stream_version, event_type, schema_version, body::text AS body
+FROM event_store
+"""
+
+
+class EventStore:
+    def __init__(self, registry: EventRegistry = REGISTRY) -> None:
+        self._registry = registry
+
+    async def append(
+        self, conn: asyncpg.Connection, stream_id: str, expected_version: int, events: Sequence[Envelope[Any]]
+    ) -> int:
+        """Append to one stream; returns its new version."""
+        await self.append_many(conn, [StreamAppend(stream_id, expected_version, events)])
+        return expected_version + len(events)
+
+    async def append_many(self, conn: asyncpg.Connection, appends: Sequence[StreamAppend]) -> None:
+        """Append to several streams in two round trips. Raises ConcurrencyError if any expected version
+        is stale, also when a concurrent transaction wins the race after our check (unique violation)."""
+        appends = [a for a in appends if a.events]
+        if not appends:
+            return
+        ids = [a.stream_id for a in appends]
+        if len(set(ids)) != len(ids):
+            raise ValueError("append_many takes each stream once")
+        current = {r["stream_id"]: r["version"] for r in await conn.fetch(_CURRENT_VERSIONS, ids)}
+        stale = [
+            f"{a.stream_id} is at {current[a.stream_id]}, not {a.expected_version}"
+            for a in appends
+            if current[a.stream_id] != a.expected_version
+        ]
+        if stale:
+            raise ConcurrencyError("; ".join(stale))
+        columns: list[list[Any]] = [[] for _ in range(9)]
+        for a in appends:
+            for offset, e in enumerate(a.events, start=1):
+                row = (
+                    a.stream_id,
+                    a.expected_version + offset,
+                    e.event_id,
+                    e.event_type,
+                    e.schema_version,
+                    e.correlation_id,
+                    e.payload.topic.value if a.publish else None,
+                    e.key,
+                    e.model_dump_json(),
+                )
+                for column, value in zip(columns, row, strict=True):
+                    column.append(value)
+        try:
+            await conn.execute(_INSERT, *columns)
+        except asyncpg.UniqueViolationError as e:
+            if e.constraint_name == "event_store_stream_id_stream_version_key":
+                raise ConcurrencyError(str(e)) from e
+            raise
+
+    async def read_stream(
+        self, conn: asyncpg.Connection, stream_id: str, after_version: int = 0
+    ) -> list[StoredEvent]:
+        rows = await conn.fetch(
+            _SELECT + "WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version",
+            stream_id,
+            after_version,
+        )
+        return [self._stored(r) for r in rows]
+
+    async def read_all(
+        self, conn: asyncpg.Connection, after_position: int = 0, limit: int = 1000
+    ) -> list[StoredEvent]:
+        """Events of every stream in position order; for rebuilding projections."""
+        rows = await conn.fetch(
+            _SELECT + "WHERE global_position > $1 ORDER BY global_position LIMIT $2", after_position, limit
+        )
+        return [self._stored(r) for r in rows]
+
+    def _stored(self, row: asyncpg.Record) -> StoredEvent:
+        envelope = self._registry.decode(row["body"].encode(), row["event_type"], row["schema_version"])
+        return StoredEvent(row["global_position"], row["stream_id"], row["stream_version"], envelope)

@@ -1,0 +1,99 @@
+"""pytest fixtures over the real servers (enable with `pytest_plugins = ["backbone.testing.fixtures"]`)."""
+
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+from backbone.db import BACKBONE_MIGRATIONS, migrate, migration_files
+from backbone.kafka import reliable_producer
+from backbone.testing.servers import Servers, real_servers
+from backbone.testing.waiting import eventually
+
+RUN_ID = uuid.uuid4().hex[:8]  # unique topics, groups and databases for every test run
+_counter = itertools.count(1)
+
+
+def unique_name(kind: str) -> str:
+    return f"t{RUN_ID}_{kind}_{next(_counter)}"
+
+
+def with_database(admin_url: str, name: str) -> str:
+    base, _, _ = admin_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    with real_servers() as found:
+        os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", found.kafka_bootstrap_servers)
+        yield found
+
+
+@pytest.fixture
+def kafka_bootstrap(servers: Servers) -> str:
+    return servers.kafka_bootstrap_servers
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"{unique_name('topics')}."
+
+
+@pytest.fixture
+async def database_url(servers: Servers) -> AsyncIterator[str]:
+    """A fresh database with the backbone's tables, dropped after the test."""
+    name = unique_name("db")
+    admin = await asyncpg.connect(servers.pg_admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = with_database(servers.pg_admin_url, name)
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate(conn, migration_files(BACKBONE_MIGRATIONS))
+        finally:
+            await conn.close()
+        yield url
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    p = reliable_producer(kafka_bootstrap)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+async def read_topic(
+    bootstrap: str, topic: str, count: int, *, timeout: float = 30.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read the topic from the beginning until `count` messages have arrived (or fail at the deadline)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen: list[Any] = []
+    try:
+
+        async def enough() -> bool:
+            batches = await consumer.getmany(timeout_ms=200)
+            seen.extend(r for records in batches.values() for r in records)
+            return len(seen) >= count
+
+        await eventually(enough, timeout=timeout, what=f"{count} messages on {topic}")
+        return seen
+    finally:
+        await consumer.stop()

@@ -1,0 +1,166 @@
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from backbone.consumer import ConsumerLoop
+from backbone.contracts import Envelope
+from backbone.db import create_pool
+from backbone.kafka import ensure_topics
+from backbone.testing.background import running
+from backbone.testing.fixtures import read_topic
+from backbone.testing.waiting import eventually
+from tests.integration.backbone.events import receipt
+
+pytestmark = pytest.mark.integration
+
+
+class CountingProjection:
+    """Units received per SKU; can be told to fail like a database that went away, or on one receipt."""
+
+    def __init__(self) -> None:
+        self.database_down = False
+        self.poison_receipt: str | None = None
+        self.failed_attempts = 0
+
+    async def __call__(self, conn: asyncpg.Connection, events: Sequence[Envelope[Any]]) -> None:
+        for e in events:
+            await conn.execute(
+                "INSERT INTO received (sku, units) VALUES ($1, $2) "
+                "ON CONFLICT (sku) DO UPDATE SET units = received.units + excluded.units",
+                e.payload.sku,
+                e.payload.quantity,
+            )
+            if e.payload.receipt_id == self.poison_receipt:
+                raise ValueError(f"cannot apply {e.payload.receipt_id}")
+        if self.database_down:
+            self.failed_attempts += 1
+            raise ConnectionResetError("database connection lost")  # after the writes: they must roll back
+
+
+@pytest.fixture
+async def setup(database_url: str, kafka_bootstrap: str, topic_prefix: str, producer: AIOKafkaProducer):  # type: ignore[no-untyped-def]
+    topic = f"{topic_prefix}supplier"
+    await ensure_topics(kafka_bootstrap, [topic, f"{topic}.dlq"], partitions=2, replication_factor=1)
+    pool = await create_pool(database_url)
+    await pool.execute("CREATE TABLE received (sku text PRIMARY KEY, units int NOT NULL)")
+    projection = CountingProjection()
+    loop = ConsumerLoop(
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"{topic_prefix}group",
+        topics=[topic],
+        pool=pool,
+        handler=projection,
+        dead_letter_producer=producer,
+        service="test",
+        batch_size=50,
+    )
+    yield topic, pool, projection, loop
+    await pool.close()
+
+
+async def units(pool: asyncpg.Pool) -> dict[str, int]:
+    return {r["sku"]: r["units"] for r in await pool.fetch("SELECT sku, units FROM received")}
+
+
+async def publish(producer: AIOKafkaProducer, topic: str, envelopes: Sequence[Envelope[Any]]) -> None:
+    for e in envelopes:
+        await producer.send_and_wait(topic, e.to_json(), key=e.key.encode(), headers=e.headers())
+
+
+async def test_a_redelivered_event_has_no_second_effect(setup, producer: AIOKafkaProducer) -> None:  # type: ignore[no-untyped-def]
+    topic, pool, _, loop = setup
+    event = receipt("SKU-D", "r-1", quantity=7)
+    await publish(producer, topic, [event, event, receipt("SKU-D", "r-2", quantity=1), event])
+    async with running(loop.run()):
+        await eventually(lambda: units(pool), what="the projection to fill")
+        await eventually(lambda: _equals(units(pool), {"SKU-D": 8}), what="both receipts to apply")
+    assert loop.applied == 2
+    assert await pool.fetchval("SELECT count(*) FROM inbox") == 2
+
+
+async def _equals(probe: Any, expected: Any) -> bool:
+    return (await probe) == expected
+
+
+async def test_malformed_and_invalid_messages_go_to_the_dead_letter_topic_and_the_loop_goes_on(
+    setup,
+    producer: AIOKafkaProducer,
+    kafka_bootstrap: str,  # type: ignore[no-untyped-def]
+) -> None:
+    topic, pool, _, loop = setup
+    good = receipt("SKU-G", "r-ok", quantity=2)
+    invalid = good.to_json().replace(b'"quantity":2', b'"quantity":-2')
+    await producer.send_and_wait(topic, b"{not json", key=b"SKU-G")
+    await producer.send_and_wait(topic, invalid, key=b"SKU-G")
+    await publish(producer, topic, [good])
+    async with running(loop.run()):
+        await eventually(lambda: _equals(units(pool), {"SKU-G": 2}), what="the good message to apply")
+        dead = await read_topic(kafka_bootstrap, f"{topic}.dlq", 2)
+    reasons = {r.value: dict(r.headers) for r in dead}
+    assert reasons[b"{not json"]["dlq_reason"].startswith(b"not an event envelope: (root): Invalid JSON")
+    assert b"payload.quantity" in reasons[invalid]["dlq_reason"]
+    for headers in reasons.values():
+        assert headers["dlq_source_topic"] == topic.encode()
+        assert headers["dlq_source_offset"] in (b"0", b"1")
+        assert headers["dlq_service"] == b"test"
+
+
+async def test_a_message_the_handler_cannot_apply_is_isolated_from_its_batch(
+    setup,
+    producer: AIOKafkaProducer,
+    kafka_bootstrap: str,  # type: ignore[no-untyped-def]
+) -> None:
+    topic, pool, projection, loop = setup
+    projection.poison_receipt = "r-bad"
+    events = [receipt("SKU-P", f"r-{i}") for i in range(5)] + [receipt("SKU-P", "r-bad", 100)]
+    await publish(producer, topic, events)
+    async with running(loop.run()):
+        [dead] = await read_topic(kafka_bootstrap, f"{topic}.dlq", 1)
+        await eventually(lambda: _equals(units(pool), {"SKU-P": 5}), what="the five good receipts")
+    assert dict(dead.headers)["dlq_reason"] == b"handler failed: ValueError: cannot apply r-bad"
+
+
+async def committed(kafka_bootstrap: str, group: str, topic: str) -> dict[int, int | None]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return {p: await consumer.committed(TopicPartition(topic, p)) for p in range(2)}
+    finally:
+        await consumer.stop()
+
+
+async def test_offsets_are_not_committed_for_a_batch_whose_transaction_rolled_back(
+    setup,
+    producer: AIOKafkaProducer,
+    kafka_bootstrap: str,
+    topic_prefix: str,  # type: ignore[no-untyped-def]
+) -> None:
+    topic, pool, projection, loop = setup
+    projection.database_down = True
+    await publish(producer, topic, [receipt(f"SKU-{i}", f"r-{i}") for i in range(6)])
+    async with running(loop.run()):
+        await eventually(lambda: _at_least(projection, 2), what="the loop to try, fail and retry")
+        assert await units(pool) == {}
+        assert await committed(kafka_bootstrap, f"{topic_prefix}group", topic) == {0: None, 1: None}
+        projection.database_down = False  # the database is back: the retried batch applies
+        await eventually(lambda: _equals(_total(pool), 6), what="the retried batch to apply")
+        offsets = await eventually(
+            lambda: _all_committed(kafka_bootstrap, f"{topic_prefix}group", topic), what="offsets committed"
+        )
+    assert sum(offsets.values()) == 6
+
+
+async def _at_least(projection: CountingProjection, attempts: int) -> bool:
+    return projection.failed_attempts >= attempts
+
+
+async def _total(pool: asyncpg.Pool) -> int:
+    return sum((await units(pool)).values())
+
+
+async def _all_committed(kafka_bootstrap: str, group: str, topic: str) -> dict[int, int] | None:
+    offsets = await committed(kafka_bootstrap, group, topic)
+    return offsets if sum(o or 0 for o in offsets.values()) == 6 else None  # type: ignore[return-value]
