@@ -58,8 +58,9 @@ class OutboxRelay:
         conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
         try:
             await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
-            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
-                await asyncio.sleep(self._idle_poll)  # noqa: ASYNC110 - polling the database, not an in-process flag
+            # polling the database's lock, not an in-process flag
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):  # noqa: ASYNC110
+                await asyncio.sleep(self._idle_poll)
             self.active = True
             log.info("outbox relay active")
             while True:

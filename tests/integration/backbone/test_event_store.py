@@ -51,7 +51,7 @@ async def test_two_concurrent_appends_at_one_expected_version_exactly_one_wins(d
                 await store.append(b, "race", 0, [adjustment("R", 2)])
 
         b_task = asyncio.create_task(append_b())
-        blocked = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        blocked = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"  # noqa: E501
         await eventually(lambda: a.fetchval(blocked), what="the second append to wait for the first")
         await tx_a.commit()
         with pytest.raises(ConcurrencyError):
