@@ -22,7 +22,6 @@ class StreamAppend:
     stream_id: str
     expected_version: int  # 0 for a new stream
     events: Sequence[Envelope[Any]]
-    publish: bool = True  # False: kept in the log (audit, rebuild) but not sent to Kafka
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +95,7 @@ class EventStore:
                     e.event_type,
                     e.schema_version,
                     e.correlation_id,
-                    e.payload.topic.value if a.publish else None,
+                    e.payload.topic.value if e.payload.topic else None,
                     e.key,
                     e.model_dump_json(),
                 )

@@ -19,7 +19,7 @@ class EventPayload(BaseModel):
 
     event_type: ClassVar[str]
     schema_version: ClassVar[int] = 1
-    topic: ClassVar[Topic]
+    topic: ClassVar[Topic | None]  # None: a service-internal event, kept in its log and never published
     key_field: ClassVar[str]
 
     def partition_key(self) -> str:

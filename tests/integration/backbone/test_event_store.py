@@ -3,6 +3,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from backbone.contracts import CONTRACT_EVENTS, EventPayload, EventRegistry, new_envelope
 from backbone.eventstore import ConcurrencyError, EventStore, StreamAppend
 from backbone.testing.waiting import eventually
 from tests.integration.backbone.events import adjustment
@@ -63,26 +64,29 @@ async def test_two_concurrent_appends_at_one_expected_version_exactly_one_wins(d
         await b.close()
 
 
-async def test_append_many_is_atomic_across_streams(database_url: str) -> None:
+class InternalNote(EventPayload):
+    event_type = "InternalNote"
+    topic = None
+    key_field = "subject"
+    subject: str
+    text: str
+
+
+async def test_append_many_is_atomic_across_streams_and_keeps_internal_events_home(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
+    store_with_notes = EventStore(EventRegistry([*CONTRACT_EVENTS, InternalNote]))
     try:
-        await store.append(conn, "y", 0, [adjustment("Y")])
+        y = adjustment("Y")
+        await store.append(conn, "y", 0, [y])
         with pytest.raises(ConcurrencyError):
             async with conn.transaction():
                 await store.append_many(
                     conn, [StreamAppend("x", 0, [adjustment("X")]), StreamAppend("y", 0, [adjustment("Y")])]
                 )
         assert await store.read_stream(conn, "x") == []
-        await store.append_many(
-            conn,
-            [
-                StreamAppend("x", 0, [adjustment("X")]),
-                StreamAppend("audit", 0, [adjustment("Z")], publish=False),
-            ],
-        )
-        assert (
-            await conn.fetchval("SELECT count(*) FROM outbox") == 2
-        )  # y and x; the audit stream is not published
-        assert len(await store.read_all(conn)) == 3
+        x, note = adjustment("X"), new_envelope(InternalNote(subject="Z", text="kept, not published"))
+        await store.append_many(conn, [StreamAppend("x", 0, [x]), StreamAppend("notes", 0, [note])])
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 2  # y and x: internal events stay home
+        assert [s.envelope for s in await store_with_notes.read_all(conn)] == [y, x, note]
     finally:
         await conn.close()
