@@ -32,6 +32,7 @@ stop:
 	@if [ -x $(PY) ]; then $(SERVICES) stop; fi
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 test-unit: install
