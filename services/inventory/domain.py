@@ -1,0 +1,583 @@
+"""The stock of one SKU as a decider: `decide(state, command, priority)` -> events, `evolve(state, event)`.
+
+Pure: no I/O, no clock, no randomness. A SKU's state is rebuilt by folding `evolve` over its event
+stream (the contract's inventory events plus the internal ones of `services.inventory.events`), and
+`decide` works out its answer by applying its own events with that same `evolve`, so the live state
+and a rebuilt one cannot drift apart.
+
+Rules where a choice had to be made:
+- Stock allocated to a backorder becomes reserved for that line (ready to ship), exactly like a
+  reservation made at placement; nothing leaves stock on hand until shipping.
+- Whenever stock becomes available while lines wait (a receipt, a cancellation that releases a
+  reservation, a positive adjustment) it is allocated at once, so lines wait only while available is 0.
+- Backorder cap: a line's shortfall is backordered only if all of it fits under the cap (units
+  waiting + shortfall <= cap); otherwise all of it is rejected. StockShort has a single disposition,
+  so one line's shortfall is never split into a backordered and a rejected part. Tightening the
+  policy (deny, or a cap below what waits) keeps the lines already waiting; it applies to new ones.
+- ReorderPointReached is emitted once per stay at or below the reorder point: after a command that
+  leaves available <= reorder point while the alert is armed (a backorder leaves available at 0, so
+  it counts). The alert re-arms when available rises above the reorder point. A new SKU starts armed.
+- Repeats are no-ops: reserving a line that already holds a reservation or waits in the queue,
+  cancelling units that are no longer there, setting the settings a SKU already has. (The consumer's
+  inbox is what guarantees exactly-once; this only keeps a duplicate order line harmless.)
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from functools import reduce
+from typing import Literal, NamedTuple, assert_never
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from backbone.contracts.envelope import STRICT, EventPayload
+from backbone.contracts.events import (
+    BackorderFulfilled,
+    BackorderQueueChanged,
+    BackorderQueueEntry,
+    CustomerTier,
+    GoodsReceived,
+    OrderCancelled,
+    OrderPlaced,
+    ReorderPointReached,
+    SkuPolicyChanged,
+    StockAdjusted,
+    StockReleased,
+    StockReserved,
+    StockShort,
+)
+from backbone.contracts.types import Identifier, NonNegativeQuantity, Quantity, Sku, Text
+from services.inventory.events import BackorderQueued, LineValue, StockReceived
+from services.inventory.priority import FIRST_COME_FIRST_SERVED, PriorityPolicy
+
+BackorderPolicy = Literal["deny", "allow", "cap"]
+MAX_ON_HAND = 1_000_000_000  # the contract's largest quantity
+
+
+# --- state ---------------------------------------------------------------------------------------------
+
+
+class LineRef(NamedTuple):
+    order_id: str
+    line_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackorderEntry:
+    """Units of an order line waiting for stock, with what the priority policy ranks them by."""
+
+    order_id: str
+    line_id: str
+    remaining: int
+    placed_at: datetime
+    tier: CustomerTier
+    urgent: bool
+    line_value: Decimal
+    sequence: int  # arrival order within the SKU
+
+
+@dataclass(frozen=True, slots=True)
+class SkuSettings:
+    backorder_policy: BackorderPolicy = "allow"
+    backorder_cap: int | None = None  # with policy "cap": most units that may wait at once
+    reorder_point: int = 0
+    safety_stock: int = 0  # informs procurement's order size; reservations may use all stock
+
+
+@dataclass(frozen=True, slots=True)
+class SkuState:
+    sku: str
+    on_hand: int = 0
+    reserved: int = 0
+    settings: SkuSettings = SkuSettings()
+    reservations: Mapping[LineRef, int] = field(default_factory=dict)  # units reserved per order line
+    # Arrival order; the allocation order depends on the shop's PriorityPolicy, see allocation_order().
+    queue: Mapping[LineRef, BackorderEntry] = field(default_factory=dict)
+    next_sequence: int = 1
+    reorder_alerted: bool = False  # ReorderPointReached was emitted and has not re-armed since
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+    @property
+    def backordered(self) -> int:
+        return sum(entry.remaining for entry in self.queue.values())
+
+
+def initial_state(sku: str) -> SkuState:
+    """A never-seen SKU: nothing on hand, backorders allowed, reorder point and safety stock 0."""
+    return SkuState(sku=sku)
+
+
+def allocation_order(state: SkuState, priority: PriorityPolicy) -> list[BackorderEntry]:
+    """The waiting lines, first to be served first."""
+    return priority.rank(state.queue.values())
+
+
+# --- commands ------------------------------------------------------------------------------------------
+
+
+class ReserveLine(BaseModel):
+    """Reserve one line of a placed order; what stock cannot cover is backordered or rejected."""
+
+    model_config = STRICT
+
+    sku: Sku
+    order_id: Identifier
+    line_id: Identifier
+    quantity: Quantity
+    placed_at: AwareDatetime
+    tier: CustomerTier = "standard"
+    urgent: bool = False
+    line_value: LineValue = Field(default=Decimal(0), description="quantity x unit price")
+
+
+class ReceiveGoods(BaseModel):
+    """Goods of a receipt arrived: add them to stock and serve the backorder queue."""
+
+    model_config = STRICT
+
+    sku: Sku
+    receipt_id: Identifier
+    quantity: Quantity
+
+
+class CancelLine(BaseModel):
+    """Cancel units of an order line: its backordered units first, then its reserved ones."""
+
+    model_config = STRICT
+
+    sku: Sku
+    order_id: Identifier
+    line_id: Identifier
+    quantity: Quantity
+    cancellation_id: Identifier = Field(
+        description="Names the cancellation (e.g. its event id) as the source of fills its stock makes"
+    )
+
+
+class AdjustStock(BaseModel):
+    """An audited manual change of stock on hand (count, damage, opening balance)."""
+
+    model_config = STRICT
+
+    sku: Sku
+    delta: int = Field(ge=-MAX_ON_HAND, le=MAX_ON_HAND, description="Not 0")
+    reason: Text
+    actor: Identifier
+    adjustment_id: Identifier = Field(
+        description="Names the adjustment (e.g. a request id) as the source of fills its stock makes"
+    )
+
+
+class SetPolicy(BaseModel):
+    """An audited change of a SKU's backorder policy, reorder point and safety stock."""
+
+    model_config = STRICT
+
+    sku: Sku
+    backorder_policy: BackorderPolicy
+    backorder_cap: NonNegativeQuantity | None = Field(default=None, description="With policy cap only")
+    reorder_point: NonNegativeQuantity = 0
+    safety_stock: NonNegativeQuantity = 0
+    actor: Identifier
+
+
+Command = ReserveLine | ReceiveGoods | CancelLine | AdjustStock | SetPolicy
+
+
+def reserve_line_commands(order: OrderPlaced) -> list[ReserveLine]:
+    """One ReserveLine per order line; lines go to their SKU's stream, possibly several to one."""
+    return [
+        ReserveLine(
+            sku=line.sku,
+            order_id=order.order_id,
+            line_id=line.line_id,
+            quantity=line.quantity,
+            placed_at=order.placed_at,
+            tier=order.customer.tier,
+            urgent=order.urgent,
+            line_value=line.quantity * line.unit_price,
+        )
+        for line in order.lines
+    ]
+
+
+def cancel_line_commands(cancellation: OrderCancelled, cancellation_id: str) -> list[CancelLine]:
+    return [
+        CancelLine(
+            sku=line.sku,
+            order_id=cancellation.order_id,
+            line_id=line.line_id,
+            quantity=line.quantity,
+            cancellation_id=cancellation_id,
+        )
+        for line in cancellation.lines
+    ]
+
+
+def receive_goods_command(receipt: GoodsReceived) -> ReceiveGoods:
+    return ReceiveGoods(sku=receipt.sku, receipt_id=receipt.receipt_id, quantity=receipt.quantity)
+
+
+# --- refusals --------------------------------------------------------------------------------------------
+
+
+class InventoryError(Exception):
+    """A command the SKU's rules refuse; nothing changed. The HTTP layer answers 4xx with the message."""
+
+
+class InvalidCommand(InventoryError):
+    """The command contradicts itself, whatever the stock (HTTP 422)."""
+
+
+class StockConflict(InventoryError):
+    """The command does not fit the current stock, e.g. it would leave reserved units uncovered (409)."""
+
+
+# --- decide ----------------------------------------------------------------------------------------------
+
+
+class _Decision:
+    """The events decided so far and the state they lead to, so each rule sees the previous ones' effect."""
+
+    def __init__(self, state: SkuState) -> None:
+        self.before = state
+        self.state = state
+        self.events: list[EventPayload] = []
+
+    def emit(self, event: EventPayload) -> None:
+        self.events.append(event)
+        self.state = evolve(self.state, event)
+
+    def close(self, priority: PriorityPolicy) -> None:
+        """Add the consequences every command shares: the queue's new order, the reorder alert."""
+        state = self.state
+        if state.queue != self.before.queue:
+            entries = [
+                BackorderQueueEntry(order_id=e.order_id, line_id=e.line_id, quantity=e.remaining)
+                for e in allocation_order(state, priority)
+            ]
+            self.emit(BackorderQueueChanged(sku=state.sku, entries=entries))
+        if self.events and state.available <= state.settings.reorder_point and not state.reorder_alerted:
+            self.emit(
+                ReorderPointReached(
+                    sku=state.sku,
+                    on_hand=state.on_hand,
+                    reserved=state.reserved,
+                    available=state.available,
+                    backordered=state.backordered,
+                    reorder_point=state.settings.reorder_point,
+                    safety_stock=state.settings.safety_stock,
+                )
+            )
+
+
+def decide(
+    state: SkuState, command: Command, priority: PriorityPolicy = FIRST_COME_FIRST_SERVED
+) -> list[EventPayload]:
+    """The events that carry out `command`; [] if it changes nothing. Raises InventoryError to refuse."""
+    return _decide(state, command, priority).events
+
+
+def execute(
+    state: SkuState, command: Command, priority: PriorityPolicy = FIRST_COME_FIRST_SERVED
+) -> tuple[SkuState, list[EventPayload]]:
+    """decide, and the state its events lead to (handy for applying several commands to one SKU)."""
+    decision = _decide(state, command, priority)
+    return decision.state, decision.events
+
+
+def _decide(state: SkuState, command: Command, priority: PriorityPolicy) -> _Decision:
+    if command.sku != state.sku:
+        raise ValueError(f"a command for SKU {command.sku!r} was given the state of {state.sku!r}")
+    decision = _Decision(state)
+    match command:
+        case ReserveLine():
+            _reserve(decision, command)
+        case ReceiveGoods():
+            _receive(decision, command, priority)
+        case CancelLine():
+            _cancel(decision, command, priority)
+        case AdjustStock():
+            _adjust(decision, command, priority)
+        case SetPolicy():
+            _set_policy(decision, command)
+        case _:
+            assert_never(command)
+    decision.close(priority)
+    return decision
+
+
+def _reserve(decision: _Decision, command: ReserveLine) -> None:
+    state = decision.state
+    line = LineRef(command.order_id, command.line_id)
+    if line in state.reservations or line in state.queue:
+        return  # a repeated order line: it is on the books already
+    reserved = min(command.quantity, state.available)
+    if reserved:
+        decision.emit(
+            StockReserved(
+                order_id=command.order_id, line_id=command.line_id, sku=state.sku, quantity=reserved
+            )
+        )
+    short = command.quantity - reserved
+    if not short:
+        return
+    refusal = _backorder_refusal(state.settings, state.backordered, short)
+    decision.emit(
+        StockShort(
+            order_id=command.order_id,
+            line_id=command.line_id,
+            sku=state.sku,
+            demanded=command.quantity,
+            available=reserved,
+            short_quantity=short,
+            disposition="backordered" if refusal is None else "rejected",
+            reason=refusal,
+        )
+    )
+    if refusal is None:
+        decision.emit(
+            BackorderQueued(
+                order_id=command.order_id,
+                line_id=command.line_id,
+                sku=state.sku,
+                quantity=short,
+                placed_at=command.placed_at,
+                tier=command.tier,
+                urgent=command.urgent,
+                line_value=command.line_value,
+                sequence=decision.state.next_sequence,
+            )
+        )
+
+
+def _backorder_refusal(settings: SkuSettings, waiting: int, short: int) -> str | None:
+    """Why a shortfall of `short` units may not be backordered, or None if it may."""
+    match settings.backorder_policy:
+        case "allow":
+            return None
+        case "deny":
+            return "backorders are not allowed for this SKU"
+        case "cap":
+            cap = settings.backorder_cap or 0
+            if waiting + short <= cap:
+                return None
+            return f"backorder cap of {cap} units exceeded: {waiting} already waiting, {short} more short"
+        case _:
+            assert_never(settings.backorder_policy)
+
+
+def _receive(decision: _Decision, command: ReceiveGoods, priority: PriorityPolicy) -> None:
+    on_hand_after = _within_limit(decision.state.on_hand + command.quantity)
+    decision.emit(
+        StockReceived(
+            sku=command.sku,
+            receipt_id=command.receipt_id,
+            quantity=command.quantity,
+            on_hand_after=on_hand_after,
+        )
+    )
+    _allocate(decision, priority, source=command.receipt_id)
+
+
+def _cancel(decision: _Decision, command: CancelLine, priority: PriorityPolicy) -> None:
+    state = decision.state
+    line = LineRef(command.order_id, command.line_id)
+    entry = state.queue.get(line)
+    dropped = min(command.quantity, entry.remaining if entry else 0)
+    released = min(command.quantity - dropped, state.reservations.get(line, 0))
+    if not (dropped or released):
+        return  # nothing of this line is on the books (any more)
+    decision.emit(
+        StockReleased(
+            order_id=command.order_id,
+            line_id=command.line_id,
+            sku=command.sku,
+            released_reserved=released,
+            dropped_backordered=dropped,
+        )
+    )
+    _allocate(decision, priority, source=command.cancellation_id)
+
+
+def _adjust(decision: _Decision, command: AdjustStock, priority: PriorityPolicy) -> None:
+    state = decision.state
+    if command.delta == 0:
+        raise InvalidCommand("an adjustment must change stock on hand: delta must not be 0")
+    on_hand_after = _within_limit(state.on_hand + command.delta)
+    if on_hand_after < state.reserved:
+        raise StockConflict(
+            f"cannot remove {-command.delta} units of {state.sku}: {state.on_hand} on hand, "
+            f"{state.reserved} of them reserved for orders"
+        )
+    decision.emit(
+        StockAdjusted(
+            sku=command.sku,
+            delta=command.delta,
+            on_hand_after=on_hand_after,
+            reason=command.reason,
+            actor=command.actor,
+        )
+    )
+    _allocate(decision, priority, source=command.adjustment_id)
+
+
+def _set_policy(decision: _Decision, command: SetPolicy) -> None:
+    if (command.backorder_policy == "cap") != (command.backorder_cap is not None):
+        raise InvalidCommand("backorder_cap is required with policy cap, and only then")
+    settings = SkuSettings(
+        backorder_policy=command.backorder_policy,
+        backorder_cap=command.backorder_cap,
+        reorder_point=command.reorder_point,
+        safety_stock=command.safety_stock,
+    )
+    if settings == decision.state.settings:
+        return
+    decision.emit(
+        SkuPolicyChanged(
+            sku=command.sku,
+            backorder_policy=settings.backorder_policy,
+            backorder_cap=settings.backorder_cap,
+            reorder_point=settings.reorder_point,
+            safety_stock=settings.safety_stock,
+            actor=command.actor,
+        )
+    )
+
+
+def _within_limit(on_hand: int) -> int:
+    if on_hand > MAX_ON_HAND:
+        raise StockConflict(f"stock on hand would be {on_hand}, more than {MAX_ON_HAND} units")
+    return on_hand
+
+
+def _allocate(decision: _Decision, priority: PriorityPolicy, source: str) -> None:
+    """Serve waiting lines in priority order from the available stock; partial fills allowed."""
+    available = decision.state.available
+    for position, entry in enumerate(allocation_order(decision.state, priority), start=1):
+        if available == 0:
+            return
+        quantity = min(entry.remaining, available)
+        available -= quantity
+        decision.emit(
+            BackorderFulfilled(
+                order_id=entry.order_id,
+                line_id=entry.line_id,
+                sku=decision.state.sku,
+                quantity=quantity,
+                remaining_backordered=entry.remaining - quantity,
+                source=source,
+                priority_reason=priority.reason(entry, position),
+            )
+        )
+
+
+# --- evolve ----------------------------------------------------------------------------------------------
+
+
+def evolve(state: SkuState, event: EventPayload) -> SkuState:
+    """The state after `event`. Knows every event of a SKU's stream and refuses any other."""
+    match event:
+        case StockReserved():
+            line = LineRef(event.order_id, event.line_id)
+            state = replace(
+                state,
+                reserved=state.reserved + event.quantity,
+                reservations=_counted(state.reservations, line, event.quantity),
+            )
+        case StockShort() | BackorderQueueChanged():
+            return state  # for other services; BackorderQueued and the fills carry the queue
+        case BackorderQueued():
+            entry = BackorderEntry(
+                order_id=event.order_id,
+                line_id=event.line_id,
+                remaining=event.quantity,
+                placed_at=event.placed_at,
+                tier=event.tier,
+                urgent=event.urgent,
+                line_value=event.line_value,
+                sequence=event.sequence,
+            )
+            queue = {**state.queue, LineRef(event.order_id, event.line_id): entry}
+            state = replace(state, queue=queue, next_sequence=max(state.next_sequence, event.sequence + 1))
+        case BackorderFulfilled():
+            line = LineRef(event.order_id, event.line_id)
+            state = replace(
+                state,
+                reserved=state.reserved + event.quantity,
+                reservations=_counted(state.reservations, line, event.quantity),
+                queue=_shortened(state.queue, line, event.quantity),
+            )
+        case StockReleased():
+            line = LineRef(event.order_id, event.line_id)
+            state = replace(
+                state,
+                reserved=state.reserved - event.released_reserved,
+                reservations=_counted(state.reservations, line, -event.released_reserved),
+                queue=_shortened(state.queue, line, event.dropped_backordered),
+            )
+        case ReorderPointReached():
+            return replace(state, reorder_alerted=True)
+        case StockReceived():
+            state = replace(state, on_hand=state.on_hand + event.quantity)
+        case StockAdjusted():
+            state = replace(state, on_hand=state.on_hand + event.delta)
+        case SkuPolicyChanged():
+            settings = SkuSettings(
+                backorder_policy=event.backorder_policy,
+                backorder_cap=event.backorder_cap,
+                reorder_point=event.reorder_point,
+                safety_stock=event.safety_stock,
+            )
+            state = replace(state, settings=settings)
+        case _:
+            raise TypeError(f"{type(event).__name__} is not an event of a SKU's stream")
+    return _rearmed(state)
+
+
+def fold(state: SkuState, events: Iterable[EventPayload]) -> SkuState:
+    return reduce(evolve, events, state)
+
+
+def rebuild(sku: str, events: Iterable[EventPayload]) -> SkuState:
+    """A SKU's state from its whole stream."""
+    return fold(initial_state(sku), events)
+
+
+def _rearmed(state: SkuState) -> SkuState:
+    # Lines waiting means stock is about to be allocated to them (within the same decision): not a rise.
+    if state.reorder_alerted and not state.queue and state.available > state.settings.reorder_point:
+        return replace(state, reorder_alerted=False)
+    return state
+
+
+def _counted(counts: Mapping[LineRef, int], line: LineRef, delta: int) -> Mapping[LineRef, int]:
+    """`counts` with `line` changed by `delta`; a line at 0 is dropped. Copies: states are values."""
+    if delta == 0:
+        return counts
+    updated = dict(counts)
+    count = updated.get(line, 0) + delta
+    if count:
+        updated[line] = count
+    else:
+        del updated[line]
+    return updated
+
+
+def _shortened(
+    queue: Mapping[LineRef, BackorderEntry], line: LineRef, units: int
+) -> Mapping[LineRef, BackorderEntry]:
+    """`queue` with `units` fewer waiting for `line`; a line with none left leaves the queue."""
+    if units == 0:
+        return queue
+    updated = dict(queue)
+    entry = updated[line]
+    if entry.remaining > units:
+        updated[line] = replace(entry, remaining=entry.remaining - units)
+    else:
+        del updated[line]
+    return updated

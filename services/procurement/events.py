@@ -1,0 +1,193 @@
+"""Service-internal events of procurement: kept in its event log, never published.
+
+A SKU's procurement state must be rebuildable from its own stream alone, but most of what it reacts
+to arrives as other services' events (inventory's queue and stock figures, suppliers' acks, ASNs and
+receipts). Those cannot be appended to our stream as they are (their topic would make our outbox
+republish them), so each is recorded here as the fact procurement learned from it.
+Register them next to the contract's events: `EventRegistry((*CONTRACT_EVENTS, *PROCUREMENT_EVENTS))`.
+"""
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Literal, Self
+
+from pydantic import BaseModel, Field, model_validator
+
+from backbone.contracts.envelope import STRICT, EventPayload
+from backbone.contracts.events import BackorderQueueEntry
+from backbone.contracts.types import (
+    Currency,
+    Identifier,
+    Money,
+    NonNegativeQuantity,
+    Quantity,
+    Sku,
+)
+
+SupplierRole = Literal["primary", "alternate"]
+
+
+class SupplierTerms(BaseModel):
+    """What one supplier offers for a SKU."""
+
+    model_config = STRICT
+
+    supplier_id: Identifier
+    lead_time_days: int = Field(ge=0, le=365, description="Days from issuing a PO to its arrival")
+    minimum_order_quantity: Quantity = 1
+    pack_size: Quantity = Field(default=1, description="Orders are whole multiples of this")
+    unit_cost: Money
+    currency: Currency
+    role: SupplierRole
+
+
+def check_catalogue(suppliers: Sequence[SupplierTerms]) -> None:
+    """A SKU's catalogue: each supplier once and, unless empty, exactly one primary (the default choice)."""
+    ids = [s.supplier_id for s in suppliers]
+    if len(set(ids)) != len(ids):
+        raise ValueError("each supplier_id may appear once per SKU")
+    if suppliers and sum(s.role == "primary" for s in suppliers) != 1:
+        raise ValueError("a non-empty supplier catalogue needs exactly one primary supplier")
+
+
+class SupplierTermsSet(EventPayload):
+    """An admin replaced the SKU's supplier catalogue (audited; an empty list stops purchasing)."""
+
+    event_type = "SupplierTermsSet"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    suppliers: list[SupplierTerms]
+    actor: Identifier
+
+    @model_validator(mode="after")
+    def _valid_catalogue(self) -> Self:
+        check_catalogue(self.suppliers)
+        return self
+
+
+class StockPositionRecorded(EventPayload):
+    """Inventory reported the SKU's stock figures (from its ReorderPointReached)."""
+
+    event_type = "StockPositionRecorded"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    on_hand: NonNegativeQuantity
+    reserved: NonNegativeQuantity
+    available: NonNegativeQuantity
+    backordered: NonNegativeQuantity
+    reorder_point: NonNegativeQuantity
+    safety_stock: NonNegativeQuantity
+    as_of: date = Field(description="Day procurement learned the figures")
+
+
+class BackorderQueueRecorded(EventPayload):
+    """Inventory reported the SKU's whole waiting queue, in allocation order (BackorderQueueChanged)."""
+
+    event_type = "BackorderQueueRecorded"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    entries: list[BackorderQueueEntry]
+
+
+class BackorderShortfallRecorded(EventPayload):
+    """A line was backordered (StockShort) before the queue snapshot that will place it arrived.
+
+    Counts towards the demand to buy for; the line gets its place, and so its ETA, from the snapshot.
+    """
+
+    event_type = "BackorderShortfallRecorded"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    order_id: Identifier
+    line_id: Identifier
+    quantity: Quantity
+
+
+class BackorderLineReduced(EventPayload):
+    """Units of a queued line were filled (BackorderFulfilled) or cancelled (StockReleased)."""
+
+    event_type = "BackorderLineReduced"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    order_id: Identifier
+    line_id: Identifier
+    quantity: Quantity = Field(description="Units that left the queue")
+    remaining: NonNegativeQuantity = Field(description="Units of the line still waiting; 0 = it left")
+    cause: Literal["fulfilled", "released"]
+
+
+class ReservedStockReleased(EventPayload):
+    """Cancelled units that were reserved went back to free stock (StockReleased), for the queue to use."""
+
+    event_type = "ReservedStockReleased"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    order_id: Identifier
+    line_id: Identifier
+    quantity: Quantity
+
+
+class PurchaseOrderConfirmed(EventPayload):
+    """The supplier acknowledged a PO: the quantity and date it commits to (0 units = refused)."""
+
+    event_type = "PurchaseOrderConfirmed"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    po_id: Identifier
+    confirmed_quantity: NonNegativeQuantity
+    confirmed_date: date
+
+
+class ShipmentExpected(EventPayload):
+    """An advance shipping notice: units of a PO are on their way, due on a date (a repeat replaces it)."""
+
+    event_type = "ShipmentExpected"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    po_id: Identifier
+    asn_id: Identifier
+    quantity: Quantity
+    expected_date: date
+
+
+class ReceiptRecorded(EventPayload):
+    """Goods arrived: free stock rises; with the id of a PO of ours, what is on order falls too."""
+
+    event_type = "ReceiptRecorded"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    receipt_id: Identifier
+    po_id: Identifier | None
+    quantity: Quantity
+    received_on: date
+
+
+PROCUREMENT_EVENTS: tuple[type[EventPayload], ...] = (
+    SupplierTermsSet,
+    StockPositionRecorded,
+    BackorderQueueRecorded,
+    BackorderShortfallRecorded,
+    BackorderLineReduced,
+    ReservedStockReleased,
+    PurchaseOrderConfirmed,
+    ShipmentExpected,
+    ReceiptRecorded,
+)

@@ -1,0 +1,124 @@
+"""A SKU under test: builds commands with sensible defaults, applies them and keeps the event log."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TypeVar
+
+from backbone.contracts.envelope import EventPayload
+from backbone.contracts.events import CustomerTier
+from services.inventory.domain import (
+    AdjustStock,
+    BackorderPolicy,
+    CancelLine,
+    Command,
+    ReceiveGoods,
+    ReserveLine,
+    SetPolicy,
+    SkuState,
+    execute,
+    initial_state,
+    rebuild,
+)
+from services.inventory.priority import FIRST_COME_FIRST_SERVED, PriorityPolicy
+
+SKU = "JACKET-M"
+OPENING = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)  # the promotion starts
+
+E = TypeVar("E", bound=EventPayload)
+
+
+def at(minutes: int) -> datetime:
+    return OPENING + timedelta(minutes=minutes)
+
+
+def of_type(events: list[EventPayload], kind: type[E]) -> list[E]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+class SkuHarness:
+    def __init__(self, priority: PriorityPolicy = FIRST_COME_FIRST_SERVED, sku: str = SKU) -> None:
+        self.priority = priority
+        self.state: SkuState = initial_state(sku)
+        self.log: list[EventPayload] = []
+        self._receipts = 0
+
+    @property
+    def sku(self) -> str:
+        return self.state.sku
+
+    def run(self, command: Command) -> list[EventPayload]:
+        self.state, events = execute(self.state, command, self.priority)
+        self.log.extend(events)
+        return events
+
+    def reserve(
+        self,
+        order_id: str,
+        quantity: int,
+        *,
+        line_id: str = "1",
+        minute: int = 0,
+        tier: CustomerTier = "standard",
+        urgent: bool = False,
+        unit_price: Decimal = Decimal("50.00"),
+    ) -> list[EventPayload]:
+        return self.run(
+            ReserveLine(
+                sku=self.sku,
+                order_id=order_id,
+                line_id=line_id,
+                quantity=quantity,
+                placed_at=at(minute),
+                tier=tier,
+                urgent=urgent,
+                line_value=quantity * unit_price,
+            )
+        )
+
+    def receive(self, quantity: int, receipt_id: str | None = None) -> list[EventPayload]:
+        self._receipts += 1
+        receipt_id = receipt_id or f"R-{self._receipts}"
+        return self.run(ReceiveGoods(sku=self.sku, receipt_id=receipt_id, quantity=quantity))
+
+    def cancel(
+        self, order_id: str, quantity: int, *, line_id: str = "1", cancellation_id: str = "cancel-1"
+    ) -> list[EventPayload]:
+        return self.run(
+            CancelLine(
+                sku=self.sku,
+                order_id=order_id,
+                line_id=line_id,
+                quantity=quantity,
+                cancellation_id=cancellation_id,
+            )
+        )
+
+    def adjust(
+        self, delta: int, reason: str = "stock count", adjustment_id: str = "adj-1"
+    ) -> list[EventPayload]:
+        return self.run(
+            AdjustStock(sku=self.sku, delta=delta, reason=reason, actor="clerk", adjustment_id=adjustment_id)
+        )
+
+    def set_policy(
+        self,
+        policy: BackorderPolicy,
+        *,
+        cap: int | None = None,
+        reorder_point: int = 0,
+        safety_stock: int = 0,
+    ) -> list[EventPayload]:
+        return self.run(
+            SetPolicy(
+                sku=self.sku,
+                backorder_policy=policy,
+                backorder_cap=cap,
+                reorder_point=reorder_point,
+                safety_stock=safety_stock,
+                actor="buyer",
+            )
+        )
+
+    def rebuilt(self) -> SkuState:
+        """The state rebuilt from the log alone, as a projection rebuild would."""
+        return rebuild(self.sku, self.log)

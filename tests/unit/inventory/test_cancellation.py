@@ -1,0 +1,93 @@
+from backbone.contracts.events import BackorderFulfilled, BackorderQueueChanged, StockReleased
+from tests.unit.inventory.harness import SKU, SkuHarness, of_type
+
+
+def test_a_cancellation_takes_the_backordered_units_first_then_the_reserved_ones() -> None:
+    sku = SkuHarness()
+    sku.adjust(+400)
+    sku.reserve("A", 500)  # 400 reserved, 100 wait
+
+    events = sku.cancel("A", 150)
+
+    assert of_type(events, StockReleased) == [
+        StockReleased(order_id="A", line_id="1", sku=SKU, released_reserved=50, dropped_backordered=100)
+    ]
+    assert of_type(events, BackorderQueueChanged)[0].entries == []
+    state = sku.state
+    assert (state.reserved, state.available, state.backordered) == (350, 50, 0)
+
+
+def test_cancelling_part_of_the_backorder_keeps_the_reservation() -> None:
+    sku = SkuHarness()
+    sku.adjust(+4)
+    sku.reserve("A", 10)
+
+    sku.cancel("A", 5)
+
+    assert sku.state.reservations == {("A", "1"): 4}
+    assert sku.state.backordered == 1
+
+
+def test_stock_freed_by_a_cancellation_goes_to_the_next_in_the_queue() -> None:
+    sku = SkuHarness()
+    sku.adjust(+10)
+    sku.reserve("A", 10, minute=0)
+    sku.reserve("B", 4, minute=1)
+    sku.reserve("C", 4, minute=2)
+
+    events = sku.cancel("A", 6, cancellation_id="evt-cancel-A")
+
+    assert [
+        (e.order_id, e.quantity, e.remaining_backordered) for e in of_type(events, BackorderFulfilled)
+    ] == [
+        ("B", 4, 0),
+        ("C", 2, 2),
+    ]
+    assert {e.source for e in of_type(events, BackorderFulfilled)} == {"evt-cancel-A"}
+    assert [(e.order_id, e.quantity) for e in of_type(events, BackorderQueueChanged)[0].entries] == [("C", 2)]
+
+
+def test_cancelling_a_waiting_line_lets_the_next_one_move_up() -> None:
+    sku = SkuHarness()
+    sku.reserve("A", 5, minute=0)
+    sku.reserve("B", 5, minute=1)
+    sku.cancel("A", 5)
+
+    events = sku.receive(3)
+
+    assert [(e.order_id, e.quantity) for e in of_type(events, BackorderFulfilled)] == [("B", 3)]
+    assert of_type(events, BackorderFulfilled)[0].priority_reason.startswith("1st in the backorder queue")
+
+
+def test_cancelling_more_than_is_on_the_books_releases_only_what_is_there() -> None:
+    sku = SkuHarness()
+    sku.adjust(+2)
+    sku.reserve("A", 3)
+
+    [released] = of_type(sku.cancel("A", 10), StockReleased)
+
+    assert (released.released_reserved, released.dropped_backordered) == (2, 1)
+    assert sku.state.reservations == {} and sku.state.queue == {}
+
+
+def test_cancelling_a_line_that_is_not_on_the_books_changes_nothing() -> None:
+    sku = SkuHarness()
+    sku.adjust(+2)
+    sku.reserve("A", 2)
+    sku.cancel("A", 2)
+    before = sku.state
+
+    assert sku.cancel("A", 2) == []
+    assert sku.cancel("unknown", 1) == []
+    assert sku.state == before
+
+
+def test_backordered_units_are_filled_later_cancelled_or_still_waiting() -> None:
+    sku = SkuHarness()
+    sku.reserve("A", 10)
+    sku.receive(3)
+    sku.cancel("A", 4)
+
+    filled = sum(e.quantity for e in of_type(sku.log, BackorderFulfilled))
+    cancelled = sum(e.dropped_backordered for e in of_type(sku.log, StockReleased))
+    assert (filled, cancelled, sku.state.backordered) == (3, 4, 3)

@@ -1,0 +1,158 @@
+"""Random command sequences (fixed seeds) with every invariant checked after every step."""
+
+import random
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+
+from backbone.contracts.envelope import EventPayload
+from backbone.contracts.events import (
+    BackorderFulfilled,
+    BackorderQueueChanged,
+    ReorderPointReached,
+    StockAdjusted,
+    StockReleased,
+    StockReserved,
+    StockShort,
+)
+from services.inventory.domain import LineRef, SkuState, StockConflict, allocation_order
+from services.inventory.events import StockReceived
+from services.inventory.priority import FIRST_COME_FIRST_SERVED, WEIGHTED, PriorityPolicy
+from tests.unit.inventory.harness import SkuHarness, of_type
+
+TIERS = ("standard", "silver", "gold", "platinum")
+
+
+class RandomShopper:
+    """Plays random commands against a SKU and checks every invariant after each of them."""
+
+    def __init__(self, seed: int, priority: PriorityPolicy) -> None:
+        self.random = random.Random(seed)
+        self.sku = SkuHarness(priority=priority)
+        self.ordered: dict[LineRef, int] = {}
+        self.below_since_last_alert = False  # whether the last alert still covers the current stay
+        self.step = 0
+
+    def play(self, steps: int) -> None:
+        for self.step in range(steps):
+            before = self.sku.state
+            try:
+                events = self.random_command()
+            except StockConflict:
+                assert self.sku.state == before, "a refused command must change nothing"
+                continue
+            self.check_step(events, before)
+
+    def random_command(self) -> list[EventPayload]:
+        sku, rnd = self.sku, self.random
+        roll = rnd.random()
+        if roll < 0.45 or not self.ordered:
+            order_id = f"O{len(self.ordered) + 1}"
+            quantity = rnd.randint(1, 30)
+            self.ordered[LineRef(order_id, "1")] = quantity
+            return sku.reserve(
+                order_id,
+                quantity,
+                minute=rnd.randint(0, 600),
+                tier=rnd.choice(TIERS),  # type: ignore[arg-type]
+                urgent=rnd.random() < 0.2,
+                unit_price=Decimal(rnd.randint(1, 200)),
+            )
+        if roll < 0.65:
+            return sku.receive(rnd.randint(1, 40))
+        if roll < 0.8:
+            line = rnd.choice(list(self.ordered))
+            return sku.cancel(line.order_id, rnd.randint(1, 30), cancellation_id=f"c{self.step}")
+        if roll < 0.92:
+            delta = rnd.choice([d for d in range(-20, 31) if d])
+            return sku.adjust(delta, adjustment_id=f"a{self.step}")
+        policy = rnd.choice(["allow", "deny", "cap"])
+        return sku.set_policy(
+            policy,  # type: ignore[arg-type]
+            cap=rnd.randint(0, 40) if policy == "cap" else None,
+            reorder_point=rnd.randint(0, 15),
+            safety_stock=rnd.randint(0, 5),
+        )
+
+    def check_step(self, events: list[EventPayload], before: SkuState) -> None:
+        state, log = self.sku.state, self.sku.log
+        assert 0 <= state.reserved <= state.on_hand
+        assert state.reserved == sum(state.reservations.values())
+        assert all(units > 0 for units in state.reservations.values())
+        assert all(entry.remaining > 0 for entry in state.queue.values())
+        assert not state.queue or state.available == 0, "no line waits while stock is available"
+        received = sum(e.quantity for e in of_type(log, StockReceived))
+        adjusted = sum(e.delta for e in of_type(log, StockAdjusted))
+        assert state.on_hand == received + adjusted
+        assert self.sku.rebuilt() == state
+
+        queue_changes = of_type(events, BackorderQueueChanged)
+        assert len(queue_changes) == (state.queue != before.queue)
+        for change in queue_changes:
+            expected = allocation_order(state, self.sku.priority)
+            assert [(e.order_id, e.line_id, e.quantity) for e in change.entries] == [
+                (e.order_id, e.line_id, e.remaining) for e in expected
+            ]
+        newly_backordered = [e for e in of_type(events, StockShort) if e.disposition == "backordered"]
+        if newly_backordered and state.settings.backorder_policy == "cap":
+            assert state.backordered <= (state.settings.backorder_cap or 0)
+
+        self.check_reorder_alert(events)
+        self.check_every_line()
+
+    def check_reorder_alert(self, events: list[EventPayload]) -> None:
+        state = self.sku.state
+        alerts = of_type(events, ReorderPointReached)
+        assert len(alerts) <= 1
+        if alerts:
+            assert state.available <= state.settings.reorder_point
+            assert not self.below_since_last_alert, "alerted twice without rising above the point"
+            self.below_since_last_alert = True
+        elif state.available > state.settings.reorder_point:
+            self.below_since_last_alert = False
+        elif events and not self.below_since_last_alert:
+            pytest.fail(f"step {self.step}: at or below the reorder point without an alert")
+
+    def check_every_line(self) -> None:
+        state, log = self.sku.state, self.sku.log
+
+        at_placement = Counter(
+            {LineRef(e.order_id, e.line_id): e.quantity for e in of_type(log, StockReserved)}
+        )
+        shorts = of_type(log, StockShort)
+        backordered = Counter(
+            {
+                LineRef(e.order_id, e.line_id): e.short_quantity
+                for e in shorts
+                if e.disposition == "backordered"
+            }
+        )
+        rejected = Counter(
+            {LineRef(e.order_id, e.line_id): e.short_quantity for e in shorts if e.disposition == "rejected"}
+        )
+        filled: Counter[LineRef] = Counter()
+        for fill in of_type(log, BackorderFulfilled):
+            filled[LineRef(fill.order_id, fill.line_id)] += fill.quantity
+        released: Counter[LineRef] = Counter()
+        dropped: Counter[LineRef] = Counter()
+        for release in of_type(log, StockReleased):
+            released[LineRef(release.order_id, release.line_id)] += release.released_reserved
+            dropped[LineRef(release.order_id, release.line_id)] += release.dropped_backordered
+
+        for line, ordered in self.ordered.items():
+            waiting = entry.remaining if (entry := state.queue.get(line)) else 0
+            assert ordered == at_placement[line] + backordered[line] + rejected[line]
+            assert backordered[line] == filled[line] + dropped[line] + waiting
+            assert state.reservations.get(line, 0) == at_placement[line] + filled[line] - released[line]
+
+
+@pytest.mark.parametrize("priority", [FIRST_COME_FIRST_SERVED, WEIGHTED], ids=["fcfs", "weighted"])
+@pytest.mark.parametrize("seed", range(8))
+def test_invariants_hold_after_every_step_of_a_random_run(seed: int, priority: PriorityPolicy) -> None:
+    shopper = RandomShopper(seed, priority)
+    shopper.play(250)
+
+    log = shopper.sku.log
+    assert of_type(log, BackorderFulfilled), "the run should serve waiting lines"
+    assert of_type(log, StockReleased), "the run should cancel"
