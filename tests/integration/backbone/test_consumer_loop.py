@@ -164,3 +164,36 @@ async def _total(pool: asyncpg.Pool) -> int:
 async def _all_committed(kafka_bootstrap: str, group: str, topic: str) -> dict[int, int] | None:
     offsets = await committed(kafka_bootstrap, group, topic)
     return offsets if sum(o or 0 for o in offsets.values()) == 6 else None  # type: ignore[return-value]
+
+
+async def test_a_rebalance_and_a_consumer_killed_mid_stream_lose_and_double_nothing(
+    setup,  # type: ignore[no-untyped-def]
+    producer: AIOKafkaProducer,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+) -> None:
+    topic, pool, projection, first = setup
+    events = [receipt(f"SKU-{i % 5}", f"r-{i}", quantity=1 + i % 3) for i in range(300)]
+    expected = sum(e.payload.quantity for e in events)
+    second = ConsumerLoop(
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"{topic_prefix}group",
+        topics=[topic],
+        pool=pool,
+        handler=projection,
+        dead_letter_producer=producer,
+        service="test",
+        batch_size=20,
+    )
+    await publish(producer, topic, events[:150])
+    async with running(second.run()):
+        async with running(first.run()):
+            await eventually(lambda: _at_least_applied(first, second, 40), what="some of the events to apply")
+            await publish(producer, topic, events[150:])  # the first consumer is killed mid-stream
+        await eventually(lambda: _equals(_total(pool), expected), what="the survivor to apply the rest")
+    assert await pool.fetchval("SELECT count(*) FROM inbox") == 300
+    assert first.applied + second.applied == 300  # every event applied once, whoever applied it
+
+
+async def _at_least_applied(a: ConsumerLoop, b: ConsumerLoop, count: int) -> bool:
+    return a.applied + b.applied >= count
