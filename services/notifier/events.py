@@ -1,0 +1,275 @@
+"""The notifier's internal events and the `Notification` value they carry.
+
+The notifier keeps one stream per order (what it learned about the order, and which messages it
+requested) and one per SKU (back-in-stock subscriptions). What it learns from other services is recorded
+in its own terms, so its state rebuilds from its streams alone. None of these events has a topic: only
+the contract's NotificationSent and NotificationFailed are published.
+"""
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from backbone.contracts import CONTRACT_EVENTS, EventPayload, EventRegistry
+from backbone.contracts.envelope import STRICT
+from backbone.contracts.events import Customer, LineQuantity, NotificationKind, ShippingPreference
+from backbone.contracts.types import (
+    Currency,
+    Email,
+    Identifier,
+    Money,
+    NonNegativeQuantity,
+    Quantity,
+    Sku,
+    Text,
+)
+
+CancelReason = Literal["customer_request", "max_wait_exceeded", "shop_request"]
+BackorderOption = Literal["wait", "cancel_backordered", "ship_available_now"]
+
+# --- what a message says, one model per kind; templates render these fields ------------------------------
+
+
+class BackorderedContent(BaseModel):
+    model_config = STRICT
+    kind: Literal["backordered"] = "backordered"
+    sku: Sku
+    ordered: Quantity
+    available: NonNegativeQuantity = Field(description="Units of the line reserved for the customer")
+    backordered: Quantity = Field(description="Units still waiting")
+    eta: date | None = Field(description="None: no purchase order covers them yet")
+    cancel_by: date | None = Field(description="When waiting units are cancelled and refunded, if known")
+    shipping_preference: ShippingPreference
+    options: list[BackorderOption] = Field(min_length=1)
+
+
+class EtaChangedContent(BaseModel):
+    model_config = STRICT
+    kind: Literal["eta_changed"] = "eta_changed"
+    sku: Sku
+    waiting: Quantity
+    previous_eta: date | None
+    eta: date | None
+
+
+class FulfilledContent(BaseModel):
+    model_config = STRICT
+    kind: Literal["fulfilled"] = "fulfilled"
+    sku: Sku
+    filled: Quantity = Field(description="Units that arrived for the line this time")
+    still_waiting: NonNegativeQuantity
+    order_ready: bool = Field(description="No line of the order waits any more")
+
+
+class CancelledContent(BaseModel):
+    model_config = STRICT
+    kind: Literal["cancelled"] = "cancelled"
+    reason: CancelReason
+    lines: list[LineQuantity] = Field(min_length=1)
+
+
+class RefundedContent(BaseModel):
+    model_config = STRICT
+    kind: Literal["refunded"] = "refunded"
+    sku: Sku
+    quantity: Quantity
+    amount: Money
+    currency: Currency
+    reason: CancelReason
+
+
+class RejectedContent(BaseModel):
+    model_config = STRICT
+    kind: Literal["rejected"] = "rejected"
+    sku: Sku
+    ordered: Quantity
+    available: NonNegativeQuantity
+    rejected: Quantity
+    reason: Text | None
+
+
+class BackInStockContent(BaseModel):
+    model_config = STRICT
+    kind: Literal["back_in_stock"] = "back_in_stock"
+    sku: Sku
+
+
+MessageContent = Annotated[
+    BackorderedContent
+    | EtaChangedContent
+    | FulfilledContent
+    | CancelledContent
+    | RefundedContent
+    | RejectedContent
+    | BackInStockContent,
+    Field(discriminator="kind"),
+]
+
+
+class Notification(BaseModel):
+    """One message to one customer about one change. Its id is stable: the same change, decided again
+    after a redelivery or a restart, has the same id, and the delivery queue keeps one row per id."""
+
+    model_config = STRICT
+
+    notification_id: Identifier
+    customer_id: Identifier
+    email: Email
+    customer_name: Text | None
+    shop_id: Identifier
+    order_id: Identifier | None
+    line_id: Identifier | None
+    content: MessageContent
+
+    @property
+    def kind(self) -> NotificationKind:
+        return self.content.kind
+
+
+# --- per order: what the notifier learned, and what it asked to send -------------------------------------
+
+
+class OrderContactRecorded(EventPayload):
+    """Who to tell about an order, and the order's lines, as placed."""
+
+    event_type = "notifier.OrderContactRecorded"
+    topic = None
+    key_field = "order_id"
+
+    order_id: Identifier
+    shop_id: Identifier
+    customer: Customer
+    lines: list[LineQuantity] = Field(min_length=1)
+    shipping_preference: ShippingPreference
+    placed_at: AwareDatetime
+    max_wait_days: int | None
+
+
+class NotifierLineEvent(EventPayload):
+    topic = None
+    key_field = "order_id"
+
+    order_id: Identifier
+    line_id: Identifier
+    sku: Sku
+
+
+class LineShortObserved(NotifierLineEvent):
+    """Inventory could not reserve all of a line; the shortfall waits (backordered) or was refused."""
+
+    event_type = "notifier.LineShortObserved"
+
+    ordered: Quantity
+    available: NonNegativeQuantity
+    short_quantity: Quantity
+    disposition: Literal["backordered", "rejected"]
+    reason: Text | None
+    observed_at: AwareDatetime = Field(description="When inventory decided; starts the ETA grace period")
+
+
+class LineEtaObserved(NotifierLineEvent):
+    event_type = "notifier.LineEtaObserved"
+
+    eta: date | None
+
+
+class LineFillObserved(NotifierLineEvent):
+    event_type = "notifier.LineFillObserved"
+
+    quantity: Quantity
+    remaining_backordered: NonNegativeQuantity
+
+
+class CancellationObserved(EventPayload):
+    event_type = "notifier.CancellationObserved"
+    topic = None
+    key_field = "order_id"
+
+    order_id: Identifier
+    lines: list[LineQuantity] = Field(min_length=1)
+
+
+class NotificationRequested(EventPayload):
+    """The notifier decided to send this message; delivery follows (NotificationSent/Failed)."""
+
+    event_type = "notifier.NotificationRequested"
+    topic = None
+    key_field = "customer_id"
+
+    notification: Notification
+
+    @property
+    def customer_id(self) -> str:
+        return self.notification.customer_id
+
+
+# --- per SKU: back-in-stock subscriptions ---------------------------------------------------------------
+
+
+class SkuPolicyObserved(EventPayload):
+    event_type = "notifier.SkuPolicyObserved"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    backorder_policy: Literal["deny", "allow", "cap"]
+
+
+class BackInStockSubscribed(EventPayload):
+    event_type = "notifier.BackInStockSubscribed"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    customer_id: Identifier
+    email: Email
+    customer_name: Text | None
+    shop_id: Identifier
+    subscribed_at: AwareDatetime
+
+
+class BackInStockSubscriptionEnded(EventPayload):
+    """A subscription is consumed by its one message, or withdrawn by the customer."""
+
+    event_type = "notifier.BackInStockSubscriptionEnded"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    customer_id: Identifier
+    reason: Literal["notified", "unsubscribed"]
+
+
+# --- per message: delivery ------------------------------------------------------------------------------
+
+
+class DeliveryRetryScheduled(EventPayload):
+    """A channel refused a message; it is tried again at `retry_at`."""
+
+    event_type = "notifier.DeliveryRetryScheduled"
+    topic = None
+    key_field = "customer_id"
+
+    notification_id: Identifier
+    customer_id: Identifier
+    attempts: Quantity
+    error: Text
+    retry_at: AwareDatetime
+
+
+INTERNAL_EVENTS: tuple[type[EventPayload], ...] = (
+    OrderContactRecorded,
+    LineShortObserved,
+    LineEtaObserved,
+    LineFillObserved,
+    CancellationObserved,
+    NotificationRequested,
+    SkuPolicyObserved,
+    BackInStockSubscribed,
+    BackInStockSubscriptionEnded,
+    DeliveryRetryScheduled,
+)
+
+NOTIFIER_REGISTRY = EventRegistry((*CONTRACT_EVENTS, *INTERNAL_EVENTS))
+"""Decodes everything the notifier's event store holds: contract events and its internal ones."""

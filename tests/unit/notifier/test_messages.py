@@ -1,0 +1,127 @@
+"""Rendering notifications from the templates."""
+
+import json
+from datetime import date
+from decimal import Decimal
+from typing import get_args
+
+import pytest
+from jinja2 import UndefinedError
+
+from backbone.contracts.events import LineQuantity, NotificationKind
+from services.notifier.events import (
+    BackInStockContent,
+    BackorderedContent,
+    CancelledContent,
+    EtaChangedContent,
+    FulfilledContent,
+    MessageContent,
+    Notification,
+    RefundedContent,
+    RejectedContent,
+)
+from services.notifier.messages import (
+    TEMPLATES,
+    email_for,
+    long_date,
+    message_context,
+    render_email,
+    webhook_body_for,
+)
+
+BACKORDERED = BackorderedContent(
+    sku="SKU-A",
+    ordered=500,
+    available=400,
+    backordered=100,
+    eta=date(2026, 4, 1),
+    cancel_by=date(2026, 4, 15),
+    shipping_preference="ship_complete",
+    options=["wait", "cancel_backordered", "ship_available_now"],
+)
+
+ONE_OF_EACH_KIND: list[MessageContent] = [
+    BACKORDERED,
+    EtaChangedContent(sku="SKU-A", waiting=100, previous_eta=date(2026, 4, 1), eta=None),
+    FulfilledContent(sku="SKU-A", filled=30, still_waiting=70, order_ready=False),
+    CancelledContent(
+        reason="max_wait_exceeded", lines=[LineQuantity(line_id="l1", sku="SKU-A", quantity=70)]
+    ),
+    RefundedContent(
+        sku="SKU-A", quantity=70, amount=Decimal("700.00"), currency="EUR", reason="max_wait_exceeded"
+    ),
+    RejectedContent(sku="SKU-C", ordered=5, available=2, rejected=3, reason="backorders denied"),
+    BackInStockContent(sku="SKU-C"),
+]
+
+
+def notification(content: MessageContent, name: str | None = "Ada") -> Notification:
+    return Notification(
+        notification_id="n-1",
+        customer_id="c-1",
+        email="ada@example.com",
+        customer_name=name,
+        shop_id="shop-1",
+        order_id=None if content.kind == "back_in_stock" else "o-1",
+        line_id="l1" if content.kind not in ("back_in_stock", "cancelled") else None,
+        content=content,
+    )
+
+
+def test_backordered_email_gives_the_eta_and_the_three_options() -> None:
+    email = email_for(notification(BACKORDERED))
+
+    assert email.subject == "100 of 500 units of SKU-A backordered, expected 1 April 2026"
+    assert "Hello Ada," in email.body
+    assert "We expect them on 1 April 2026." in email.body
+    assert (
+        "- Wait: we send them as soon as they arrive. If they have not arrived by 15 April 2026" in email.body
+    )
+    assert "- Cancel the backordered part: we cancel the 100 waiting units and refund them" in email.body
+    assert "- Ship what is available now: we send the items in stock now" in email.body
+    assert "Order: o-1" in email.body
+
+
+def test_backordered_email_without_a_date_says_so() -> None:
+    email = email_for(
+        notification(BACKORDERED.model_copy(update={"eta": None, "cancel_by": None}), name=None)
+    )
+    assert "Hello there," in email.body
+    assert "has not given us a delivery date yet" in email.body
+    assert "expected" not in email.subject
+
+
+@pytest.mark.parametrize("content", ONE_OF_EACH_KIND, ids=lambda c: c.kind)
+def test_every_kind_renders_as_email_and_webhook(content: MessageContent) -> None:
+    message = notification(content)
+    email = email_for(message)
+    assert email.subject and "\n" not in email.subject
+    assert email.body.startswith("Hello Ada,") and email.body.endswith("Customer service\n")
+
+    body = json.loads(webhook_body_for(message))
+    assert (body["notification_id"], body["kind"], body["customer"]["email"]) == (
+        "n-1",
+        content.kind,
+        "ada@example.com",
+    )
+    assert (body["subject"], body["text"]) == (email.subject, email.body)
+    assert body["data"] == content.model_dump(mode="json", exclude={"kind"})
+
+
+def test_every_kind_has_its_templates() -> None:
+    kinds = set(get_args(NotificationKind))
+    assert kinds == {content.kind for content in ONE_OF_EACH_KIND}
+    for kind in kinds:
+        assert (TEMPLATES / "email" / f"{kind}.subject.j2").is_file()
+        assert (TEMPLATES / "email" / f"{kind}.txt.j2").is_file()
+
+
+def test_a_missing_variable_is_an_error_not_a_hole() -> None:
+    context = message_context(notification(BACKORDERED))
+    del context["eta"]
+    with pytest.raises(UndefinedError, match="eta"):
+        render_email("backordered", context)
+
+
+def test_dates_are_written_out() -> None:
+    assert long_date(date(2026, 4, 1)) == long_date("2026-04-01") == "1 April 2026"
