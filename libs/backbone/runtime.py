@@ -127,19 +127,27 @@ async def run_service(service: Service, settings: ServiceSettings) -> None:
         )
         components = [relay.run(), loop.run(), server.serve(), *(job(ctx) for job in service.background)]
         tasks = [asyncio.create_task(c) for c in components]
+        server_task = tasks[2]
         stop = asyncio.Event()
+        event_loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+            event_loop.add_signal_handler(sig, stop.set)
         stopper = asyncio.create_task(stop.wait())
         log.info("service started", http=f"http://{settings.http_host}:{settings.http_port}")
-        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-        log.info("service stopping", reason="signal" if stopper in done else "a component ended")
-        server.should_exit = True
-        for task in [*tasks, stopper]:
-            if task is not tasks[2]:
-                task.cancel()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        failures = [r for r in results if isinstance(r, Exception)]
+        try:
+            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+            log.info("service stopping", reason="signal" if stopper in done else "a component ended")
+        finally:
+            # On a signal, a failed component or our own cancellation: stop everything started here
+            # before the pool and producer close under it. The HTTP server drains instead of dying.
+            server.should_exit = True
+            for task in [*tasks, stopper]:
+                if task is not server_task:
+                    task.cancel()
+            results = await asyncio.gather(*tasks, stopper, return_exceptions=True)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                event_loop.remove_signal_handler(sig)
+        failures = [r for r in results[: len(tasks)] if isinstance(r, Exception)]
         if failures and stopper not in done:
             raise failures[0]
     finally:

@@ -1,0 +1,149 @@
+"""HTTP API of the inventory: stock queries and the audited admin commands.
+
+Admin commands run the domain like the consumer does (lock, load, decide, append, project) in one
+transaction, retried a few times on ConcurrencyError. InvalidCommand -> 422, StockConflict -> 409.
+"""
+
+import uuid
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, HTTPException, Path
+from pydantic import BaseModel, Field, ValidationError
+
+from backbone.contracts.types import Identifier, NonNegativeQuantity, Text
+from backbone.eventstore import ConcurrencyError, EventStore
+from services.inventory.domain import (
+    MAX_ON_HAND,
+    AdjustStock,
+    BackorderPolicy,
+    Command,
+    InvalidCommand,
+    SetPolicy,
+    StockConflict,
+)
+from services.inventory.handlers import Work, apply_commands, new_repository
+from services.inventory.priority import PriorityPolicy
+
+ATTEMPTS = 5
+SkuPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^\S(?:.*\S)?$")]
+
+
+class PolicyRequest(BaseModel):
+    backorder_policy: BackorderPolicy
+    backorder_cap: NonNegativeQuantity | None = None
+    reorder_point: NonNegativeQuantity = 0
+    safety_stock: NonNegativeQuantity = 0
+    actor: Identifier
+
+
+class AdjustmentRequest(BaseModel):
+    delta: int = Field(ge=-MAX_ON_HAND, le=MAX_ON_HAND, description="Units added or removed; not 0")
+    reason: Text
+    actor: Identifier
+    adjustment_id: Identifier = Field(default_factory=lambda: str(uuid.uuid4()))
+
+
+class QueueEntry(BaseModel):
+    position: int
+    order_id: str
+    line_id: str
+    quantity: int
+
+
+class StockView(BaseModel):
+    sku: str
+    version: int
+    on_hand: int
+    reserved: int
+    available: int
+    backordered: int
+    backorder_policy: str
+    backorder_cap: int | None
+    reorder_point: int
+    safety_stock: int
+    queue: list[QueueEntry]
+
+
+class CommandResult(BaseModel):
+    events: list[str] = Field(description="Types of the events the command caused, in order")
+    stock: StockView
+
+
+class AllocationView(BaseModel):
+    order_id: str
+    line_id: str
+    quantity: int
+    source: str
+    priority_reason: str
+    at: str
+    event_id: str
+
+
+async def stock_view(conn: asyncpg.Connection, sku: str) -> StockView | None:
+    row = await conn.fetchrow("SELECT * FROM stock WHERE sku = $1", sku)
+    if row is None:
+        return None
+    queue = await conn.fetch(
+        "SELECT position, order_id, line_id, quantity FROM backorder_queue WHERE sku = $1 ORDER BY position",
+        sku,
+    )
+    return StockView(**dict(row), queue=[QueueEntry(**dict(q)) for q in queue])
+
+
+def make_router(pool: asyncpg.Pool, store: EventStore, priority: PriorityPolicy) -> APIRouter:
+    router = APIRouter(tags=["inventory"])
+    repository = new_repository(store)
+
+    async def run(sku: str, build: Any) -> CommandResult:
+        try:
+            command: Command = build()
+        except ValidationError as e:
+            raise HTTPException(422, detail=e.errors(include_url=False, include_context=False)) from None
+        work = [Work(command, correlation_id=str(uuid.uuid4()))]
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    events = await apply_commands(conn, repository, store, priority, work)
+                    view = await stock_view(conn, sku)
+                break
+            except ConcurrencyError:
+                if attempt == ATTEMPTS:
+                    raise HTTPException(503, detail="the SKU is too busy; try again") from None
+            except InvalidCommand as e:
+                raise HTTPException(422, detail=str(e)) from None
+            except StockConflict as e:
+                raise HTTPException(409, detail=str(e)) from None
+        if view is None:  # a no-op on a SKU never seen
+            raise HTTPException(404, detail=f"unknown SKU {sku!r}")
+        return CommandResult(events=[e.event_type for e in events.get(sku, [])], stock=view)
+
+    @router.get("/stock/{sku}", response_model=StockView)
+    async def get_stock(sku: SkuPath) -> StockView:
+        async with pool.acquire() as conn:
+            view = await stock_view(conn, sku)
+        if view is None:
+            raise HTTPException(404, detail=f"unknown SKU {sku!r}")
+        return view
+
+    @router.put("/skus/{sku}/policy", response_model=CommandResult)
+    async def set_policy(sku: SkuPath, body: PolicyRequest) -> CommandResult:
+        return await run(sku, lambda: SetPolicy(sku=sku, **body.model_dump()))
+
+    @router.post("/skus/{sku}/adjustments", response_model=CommandResult)
+    async def adjust(sku: SkuPath, body: AdjustmentRequest) -> CommandResult:
+        return await run(sku, lambda: AdjustStock(sku=sku, **body.model_dump()))
+
+    @router.get("/skus/{sku}/allocations", response_model=list[AllocationView])
+    async def allocations(sku: SkuPath) -> list[AllocationView]:
+        rows = await pool.fetch(
+            "SELECT order_id, line_id, quantity, source, priority_reason, at, event_id"
+            " FROM allocation_audit WHERE sku = $1 ORDER BY version",
+            sku,
+        )
+        return [
+            AllocationView(**{**dict(r), "at": r["at"].isoformat(), "event_id": str(r["event_id"])})
+            for r in rows
+        ]
+
+    return router

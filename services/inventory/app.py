@@ -1,0 +1,45 @@
+"""Wiring of the inventory service: settings, the consumed topics, the handler and the HTTP routes."""
+
+from pathlib import Path
+
+from fastapi import APIRouter
+
+from backbone.consumer import Handler
+from backbone.contracts import CONTRACT_EVENTS, EventRegistry, Topic
+from backbone.runtime import Service, ServiceContext
+from backbone.settings import ServiceSettings
+from services.inventory import api, handlers
+from services.inventory.events import INVENTORY_EVENTS
+from services.inventory.priority import PriorityMode, PriorityPolicy
+
+
+class InventorySettings(ServiceSettings):
+    service_name: str = "inventory"
+    priority_mode: PriorityMode = "first_come_first_served"  # PRIORITY_MODE: who gets received stock first
+
+    @property
+    def priority(self) -> PriorityPolicy:
+        return PriorityPolicy(mode=self.priority_mode)
+
+
+def priority_of(ctx: ServiceContext) -> PriorityPolicy:
+    settings = ctx.settings
+    return settings.priority if isinstance(settings, InventorySettings) else PriorityPolicy()
+
+
+def make_handler(ctx: ServiceContext) -> Handler:
+    return handlers.make_handler(ctx.store, priority_of(ctx))
+
+
+def make_routes(ctx: ServiceContext) -> APIRouter:
+    return api.make_router(ctx.pool, ctx.store, priority_of(ctx))
+
+
+SERVICE = Service(
+    name="inventory",
+    migrations=Path(__file__).parent / "migrations",
+    consumes=[Topic.ORDERS, Topic.SUPPLIER],
+    make_handler=make_handler,
+    make_routes=make_routes,
+    registry=EventRegistry((*CONTRACT_EVENTS, *INVENTORY_EVENTS)),
+)
