@@ -20,12 +20,12 @@ from aiokafka import AIOKafkaConsumer
 from backbone.consumer import ConsumerLoop
 from backbone.contracts import Envelope, new_envelope
 from backbone.contracts.events import GoodsReceived
-from backbone.db import BACKBONE_MIGRATIONS, create_pool, migrate, migration_files
+from backbone.db import create_pool
 from backbone.eventstore import EventStore, StreamAppend
 from backbone.kafka import ensure_topics, reliable_producer
 from backbone.log import configure_logging
 from backbone.outbox import OutboxRelay
-from backbone.testing.fixtures import with_database
+from backbone.testing.databases import fresh_database
 from backbone.testing.servers import real_servers
 from backbone.testing.waiting import eventually
 
@@ -155,21 +155,12 @@ async def main(count: int, relay_batch: int, consumer_batch: int) -> None:
         await ensure_topics(
             bootstrap, [f"{prefix}raw", f"{prefix}supplier"], partitions=4, replication_factor=1
         )
-        admin = await asyncpg.connect(servers.pg_admin_url)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        dsn = with_database(servers.pg_admin_url, name)
-        try:
-            conn = await asyncpg.connect(dsn)
-            await migrate(conn, migration_files(BACKBONE_MIGRATIONS))
-            await conn.close()
+        async with fresh_database(servers.pg_admin_url, name) as dsn:
             payloads = events(count)
             print(f"backbone benchmark: {count:,} events, Kafka {bootstrap}, PostgreSQL via {servers.source}")
             await bench_raw(bootstrap, f"{prefix}raw", payloads)
             await bench_relay(dsn, bootstrap, prefix, payloads, relay_batch)  # fills {prefix}supplier
             await bench_consumer(dsn, bootstrap, f"{prefix}supplier", count, consumer_batch)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
 
 
 if __name__ == "__main__":

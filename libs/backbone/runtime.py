@@ -39,9 +39,6 @@ class ServiceContext:
     store: EventStore
     producer: AIOKafkaProducer
 
-    def topic(self, topic: Topic) -> str:
-        return topic.qualified(self.settings.topic_prefix)
-
 
 @dataclass(frozen=True)
 class Service:

@@ -31,7 +31,7 @@ def event_schemas() -> dict[str, dict[str, Any]]:
         schema = Envelope[model].model_json_schema()  # type: ignore[valid-type]
         schema["title"] = f"{model.event_type} v{model.schema_version}"
         schema["description"] = (model.__doc__ or "").strip()
-        schema["x-topic"] = f"{DEFAULT_PREFIX}{model.topic}" if model.topic else None
+        schema["x-topic"] = model.topic.qualified(DEFAULT_PREFIX) if model.topic else None
         schema["x-partition-key"] = f"payload.{model.key_field}"
         out[_schema_file(model)] = schema
     return out
@@ -44,7 +44,7 @@ def asyncapi() -> dict[str, Any]:
     for model in REGISTRY.latest_models():
         if model.topic is None:
             continue
-        topic = f"{DEFAULT_PREFIX}{model.topic}"
+        topic = model.topic.qualified(DEFAULT_PREFIX)
         broker.publisher(
             topic,
             title=f"{topic}:{model.event_type}",
@@ -89,9 +89,10 @@ def main(argv: list[str]) -> int:
     (DOCS / "events").mkdir(parents=True, exist_ok=True)
     for old in (DOCS / "events").glob("*.json"):
         old.unlink()
-    for name, text in documents().items():
+    docs = documents()
+    for name, text in docs.items():
         (DOCS / name).write_text(text)
-    print(f"wrote {len(documents())} files under {DOCS}")
+    print(f"wrote {len(docs)} files under {DOCS}")
     return 0
 
 

@@ -3,16 +3,16 @@
 import itertools
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from backbone.db import BACKBONE_MIGRATIONS, migrate, migration_files
+from backbone.contracts import Envelope
 from backbone.kafka import reliable_producer
+from backbone.testing.databases import fresh_database
 from backbone.testing.servers import Servers, real_servers
 from backbone.testing.waiting import eventually
 
@@ -22,11 +22,6 @@ _counter = itertools.count(1)
 
 def unique_name(kind: str) -> str:
     return f"t{RUN_ID}_{kind}_{next(_counter)}"
-
-
-def with_database(admin_url: str, name: str) -> str:
-    base, _, _ = admin_url.rpartition("/")
-    return f"{base}/{name}"
 
 
 @pytest.fixture(scope="session")
@@ -49,20 +44,8 @@ def topic_prefix() -> str:
 @pytest.fixture
 async def database_url(servers: Servers) -> AsyncIterator[str]:
     """A fresh database with the backbone's tables, dropped after the test."""
-    name = unique_name("db")
-    admin = await asyncpg.connect(servers.pg_admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = with_database(servers.pg_admin_url, name)
-        conn = await asyncpg.connect(url)
-        try:
-            await migrate(conn, migration_files(BACKBONE_MIGRATIONS))
-        finally:
-            await conn.close()
+    async with fresh_database(servers.pg_admin_url, unique_name("db")) as url:
         yield url
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 @pytest.fixture
@@ -71,6 +54,12 @@ async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
     await p.start()
     yield p
     await p.stop()
+
+
+async def publish(producer: AIOKafkaProducer, topic: str, envelopes: Sequence[Envelope[Any]]) -> None:
+    """Publish as the services do: JSON body, partition key, routing headers; one ack at a time."""
+    for e in envelopes:
+        await producer.send_and_wait(topic, e.to_json(), key=e.key.encode(), headers=e.headers())
 
 
 async def read_topic(

@@ -10,7 +10,7 @@ from backbone.contracts import Envelope
 from backbone.db import create_pool
 from backbone.kafka import ensure_topics
 from backbone.testing.background import running
-from backbone.testing.fixtures import read_topic
+from backbone.testing.fixtures import publish, read_topic
 from backbone.testing.waiting import eventually
 from tests.integration.backbone.events import receipt
 
@@ -63,11 +63,6 @@ async def setup(database_url: str, kafka_bootstrap: str, topic_prefix: str, prod
 
 async def units(pool: asyncpg.Pool) -> dict[str, int]:
     return {r["sku"]: r["units"] for r in await pool.fetch("SELECT sku, units FROM received")}
-
-
-async def publish(producer: AIOKafkaProducer, topic: str, envelopes: Sequence[Envelope[Any]]) -> None:
-    for e in envelopes:
-        await producer.send_and_wait(topic, e.to_json(), key=e.key.encode(), headers=e.headers())
 
 
 async def test_a_redelivered_event_has_no_second_effect(setup, producer: AIOKafkaProducer) -> None:  # type: ignore[no-untyped-def]

@@ -10,7 +10,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaProducer
 
 from backbone.contracts import Envelope, new_envelope
 from backbone.contracts.events import (
@@ -66,11 +65,6 @@ async def serving(config: InventorySettings) -> AsyncIterator[httpx.AsyncClient]
 
         await eventually(healthy, what="the inventory service to answer /health")
         yield http
-
-
-async def publish(producer: AIOKafkaProducer, topic: str, *envelopes: Envelope[Any]) -> None:
-    for e in envelopes:
-        await producer.send_and_wait(topic, e.to_json(), key=e.key.encode(), headers=e.headers())
 
 
 def order(order_id: str, sku: str, quantity: int) -> Envelope[OrderPlaced]:

@@ -15,7 +15,7 @@ from backbone.contracts import new_envelope
 from backbone.contracts.events import RefundRequested
 from backbone.eventstore import EventStore
 from backbone.kafka import ensure_topics
-from backbone.testing.fixtures import read_topic, unique_name
+from backbone.testing.fixtures import publish, read_topic, unique_name
 from backbone.testing.waiting import eventually
 from services.inventory.app import SERVICE
 from services.inventory.domain import evolve, initial_state
@@ -23,7 +23,6 @@ from services.inventory.projections import stream_id
 from tests.integration.inventory.harness import (
     cancellation,
     order,
-    publish,
     read_models,
     receipt,
     serving,
@@ -64,20 +63,20 @@ async def test_backorders_are_queued_filled_audited_and_rebuildable(
             currency="EUR",
             reason="shop_request",
         )
-        await publish(producer, orders, new_envelope(refund), order("A", sku, 500))
+        await publish(producer, orders, [new_envelope(refund), order("A", sku, 500)])
         view = await stock_reaches(http, sku, reserved=400, backordered=100)
         assert (view["on_hand"], view["available"]) == (400, 0)
         assert view["queue"] == [{"position": 1, "order_id": "A", "line_id": "1", "quantity": 100}]
 
-        await publish(producer, supplier, receipt(sku, 150, receipt_id="R1"))
+        await publish(producer, supplier, [receipt(sku, 150, receipt_id="R1")])
         view = await stock_reaches(http, sku, on_hand=550, backordered=0)
         assert (view["reserved"], view["available"], view["queue"]) == (500, 50, [])
 
-        await publish(producer, orders, order("B", sku, 80))
+        await publish(producer, orders, [order("B", sku, 80)])
         await stock_reaches(http, sku, reserved=550, backordered=30)
-        await publish(producer, orders, cancellation("A", sku, 500))  # releases 500, 30 of them fill B
+        await publish(producer, orders, [cancellation("A", sku, 500)])  # releases 500, 30 of them fill B
         await stock_reaches(http, sku, reserved=80, backordered=0, available=470)
-        await publish(producer, orders, order("C", sku, 1000))
+        await publish(producer, orders, [order("C", sku, 1000)])
         view = await stock_reaches(http, sku, on_hand=550, reserved=550, available=0, backordered=530)
         assert [(q["order_id"], q["quantity"]) for q in view["queue"]] == [("C", 530)]
 
@@ -170,8 +169,8 @@ async def test_two_instances_never_oversell(
             orders_ = [order(f"o{waves}-{i}", sku, rng.randint(1, 5)) for i in range(20)]
             demanded += sum(e.payload.lines[0].quantity for e in orders_)
             results = await asyncio.gather(
-                publish(producer, orders, *orders_[:10]),
-                publish(producer, orders, *orders_[10:]),
+                publish(producer, orders, orders_[:10]),
+                publish(producer, orders, orders_[10:]),
                 adjust(http1, sku, 7),
                 adjust(http2, sku, 3),
             )
