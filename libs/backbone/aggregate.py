@@ -39,7 +39,7 @@ class StreamRepository(Generic[S]):
     ) -> None:
         self._store = store
         self._initial = initial
-        self._evolve = evolve
+        self.evolve = evolve
         self._cache: OrderedDict[str, Loaded[S]] = OrderedDict()
         self._cache_size = cache_size
 
@@ -56,16 +56,20 @@ class StreamRepository(Generic[S]):
     def _fold(self, loaded: Loaded[S], envelopes: Sequence[Envelope[Any]], version: int) -> Loaded[S]:
         state = loaded.state
         for e in envelopes:
-            state = self._evolve(state, e.payload)
+            state = self.evolve(state, e.payload)
         last = envelopes[-1].event_id if envelopes else loaded.last_event_id
         return self._remember(Loaded(loaded.stream_id, state, version, last))
 
     def advance(
-        self, loaded: Loaded[S], new_events: Sequence[Envelope[Any]]
+        self, loaded: Loaded[S], new_events: Sequence[Envelope[Any]], folded: S | None = None
     ) -> tuple[Loaded[S], StreamAppend]:
-        """The state after `new_events` and the append that stores them (at the loaded version)."""
+        """The state after `new_events` and the append that stores them (at the loaded version).
+        `folded`: that state if the caller already evolved it (saves folding the events twice)."""
         append = StreamAppend(loaded.stream_id, loaded.version, new_events)
-        return self._fold(loaded, new_events, loaded.version + len(new_events)), append
+        version = loaded.version + len(new_events)
+        if folded is None or not new_events:
+            return self._fold(loaded, new_events, version), append
+        return self._remember(Loaded(loaded.stream_id, folded, version, new_events[-1].event_id)), append
 
     def _remember(self, loaded: Loaded[S]) -> Loaded[S]:
         # Caching an uncommitted state is safe: the next load checks it against the stored stream.

@@ -12,7 +12,6 @@ the domain rolls the batch back too; the loop re-applies it message by message a
 one that fails, with the reason.
 """
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from backbone.aggregate import StreamRepository
 from backbone.consumer import Handler
 from backbone.contracts import Envelope, new_envelope
 from backbone.contracts.events import GoodsReceived, OrderCancelled, OrderPlaced
+from backbone.decider import lock_streams
 from backbone.eventstore import EventStore, StreamAppend
 from services.inventory import projections
 from services.inventory.domain import (
@@ -54,17 +54,6 @@ def new_repository(store: EventStore) -> StreamRepository[SkuState]:
     return StreamRepository(store, lambda stream: initial_state(stream.removeprefix("sku:")), evolve)
 
 
-def _lock_key(sku: str) -> int:
-    return int.from_bytes(hashlib.blake2b(sku.encode(), digest_size=8).digest(), "big", signed=True)
-
-
-async def lock_skus(conn: asyncpg.Connection, skus: Sequence[str]) -> None:
-    """Advisory locks held until the transaction ends, taken in key order (no deadlocks)."""
-    await conn.executemany(
-        "SELECT pg_advisory_xact_lock($1)", [(key,) for key in sorted({_lock_key(s) for s in skus})]
-    )
-
-
 async def apply_commands(
     conn: asyncpg.Connection,
     repository: StreamRepository[SkuState],
@@ -77,7 +66,7 @@ async def apply_commands(
     by_sku: dict[str, list[Work]] = {}
     for w in work:
         by_sku.setdefault(w.command.sku, []).append(w)
-    await lock_skus(conn, list(by_sku))
+    await lock_streams(conn, list(by_sku))
     appends: list[StreamAppend] = []
     touched: list[projections.SkuVersion] = []
     allocations: list[projections.Allocation] = []
