@@ -1,9 +1,7 @@
 """The inventory service as outsiders see it: a running process, its topics and its HTTP API."""
 
-import contextlib
-import socket
 import uuid
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -20,51 +18,27 @@ from backbone.contracts.events import (
     OrderLine,
     OrderPlaced,
 )
-from backbone.runtime import run_service
-from backbone.testing.background import running
+from backbone.testing.service import service_settings
+from backbone.testing.service import serving as serving_service
 from backbone.testing.waiting import eventually
 from services.inventory.app import SERVICE, InventorySettings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def settings(
     database_url: str, kafka_bootstrap: str, topic_prefix: str, **overrides: Any
 ) -> InventorySettings:
-    values: dict[str, Any] = {
-        "service_name": "inventory",
-        "database_url": database_url,
-        "kafka_bootstrap_servers": kafka_bootstrap,
-        "topic_prefix": topic_prefix,
-        "http_host": "127.0.0.1",
-        "http_port": free_port(),
-        "priority_mode": "first_come_first_served",
-        "consumer_batch_size": 50,
-        **overrides,
-    }
-    return InventorySettings(**values)
+    return service_settings(
+        InventorySettings,
+        service_name="inventory",
+        database_url=database_url,
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        **{"priority_mode": "first_come_first_served", **overrides},
+    )
 
 
-@contextlib.asynccontextmanager
-async def serving(config: InventorySettings) -> AsyncIterator[httpx.AsyncClient]:
-    """The service running in this event loop; yields an HTTP client once /health answers."""
-    base_url = f"http://{config.http_host}:{config.http_port}"
-    async with running(run_service(SERVICE, config)) as task, httpx.AsyncClient(base_url=base_url) as http:
-
-        async def healthy() -> bool:
-            if task.done():
-                task.result()  # raises what made the service fail
-            try:
-                return (await http.get("/health")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await eventually(healthy, what="the inventory service to answer /health")
-        yield http
+def serving(config: InventorySettings) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    return serving_service(SERVICE, config)
 
 
 def order(order_id: str, sku: str, quantity: int) -> Envelope[OrderPlaced]:
