@@ -4,7 +4,9 @@
     python deploy/local/services.py start|stop|status
 
 Each service runs detached as `<venv python> -m services.<name>`, logging to .state/services/<name>.log,
-with its pid in .state/services/<name>.pid; `stop` signals exactly those pids.
+with its pid in .state/services/<name>.pid; `stop` signals exactly those pids. A mail sink (a real SMTP
+server on 127.0.0.1:1025 keeping messages in .state/mail, listed at http://127.0.0.1:8025/messages)
+stands in for the shop's mail relay, so the notifier's e-mails can be read.
 """
 
 from __future__ import annotations
@@ -30,18 +32,23 @@ STOP_GRACE_SECONDS = 15.0
 DEFAULT_TIMEOUT = 60.0
 
 
+MAIL_SMTP_PORT = 1025
+MAIL_HTTP_PORT = 8025
+MAILDIR = STATE_DIR / "mail"
+
+
 @dataclasses.dataclass(frozen=True)
 class Service:
     name: str
-    port: int
-
-    @property
-    def module(self) -> str:
-        return f"services.{self.name}"
+    port: int  # HTTP, answers /health
+    module: str
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def built(self) -> bool:
-        return (ROOT / "services" / self.name / "__main__.py").is_file()
+        package = ROOT / "services" / self.name
+        return not self.module.startswith("services.") or (package / "__main__.py").is_file()
 
     @property
     def log(self) -> Path:
@@ -64,7 +71,21 @@ class Service:
         return pid if pid is not None and self.is_ours(pid) else None
 
 
-ALL = [Service(name, port) for name, port in SERVICES.items()]
+MAIL_SINK = Service(
+    "mailsink",
+    MAIL_HTTP_PORT,
+    "backbone.testing.mailsink",
+    ("--smtp-port", str(MAIL_SMTP_PORT), "--http-port", str(MAIL_HTTP_PORT), "--maildir", str(MAILDIR)),
+)
+# Settings a service needs on this machine beyond its database and Kafka.
+_LOCAL_ENV = {"notifier": (("SMTP_HOST", HOST), ("SMTP_PORT", str(MAIL_SMTP_PORT)))}
+ALL = [
+    MAIL_SINK,
+    *(
+        Service(name, port, f"services.{name}", env=_LOCAL_ENV.get(name, ()))
+        for name, port in SERVICES.items()
+    ),
+]
 
 
 def _python() -> str:
@@ -88,15 +109,17 @@ def _spawn(service: Service, info: InfraInfo) -> int:
         "SERVICE_NAME": service.name,
         "HTTP_HOST": HOST,
         "HTTP_PORT": str(service.port),
-        "DATABASE_URL": info.database_urls[service.name],
         "KAFKA_BOOTSTRAP_SERVERS": info.kafka_bootstrap_servers,
         "PYTHONUNBUFFERED": "1",  # so the log shows what happened right before a crash
+        **dict(service.env),
     }
+    if service.name in info.database_urls:
+        env["DATABASE_URL"] = info.database_urls[service.name]
     if service.log.exists():
         service.log.replace(service.log.with_suffix(".log.1"))
     with service.log.open("wb") as log:
         process = subprocess.Popen(
-            [_python(), "-m", service.module],
+            [_python(), "-m", service.module, *service.args],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
