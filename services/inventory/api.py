@@ -41,7 +41,10 @@ class AdjustmentRequest(BaseModel):
     delta: int = Field(ge=-MAX_ON_HAND, le=MAX_ON_HAND, description="Units added or removed; not 0")
     reason: Text
     actor: Identifier
-    adjustment_id: Identifier = Field(default_factory=lambda: str(uuid.uuid4()))
+    adjustment_id: Identifier = Field(
+        default_factory=lambda: str(uuid.uuid4()),
+        description="Idempotency key: a repeated request with the same id is applied once",
+    )
 
 
 class QueueEntry(BaseModel):
@@ -91,6 +94,29 @@ async def stock_view(conn: asyncpg.Connection, sku: str) -> StockView | None:
     return StockView(**dict(row), queue=[QueueEntry(**dict(q)) for q in queue])
 
 
+async def _claim(conn: asyncpg.Connection, command: AdjustStock) -> bool:
+    """True if this adjustment_id is new; False for a retry of the same request; 409 if it was used for
+    another adjustment. A concurrent duplicate waits on the primary key until the first one commits."""
+    inserted = await conn.fetchval(
+        "INSERT INTO adjustment_requests (adjustment_id, sku, delta, reason, actor)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
+        command.adjustment_id,
+        command.sku,
+        command.delta,
+        command.reason,
+        command.actor,
+    )
+    if inserted:
+        return True
+    earlier = await conn.fetchrow(
+        "SELECT sku, delta, reason, actor FROM adjustment_requests WHERE adjustment_id = $1",
+        command.adjustment_id,
+    )
+    if earlier is not None and tuple(earlier) != (command.sku, command.delta, command.reason, command.actor):
+        raise StockConflict(f"adjustment_id {command.adjustment_id!r} was used for another adjustment")
+    return False
+
+
 def make_router(pool: asyncpg.Pool, store: EventStore, priority: PriorityPolicy) -> APIRouter:
     router = APIRouter(tags=["inventory"])
     repository = new_repository(store)
@@ -104,7 +130,9 @@ def make_router(pool: asyncpg.Pool, store: EventStore, priority: PriorityPolicy)
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with pool.acquire() as conn, conn.transaction():
-                    events = await apply_commands(conn, repository, store, priority, work)
+                    events = {}
+                    if not isinstance(command, AdjustStock) or await _claim(conn, command):
+                        events = await apply_commands(conn, repository, store, priority, work)
                     view = await stock_view(conn, sku)
                 break
             except ConcurrencyError:

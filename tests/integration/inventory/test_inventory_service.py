@@ -53,6 +53,13 @@ async def test_backorders_are_queued_filled_audited_and_rebuildable(
         assert opening.status_code == 200, opening.text
         assert opening.json()["events"] == ["StockAdjusted"]
         assert opening.json()["stock"]["available"] == 400
+        retried = await adjust(http, sku, 400, adjustment_id="opening")  # e.g. after a timeout
+        assert retried.status_code == 200, retried.text
+        assert retried.json()["events"] == []
+        assert retried.json()["stock"]["on_hand"] == 400
+        reused = await adjust(http, sku, 40, adjustment_id="opening")
+        assert reused.status_code == 409
+        assert "another adjustment" in reused.json()["detail"]
 
         refund = RefundRequested(
             order_id="elsewhere",
