@@ -53,6 +53,14 @@ from services.procurement.planning import (
     revised_arrival,
 )
 
+# --- errors ---------------------------------------------------------------------------------------
+
+
+class ProcurementConflict(Exception):
+    """An input contradicts what the SKU's stream knows; nothing of it is applied (the consumer
+    dead-letters it with this message, for an operator to correct at its source)."""
+
+
 # --- commands -------------------------------------------------------------------------------------
 
 
@@ -349,7 +357,8 @@ def decide(
     policy: PurchasePolicy = DEFAULT_POLICY,
 ) -> list[EventPayload]:
     """Events to append to the SKU's stream for one input: the facts it brings, then any purchase
-    (a new PO or a larger revision of an open one), then the ETA of every line whose date changed."""
+    (a new PO or a larger revision of an open one), then the ETA of every line whose date changed.
+    Raises ProcurementConflict for an input that contradicts the stream (nothing is decided)."""
     if incoming.sku != state.sku:
         raise ValueError(
             f"{type(incoming).__name__} for {incoming.sku!r} sent to the stream of {state.sku!r}"
@@ -415,6 +424,7 @@ def _facts(state: ProcurementState, incoming: Incoming, today: date) -> list[Eve
         case GoodsReceived():
             if incoming.receipt_id in state.receipt_ids:
                 return []  # an adapter re-sent the receipt under a new event id: count its goods once
+            _check_supplier(state, incoming)
             # Any receipt adds free stock; one against a PO of ours also lowers what is on order.
             return [
                 ReceiptRecorded(
@@ -452,6 +462,17 @@ def _facts(state: ProcurementState, incoming: Incoming, today: date) -> list[Eve
             raise TypeError(f"procurement does not handle {type(incoming).__name__}")
 
 
+def _check_supplier(state: ProcurementState, receipt: GoodsReceived) -> None:
+    """A receipt naming one of our POs but another supplier than the PO's is a mapping error at the
+    adapter: counting it against the PO could close an order whose goods never came."""
+    po = state.purchase_order(receipt.po_id) if receipt.po_id is not None else None
+    if po is not None and receipt.supplier_id is not None and receipt.supplier_id != po.supplier_id:
+        raise ProcurementConflict(
+            f"receipt {receipt.receipt_id} names purchase order {po.po_id} of supplier {po.supplier_id!r}"
+            f" but comes from supplier {receipt.supplier_id!r}"
+        )
+
+
 def _released(state: ProcurementState, released: StockReleased) -> list[EventPayload]:
     """Cancelled units: reserved ones become free stock (which inventory may give to the queue: a fill
     would follow), backordered ones leave the queue."""
@@ -470,17 +491,23 @@ def _released(state: ProcurementState, released: StockReleased) -> list[EventPay
     return facts
 
 
-def _purchases(state: ProcurementState, today: date, policy: PurchasePolicy) -> list[EventPayload]:
-    """At most one purchase: a larger revision of the chosen supplier's still-amendable PO if that keeps
-    its date (see PurchasePolicy), else a new PO. Rounding to the supplier's MOQ and packs makes one
-    purchase enough for the whole need."""
-    need = replenishment_need(
+def open_need(state: ProcurementState) -> int:
+    """Units the SKU needs that neither free stock nor open POs cover (see planning.replenishment_need).
+    After a decision it is 0 unless nothing can be bought: no supplier catalogue."""
+    return replenishment_need(
         backordered=state.stock.backordered,
         reorder_point=state.stock.reorder_point,
         safety_stock=state.stock.safety_stock,
         free_stock=state.stock.free_stock,
         on_order=state.on_order,
     )
+
+
+def _purchases(state: ProcurementState, today: date, policy: PurchasePolicy) -> list[EventPayload]:
+    """At most one purchase: a larger revision of the chosen supplier's still-amendable PO if that keeps
+    its date (see PurchasePolicy), else a new PO. Rounding to the supplier's MOQ and packs makes one
+    purchase enough for the whole need."""
+    need = open_need(state)
     supplier = choose_supplier(state.suppliers, policy)
     if need == 0 or supplier is None:
         return []

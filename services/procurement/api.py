@@ -1,0 +1,290 @@
+"""HTTP API of procurement: the supplier catalogue (audited admin command) and the read models.
+
+The admin command runs the domain like the consumer does (lock, load, decide, append, project) in one
+transaction, retried a few times on ConcurrencyError. Setting a catalogue re-plans the SKU at once: a
+need nothing covered yet is bought for, and the lines it serves learn their ETA. Invalid input -> 422
+with the reason, and nothing is written.
+"""
+
+import json
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal, Self
+
+import asyncpg
+from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from backbone.contracts.types import Currency, Identifier, Money, Quantity
+from backbone.decider import Input
+from backbone.eventstore import ConcurrencyError, EventStore
+from services.procurement import projections
+from services.procurement.domain import Incoming, ProcurementConflict, SetSupplierTerms
+from services.procurement.events import SupplierRole, SupplierTerms, check_catalogue
+from services.procurement.handlers import Clock, apply, new_repository
+from services.procurement.planning import PurchasePolicy
+
+ATTEMPTS = 5
+_ID_PATTERN = r"^\S(?:.*\S)?$"
+SkuPath = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID_PATTERN)]
+PoIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID_PATTERN)]
+PoStatus = Literal["open", "closed"]
+
+
+# --- request bodies ------------------------------------------------------------------------------------
+
+
+class SupplierTermsBody(BaseModel):
+    """One supplier's offer for the SKU. Whole numbers must be JSON integers ("5" and 5.0 are refused);
+    unit_cost is a decimal string or number with at most two decimals."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    supplier_id: Identifier
+    lead_time_days: int = Field(
+        strict=True, ge=0, le=365, description="Days from issuing a PO to its arrival"
+    )
+    minimum_order_quantity: Quantity = Field(default=1, strict=True, description="Smallest PO quantity")
+    pack_size: Quantity = Field(default=1, strict=True, description="PO quantities are whole multiples of it")
+    unit_cost: Money
+    currency: Currency = Field(description="ISO 4217 code, e.g. EUR")
+    role: SupplierRole = Field(description="primary: the default choice; alternate: chosen when sooner")
+
+    def terms(self) -> SupplierTerms:
+        return SupplierTerms(**self.model_dump())
+
+
+class CatalogueRequest(BaseModel):
+    """Replaces the SKU's whole supplier catalogue; an empty list stops purchasing it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    suppliers: list[SupplierTermsBody] = Field(max_length=100)
+    actor: Identifier = Field(description="Who makes the change (audited)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        check_catalogue([s.terms() for s in self.suppliers])
+        primary = next((s for s in self.suppliers if s.role == "primary"), None)
+        for s in self.suppliers:
+            if primary is not None and s.currency != primary.currency:
+                # choose_supplier cannot compare costs across currencies: such an alternate is dead weight.
+                raise ValueError(
+                    f"alternate supplier {s.supplier_id!r} quotes in {s.currency} but the primary"
+                    f" {primary.supplier_id!r} in {primary.currency}: without a common currency it"
+                    " could never be chosen"
+                )
+        return self
+
+
+# --- views ---------------------------------------------------------------------------------------------
+
+
+class SupplierTermsView(BaseModel):
+    supplier_id: str
+    role: SupplierRole
+    lead_time_days: int
+    minimum_order_quantity: int
+    pack_size: int
+    unit_cost: Decimal
+    currency: str
+
+
+class CatalogueView(BaseModel):
+    sku: str
+    suppliers: list[SupplierTermsView] = Field(description="As given; empty: the SKU is not purchased")
+    actor: str
+    updated_at: datetime
+
+
+class CatalogueChange(CatalogueView):
+    events: list[str] = Field(description="Types of the events the change caused, in order")
+
+
+class ShipmentView(BaseModel):
+    asn_id: str
+    quantity: int = Field(description="Units of the notice not received yet")
+    expected_date: date
+
+
+class PurchaseOrderView(BaseModel):
+    po_id: str
+    sku: str
+    sequence: int = Field(description="The SKU's n-th purchase order")
+    supplier_id: str
+    revision: int
+    quantity: int = Field(description="Ordered, latest revision")
+    unit_cost: Decimal
+    currency: str
+    expected_arrival: date = Field(description="Our estimate when issued: issue day + lead time")
+    confirmed_quantity: int | None = Field(description="Null until the supplier acknowledges")
+    confirmed_date: date | None
+    shipments: list[ShipmentView]
+    received_quantity: int
+    outstanding: int = Field(description="Units still to come")
+    expected_complete: date | None = Field(description="When the last outstanding unit is expected")
+    status: PoStatus
+    issued_at: datetime
+    updated_at: datetime
+
+
+class LineEtaView(BaseModel):
+    order_id: str
+    line_id: str
+    sku: str
+    position: int = Field(description="Place in the SKU's backorder queue; 1 is served first")
+    quantity: int = Field(description="Units still waiting")
+    eta: date | None = Field(description="Null: no purchase order covers the line yet")
+    po_id: str | None
+    reason: str
+    updated_at: datetime = Field(description="When this ETA was announced")
+
+
+class SkuView(BaseModel):
+    sku: str
+    version: int
+    free_stock: int = Field(description="On hand minus reserved, as procurement last learned it")
+    backordered: int
+    reorder_point: int
+    safety_stock: int
+    on_order: int = Field(description="Units open purchase orders still have to deliver")
+    open_need: int = Field(description="Units needed that nothing covers (no supplier to buy from)")
+    waiting_lines: int
+    updated_at: datetime
+    open_purchase_orders: list[PurchaseOrderView]
+    backorders: list[LineEtaView] = Field(description="Waiting lines in queue order, with their ETAs")
+
+
+# --- queries -------------------------------------------------------------------------------------------
+
+_PO_COLUMNS = (
+    "po_id, sku, sequence, supplier_id, revision, quantity, unit_cost, currency, expected_arrival,"
+    " confirmed_quantity, confirmed_date, shipments, received_quantity, outstanding, expected_complete,"
+    " status, issued_at, updated_at"
+)
+_LINE_COLUMNS = "order_id, line_id, sku, position, quantity, eta, po_id, reason, updated_at"
+
+
+def _purchase_order(row: asyncpg.Record) -> PurchaseOrderView:
+    return PurchaseOrderView(**{**dict(row), "shipments": json.loads(row["shipments"])})
+
+
+async def catalogue_view(conn: asyncpg.Connection, sku: str) -> CatalogueView | None:
+    head = await conn.fetchrow("SELECT actor, updated_at FROM supplier_catalogues WHERE sku = $1", sku)
+    if head is None:
+        return None
+    terms = await conn.fetch(
+        "SELECT supplier_id, role, lead_time_days, minimum_order_quantity, pack_size, unit_cost, currency"
+        " FROM supplier_terms WHERE sku = $1 ORDER BY position",
+        sku,
+    )
+    return CatalogueView(sku=sku, suppliers=[SupplierTermsView(**dict(t)) for t in terms], **dict(head))
+
+
+async def sku_view(conn: asyncpg.Connection, sku: str) -> SkuView | None:
+    row = await conn.fetchrow("SELECT * FROM procurement_skus WHERE sku = $1", sku)
+    if row is None:
+        return None
+    orders = await conn.fetch(
+        f"SELECT {_PO_COLUMNS} FROM purchase_orders WHERE sku = $1 AND status = 'open' ORDER BY sequence",
+        sku,
+    )
+    lines = await conn.fetch(f"SELECT {_LINE_COLUMNS} FROM line_etas WHERE sku = $1 ORDER BY position", sku)
+    return SkuView(
+        **dict(row),
+        open_purchase_orders=[_purchase_order(r) for r in orders],
+        backorders=[LineEtaView(**dict(r)) for r in lines],
+    )
+
+
+def _unprocessable(error: ValidationError) -> HTTPException:
+    return HTTPException(422, detail=error.errors(include_url=False, include_context=False))
+
+
+def make_router(pool: asyncpg.Pool, store: EventStore, policy: PurchasePolicy, clock: Clock) -> APIRouter:
+    router = APIRouter(tags=["procurement"])
+    repository = new_repository(store)
+
+    @router.put("/skus/{sku}/suppliers", response_model=CatalogueChange)
+    async def set_suppliers(sku: SkuPath, body: CatalogueRequest) -> CatalogueChange:
+        """Replace the SKU's supplier catalogue. A need nothing covered yet is bought for at once."""
+        try:
+            command = SetSupplierTerms(
+                sku=sku, suppliers=[s.terms() for s in body.suppliers], actor=body.actor
+            )
+        except ValidationError as e:
+            raise _unprocessable(e) from None
+        inputs: list[Input[Incoming]] = [
+            Input(projections.stream_id(sku), command, correlation_id=str(uuid.uuid4()))
+        ]
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    decided = await apply(conn, store, repository, inputs, today=clock(), policy=policy)
+                    view = await catalogue_view(conn, sku)
+                break
+            except ConcurrencyError:
+                if attempt == ATTEMPTS:
+                    raise HTTPException(503, detail="the SKU is too busy; try again") from None
+            except ProcurementConflict as e:
+                raise HTTPException(409, detail=str(e)) from None
+        if view is None:  # the command always records the catalogue, so this is a bug, not bad input
+            raise HTTPException(500, detail=f"the catalogue of {sku!r} was not stored")
+        events = [e.event_type for d in decided for e in d.events]
+        return CatalogueChange(**view.model_dump(), events=events)
+
+    @router.get("/skus/{sku}/suppliers", response_model=CatalogueView)
+    async def get_suppliers(sku: SkuPath) -> CatalogueView:
+        async with pool.acquire() as conn:
+            view = await catalogue_view(conn, sku)
+        if view is None:
+            raise HTTPException(404, detail=f"no supplier catalogue was set for SKU {sku!r}")
+        return view
+
+    @router.get("/skus/{sku}", response_model=SkuView)
+    async def get_sku(sku: SkuPath) -> SkuView:
+        """The SKU's stock position, its open purchase orders and its waiting lines' ETAs."""
+        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            view = await sku_view(conn, sku)
+        if view is None:
+            raise HTTPException(404, detail=f"procurement knows nothing of SKU {sku!r}")
+        return view
+
+    @router.get("/purchase-orders", response_model=list[PurchaseOrderView])
+    async def list_purchase_orders(
+        sku: Annotated[str | None, Query(min_length=1, max_length=128, pattern=_ID_PATTERN)] = None,
+        status: PoStatus | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[PurchaseOrderView]:
+        """Purchase orders by SKU and issue order, optionally of one SKU and/or status."""
+        rows = await pool.fetch(
+            f"SELECT {_PO_COLUMNS} FROM purchase_orders"
+            " WHERE ($1::text IS NULL OR sku = $1) AND ($2::text IS NULL OR status = $2)"
+            " ORDER BY sku, sequence LIMIT $3 OFFSET $4",
+            sku,
+            status,
+            limit,
+            offset,
+        )
+        return [_purchase_order(r) for r in rows]
+
+    @router.get("/purchase-orders/{po_id}", response_model=PurchaseOrderView)
+    async def get_purchase_order(po_id: PoIdPath) -> PurchaseOrderView:
+        row = await pool.fetchrow(f"SELECT {_PO_COLUMNS} FROM purchase_orders WHERE po_id = $1", po_id)
+        if row is None:
+            raise HTTPException(404, detail=f"unknown purchase order {po_id!r}")
+        return _purchase_order(row)
+
+    @router.get("/etas", response_model=list[LineEtaView])
+    async def get_etas(
+        order_id: Annotated[str, Query(min_length=1, max_length=128, pattern=_ID_PATTERN)],
+    ) -> list[LineEtaView]:
+        """The ETA of each of the order's lines still waiting for stock ([] if none waits)."""
+        rows = await pool.fetch(
+            f"SELECT {_LINE_COLUMNS} FROM line_etas WHERE order_id = $1 ORDER BY line_id, sku", order_id
+        )
+        return [LineEtaView(**dict(r)) for r in rows]
+
+    return router

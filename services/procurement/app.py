@@ -1,0 +1,85 @@
+"""Wiring of the procurement service: settings, the consumed topics, the handler and the HTTP routes."""
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from fastapi import APIRouter
+from pydantic import Field
+
+from backbone.consumer import Handler
+from backbone.contracts import CONTRACT_EVENTS, EventRegistry, Topic
+from backbone.runtime import Service, ServiceContext
+from backbone.settings import ServiceSettings
+from services.procurement import api, handlers
+from services.procurement.events import PROCUREMENT_EVENTS
+from services.procurement.handlers import Clock
+from services.procurement.planning import DEFAULT_POLICY, PurchasePolicy
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+class ProcurementSettings(ServiceSettings):
+    service_name: str = "procurement"
+    alternate_min_days_sooner: int = Field(
+        default=DEFAULT_POLICY.alternate_min_days_sooner,
+        ge=0,
+        le=365,
+        description="ALTERNATE_MIN_DAYS_SOONER: an alternate supplier is chosen over the primary only if it"
+        " arrives sooner by more than this many days",
+    )
+    alternate_max_cost_premium: Decimal = Field(
+        default=DEFAULT_POLICY.alternate_max_cost_premium,
+        ge=0,
+        le=10,
+        decimal_places=4,
+        description="ALTERNATE_MAX_COST_PREMIUM: how much dearer per unit than the primary an alternate may"
+        " be, as a fraction (0.10 = 10 %)",
+    )
+    enlarge_max_delay_days: int = Field(
+        default=DEFAULT_POLICY.enlarge_max_delay_days,
+        ge=0,
+        le=365,
+        description="ENLARGE_MAX_DELAY_DAYS: an open, unconfirmed PO is enlarged instead of issuing a new"
+        " one only if that delays it by at most this many days (0: never delay promised lines)",
+    )
+
+    @property
+    def policy(self) -> PurchasePolicy:
+        return PurchasePolicy(
+            alternate_min_days_sooner=self.alternate_min_days_sooner,
+            alternate_max_cost_premium=self.alternate_max_cost_premium,
+            enlarge_max_delay_days=self.enlarge_max_delay_days,
+        )
+
+
+def policy_of(ctx: ServiceContext) -> PurchasePolicy:
+    settings = ctx.settings
+    return settings.policy if isinstance(settings, ProcurementSettings) else DEFAULT_POLICY
+
+
+REGISTRY = EventRegistry((*CONTRACT_EVENTS, *PROCUREMENT_EVENTS))
+
+
+def build_service(clock: Clock = utc_today) -> Service:
+    """The service; `clock` is replaceable so that tests can fix the day decisions are made on."""
+
+    def make_handler(ctx: ServiceContext) -> Handler:
+        return handlers.make_handler(ctx.store, policy_of(ctx), clock)
+
+    def make_routes(ctx: ServiceContext) -> APIRouter:
+        return api.make_router(ctx.pool, ctx.store, policy_of(ctx), clock)
+
+    return Service(
+        name="procurement",
+        migrations=Path(__file__).parent / "migrations",
+        consumes=[Topic.INVENTORY, Topic.SUPPLIER],
+        make_handler=make_handler,
+        make_routes=make_routes,
+        registry=REGISTRY,
+    )
+
+
+SERVICE = build_service()

@@ -1,0 +1,337 @@
+"""Read models of procurement (tables in migrations/001_procurement.sql), derived from the event log.
+
+Rows are written from the folded state of every SKU a transaction touched (the decider has it, and it
+is authoritative), plus the few facts the state does not keep, taken from the new events themselves
+(`Details`): who set the catalogue and when, when a PO was issued and last changed, and the PO and
+reason of each line's latest ETA announcement. Each table is only rewritten when an event of the batch
+concerns it, so a receipt does not rewrite a long queue.
+
+`rebuild(conn)` truncates them and re-derives them from the log through the same `update`, so a rebuilt
+read model equals the live one.
+"""
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from backbone.contracts import Envelope
+from backbone.contracts.events import BackorderEtaUpdated, PurchaseOrderIssued
+from backbone.decider import Decided
+from backbone.eventstore import EventStore
+from services.procurement.domain import ProcurementState, PurchaseOrder, evolve, initial_state, open_need
+from services.procurement.eta import LineKey, line_key
+from services.procurement.events import (
+    BackorderLineReduced,
+    BackorderQueueRecorded,
+    PurchaseOrderConfirmed,
+    ReceiptRecorded,
+    ShipmentExpected,
+    SupplierTermsSet,
+)
+
+STREAM_PREFIX = "sku:"
+NOT_ANNOUNCED = "no ETA announced yet"
+
+
+def stream_id(sku: str) -> str:
+    return f"{STREAM_PREFIX}{sku}"
+
+
+def sku_of(stream: str) -> str:
+    return stream.removeprefix(STREAM_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    po_id: str | None
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueChange:
+    actor: str
+    at: datetime
+
+
+@dataclass(slots=True)
+class Details:
+    """What the read models need from a SKU's new events beyond its folded state (latest wins)."""
+
+    last_event_at: datetime | None = None
+    catalogue: CatalogueChange | None = None
+    po_issued_at: dict[str, datetime] = field(default_factory=dict)
+    po_changed_at: dict[str, datetime] = field(default_factory=dict)
+    announcements: dict[LineKey, Announcement] = field(default_factory=dict)
+    queue_touched: bool = False  # the lines, their order or their ETAs may have changed
+
+    def add(self, envelope: Envelope[Any]) -> None:
+        e, at = envelope.payload, envelope.occurred_at
+        self.last_event_at = at
+        match e:
+            case SupplierTermsSet():
+                self.catalogue = CatalogueChange(e.actor, at)
+            case PurchaseOrderIssued():
+                self.po_issued_at.setdefault(e.po_id, at)
+                self.po_changed_at[e.po_id] = at
+            case PurchaseOrderConfirmed() | ShipmentExpected():
+                self.po_changed_at[e.po_id] = at
+            case ReceiptRecorded() if e.po_id is not None:
+                self.po_changed_at[e.po_id] = at
+            case BackorderEtaUpdated():
+                self.announcements[line_key(e)] = Announcement(e.po_id, e.reason, at)
+                self.queue_touched = True
+            case BackorderQueueRecorded() | BackorderLineReduced():
+                self.queue_touched = True
+            case _:
+                pass
+
+    @classmethod
+    def of(cls, envelopes: Iterable[Envelope[Any]]) -> "Details":
+        details = cls()
+        for envelope in envelopes:
+            details.add(envelope)
+        return details
+
+
+@dataclass(frozen=True, slots=True)
+class SkuChange:
+    """A SKU stream after a transaction: its state and version, and the details of its new events."""
+
+    state: ProcurementState
+    version: int
+    details: Details
+
+    @classmethod
+    def of(cls, decided: Decided[ProcurementState]) -> "SkuChange":
+        return cls(decided.state, decided.version, Details.of(decided.events))
+
+
+# --- SQL -----------------------------------------------------------------------------------------------
+
+_UPSERT_SKUS = """
+INSERT INTO procurement_skus (sku, version, free_stock, backordered, reorder_point, safety_stock,
+                              on_order, open_need, waiting_lines, updated_at)
+SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::int[], $6::int[],
+                     $7::int[], $8::int[], $9::int[], $10::timestamptz[])
+ON CONFLICT (sku) DO UPDATE SET
+    version = excluded.version, free_stock = excluded.free_stock, backordered = excluded.backordered,
+    reorder_point = excluded.reorder_point, safety_stock = excluded.safety_stock,
+    on_order = excluded.on_order, open_need = excluded.open_need, waiting_lines = excluded.waiting_lines,
+    updated_at = excluded.updated_at
+WHERE procurement_skus.version < excluded.version
+"""
+
+_UPSERT_CATALOGUES = """
+INSERT INTO supplier_catalogues (sku, actor, updated_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
+ON CONFLICT (sku) DO UPDATE SET actor = excluded.actor, updated_at = excluded.updated_at
+"""
+
+_INSERT_TERMS = """
+INSERT INTO supplier_terms (sku, position, supplier_id, role, lead_time_days, minimum_order_quantity,
+                            pack_size, unit_cost, currency)
+SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::int[], $7::int[],
+                     $8::numeric[], $9::text[])
+"""
+
+_UPSERT_POS = """
+INSERT INTO purchase_orders (po_id, sku, sequence, supplier_id, revision, quantity, unit_cost, currency,
+                             expected_arrival, confirmed_quantity, confirmed_date, shipments,
+                             received_quantity, outstanding, expected_complete, status, issued_at,
+                             updated_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::int[], $7::numeric[],
+                     $8::text[], $9::date[], $10::int[], $11::date[], $12::jsonb[], $13::int[], $14::int[],
+                     $15::date[], $16::text[], $17::timestamptz[], $18::timestamptz[])
+ON CONFLICT (po_id) DO UPDATE SET
+    supplier_id = excluded.supplier_id, revision = excluded.revision, quantity = excluded.quantity,
+    unit_cost = excluded.unit_cost, currency = excluded.currency,
+    expected_arrival = excluded.expected_arrival, confirmed_quantity = excluded.confirmed_quantity,
+    confirmed_date = excluded.confirmed_date, shipments = excluded.shipments,
+    received_quantity = excluded.received_quantity, outstanding = excluded.outstanding,
+    expected_complete = excluded.expected_complete, status = excluded.status,
+    updated_at = excluded.updated_at
+"""
+
+_SELECT_ANNOUNCEMENTS = """
+SELECT sku, order_id, line_id, po_id, reason, updated_at FROM line_etas WHERE sku = ANY($1::text[])
+"""
+
+_INSERT_LINES = """
+INSERT INTO line_etas (sku, order_id, line_id, position, quantity, eta, po_id, reason, updated_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::date[], $7::text[],
+                     $8::text[], $9::timestamptz[])
+"""
+
+
+def _columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+def _last_event_at(change: SkuChange) -> datetime:
+    if change.details.last_event_at is None:
+        raise ValueError(f"a change of {change.state.sku!r} without events has nothing to project")
+    return change.details.last_event_at
+
+
+def _expected_complete(po: PurchaseOrder) -> date | None:
+    arrivals = po.arrivals()
+    return max(a.expected_date for a in arrivals) if arrivals else None
+
+
+def _shipments_json(po: PurchaseOrder) -> str:
+    shipments = sorted(po.shipments, key=lambda s: (s.expected_date, s.asn_id))
+    return json.dumps(
+        [
+            {"asn_id": s.asn_id, "quantity": s.quantity, "expected_date": s.expected_date.isoformat()}
+            for s in shipments
+        ]
+    )
+
+
+def _po_rows(change: SkuChange) -> list[tuple[Any, ...]]:
+    details, rows = change.details, []
+    for sequence, po in enumerate(change.state.purchase_orders, start=1):
+        changed_at = details.po_changed_at.get(po.po_id)
+        if changed_at is None:
+            continue
+        rows.append(
+            (
+                po.po_id,
+                change.state.sku,
+                sequence,
+                po.supplier_id,
+                po.revision,
+                po.quantity,
+                po.unit_cost,
+                po.currency,
+                po.expected_arrival,
+                po.confirmed_quantity,
+                po.confirmed_date,
+                _shipments_json(po),
+                po.received,
+                po.outstanding,
+                _expected_complete(po),
+                "open" if po.is_open else "closed",
+                # Only the first revision's event knows when the PO was issued; on an update the
+                # stored issued_at is kept (the upsert does not set it), so any value does here.
+                details.po_issued_at.get(po.po_id, changed_at),
+                changed_at,
+            )
+        )
+    return rows
+
+
+async def _write_lines(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None:
+    """Rewrite the waiting lines of the SKUs whose queue or ETAs changed. A line without a new
+    announcement keeps the PO and reason of its last one, read back from the table."""
+    changes = [c for c in changes if c.details.queue_touched]
+    if not changes:
+        return
+    skus = [c.state.sku for c in changes]
+    stored = {
+        (r["sku"], r["order_id"], r["line_id"]): Announcement(r["po_id"], r["reason"], r["updated_at"])
+        for r in await conn.fetch(_SELECT_ANNOUNCEMENTS, skus)
+    }
+    rows = []
+    for c in changes:
+        sku, announced = c.state.sku, c.state.announced_etas
+        for position, entry in enumerate(c.state.queue, start=1):
+            key = line_key(entry)
+            latest = c.details.announcements.get(key) or stored.get((sku, *key))
+            if latest is None:
+                # Unreachable while every line is announced as it joins the queue; kept safe regardless.
+                latest = Announcement(None, NOT_ANNOUNCED, _last_event_at(c))
+            eta = announced.get(key)
+            rows.append((sku, *key, position, entry.quantity, eta, latest.po_id, latest.reason, latest.at))
+    await conn.execute("DELETE FROM line_etas WHERE sku = ANY($1::text[])", skus)
+    if rows:
+        await conn.execute(_INSERT_LINES, *_columns(rows, 9))
+
+
+async def update(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None:
+    """Write the read models of the given SKUs (in the caller's transaction)."""
+    if not changes:
+        return
+    skus = [
+        (
+            c.state.sku,
+            c.version,
+            c.state.stock.free_stock,
+            c.state.stock.backordered,
+            c.state.stock.reorder_point,
+            c.state.stock.safety_stock,
+            c.state.on_order,
+            open_need(c.state),
+            len(c.state.queue),
+            _last_event_at(c),
+        )
+        for c in changes
+    ]
+    await conn.execute(_UPSERT_SKUS, *_columns(skus, 10))
+
+    catalogues = [(c.state, c.details.catalogue) for c in changes if c.details.catalogue is not None]
+    if catalogues:
+        heads = [(state.sku, set_by.actor, set_by.at) for state, set_by in catalogues]
+        await conn.execute(_UPSERT_CATALOGUES, *_columns(heads, 3))
+        await conn.execute(
+            "DELETE FROM supplier_terms WHERE sku = ANY($1::text[])", [sku for sku, _, _ in heads]
+        )
+        terms = [
+            (
+                state.sku,
+                position,
+                t.supplier_id,
+                t.role,
+                t.lead_time_days,
+                t.minimum_order_quantity,
+                t.pack_size,
+                t.unit_cost,
+                t.currency,
+            )
+            for state, _ in catalogues
+            for position, t in enumerate(state.suppliers, start=1)
+        ]
+        if terms:
+            await conn.execute(_INSERT_TERMS, *_columns(terms, 9))
+
+    orders = [row for c in changes for row in _po_rows(c)]
+    if orders:
+        await conn.execute(_UPSERT_POS, *_columns(orders, 18))
+
+    await _write_lines(conn, changes)
+
+
+async def rebuild(conn: asyncpg.Connection, store: EventStore, page_size: int = 1000) -> int:
+    """Truncate the read models and re-derive them from the whole log; returns the SKUs rebuilt.
+
+    Run it in a transaction: TRUNCATE locks the tables first, so a live writer waits and then writes
+    its (newer) state over the rebuilt one.
+    """
+    await conn.execute(
+        "TRUNCATE procurement_skus, supplier_catalogues, supplier_terms, purchase_orders, line_etas"
+    )
+    states: dict[str, ProcurementState] = {}
+    versions: dict[str, int] = {}
+    details: dict[str, Details] = {}
+    position = 0
+    while page := await store.read_all(conn, after_position=position, limit=page_size):
+        position = page[-1].global_position
+        for stored in page:
+            if not stored.stream_id.startswith(STREAM_PREFIX):
+                continue
+            sku = sku_of(stored.stream_id)
+            state = states.get(sku) or initial_state(sku)
+            states[sku] = evolve(state, stored.envelope.payload)
+            versions[sku] = stored.stream_version
+            details.setdefault(sku, Details()).add(stored.envelope)
+    await update(conn, [SkuChange(states[sku], versions[sku], details[sku]) for sku in states])
+    return len(states)
