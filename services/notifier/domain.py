@@ -1,14 +1,16 @@
 """The notifier's domain: which message each change deserves, exactly once, and how delivery is retried.
 
-Pure: no I/O and no clock. Three small deciders, each over its own stream:
+Pure: no I/O and no clock. Three kinds of small deciders, each over its own stream:
 
 - per order (`decide_order`/`evolve_order`): from the contract events about an order, record what the
   notifier learns and request one `Notification` per customer per meaningful change;
 - per SKU (`decide_sku`/`evolve_sku`): back-in-stock subscriptions, each consumed by its one message;
-- per message (`delivered`/`delivery_failed`): NotificationSent, a retry with exponential backoff, or
-  NotificationFailed once the attempts are exhausted.
-A stream before its first event is `initial_order_facts(order_id)` or `initial_sku_watch(sku)`; the
-stream ids are `order_stream_id(order_id)` ("order:<id>") and `sku_stream_id(sku)` ("sku:<sku>").
+- per message (`decide_delivery`/`evolve_delivery` over `delivered`/`delivery_failed`): NotificationSent,
+  a retry with exponential backoff, or NotificationFailed once the attempts are exhausted; each attempt
+  is recorded once, and nothing after the final outcome.
+A stream before its first event is `initial_order_facts(order_id)`, `initial_sku_watch(sku)` or
+`initial_delivery(notification_id)`; the stream ids are `order_stream_id(order_id)` ("order:<id>"),
+`sku_stream_id(sku)` ("sku:<sku>") and `delivery_stream_id(notification_id)` ("delivery:<id>").
 
 Exactly one message per change: every notification has a stable id (`notification_id`) computed from its
 subject (order and line, or SKU and customer), its kind and the change's distinguishing value. The state
@@ -721,7 +723,74 @@ def delivery_failed(
     return DeliveryRetryScheduled(
         notification_id=notification.notification_id,
         customer_id=notification.customer_id,
+        channel=destination.channel,
+        recipient=destination.recipient,
         attempts=attempts,
         error=error,
         retry_at=now + policy.delay_after(attempts),
     )
+
+
+# --- per message: the delivery stream ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """What the log says about one notification's delivery: attempts recorded, and the final outcome."""
+
+    notification_id: str
+    attempts: int = 0
+    outcome: Literal["sent", "failed"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    """The result of attempt number `attempt` to send `notification` to `destination`, finished at `at`.
+    `error` None: the channel accepted the message; `permanent`: it said the message can never go out."""
+
+    notification: Notification
+    destination: Destination
+    attempt: int
+    at: datetime
+    policy: RetryPolicy
+    error: str | None = None
+    permanent: bool = False
+
+
+def delivery_stream_id(notification_id: str) -> str:
+    return f"delivery:{notification_id}"
+
+
+def initial_delivery(notification_id: str) -> DeliveryState:
+    return DeliveryState(notification_id=notification_id)
+
+
+def decide_delivery(state: DeliveryState, attempt: DeliveryAttempt) -> list[EventPayload]:
+    """Record an attempt's outcome once: nothing after the final outcome, nor for an attempt that is not
+    the next one (a second worker whose lease ran out records nothing over the first one's result)."""
+    if state.outcome is not None or attempt.attempt != state.attempts + 1:
+        return []
+    if attempt.error is None:
+        return [delivered(attempt.notification, attempt.destination, attempt.attempt)]
+    return [
+        delivery_failed(
+            attempt.notification,
+            attempt.destination,
+            attempt.attempt,
+            attempt.error,
+            attempt.at,
+            attempt.policy,
+            permanent=attempt.permanent,
+        )
+    ]
+
+
+def evolve_delivery(state: DeliveryState, event: EventPayload) -> DeliveryState:
+    match event:
+        case DeliveryRetryScheduled():
+            return replace(state, attempts=event.attempts)
+        case NotificationSent():
+            return replace(state, attempts=event.attempts, outcome="sent")
+        case NotificationFailed():
+            return replace(state, attempts=event.attempts, outcome="failed")
+    raise TypeError(f"{type(event).__name__} is not an event of a notifier delivery stream")

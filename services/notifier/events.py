@@ -13,7 +13,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from backbone.contracts import CONTRACT_EVENTS, EventPayload, EventRegistry
 from backbone.contracts.envelope import STRICT
-from backbone.contracts.events import Customer, LineQuantity, NotificationKind, ShippingPreference
+from backbone.contracts.events import Channel, Customer, LineQuantity, NotificationKind, ShippingPreference
 from backbone.contracts.types import (
     Currency,
     Email,
@@ -253,6 +253,8 @@ class DeliveryRetryScheduled(EventPayload):
 
     notification_id: Identifier
     customer_id: Identifier
+    channel: Channel
+    recipient: Text = Field(description="The email address or webhook URL that refused it")
     attempts: Quantity
     error: Text
     retry_at: AwareDatetime

@@ -4,15 +4,27 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from backbone.contracts import EventPayload
 from backbone.contracts.events import NotificationFailed, NotificationSent
 from services.notifier.domain import (
+    DeliveryAttempt,
+    DeliveryState,
     Destination,
     RetryPolicy,
+    decide_delivery,
     delivered,
     delivery_failed,
+    delivery_stream_id,
     destination_for,
+    evolve_delivery,
+    initial_delivery,
 )
-from services.notifier.events import BackInStockContent, DeliveryRetryScheduled, Notification
+from services.notifier.events import (
+    BackInStockContent,
+    DeliveryRetryScheduled,
+    Notification,
+    NotificationRequested,
+)
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy(
@@ -49,6 +61,8 @@ def test_a_failed_attempt_is_retried_after_its_delay() -> None:
     assert outcome == DeliveryRetryScheduled(
         notification_id="n-1",
         customer_id="c-1",
+        channel="email",
+        recipient="ada@example.com",
         attempts=3,
         error="451 try later",
         retry_at=NOW + timedelta(seconds=120),
@@ -102,3 +116,62 @@ def test_a_shop_with_a_webhook_gets_the_message() -> None:
     assert destination_for(MESSAGE, "https://shop.example/hooks") == Destination(
         channel="webhook", recipient="https://shop.example/hooks"
     )
+
+
+def attempt(number: int, error: str | None = None, permanent: bool = False) -> DeliveryAttempt:
+    return DeliveryAttempt(
+        notification=MESSAGE,
+        destination=EMAIL,
+        attempt=number,
+        at=NOW,
+        policy=POLICY,
+        error=error,
+        permanent=permanent,
+    )
+
+
+class DeliveryStream:
+    def __init__(self) -> None:
+        self.state: DeliveryState = initial_delivery("n-1")
+
+    def record(self, outcome: DeliveryAttempt) -> list[EventPayload]:
+        events = decide_delivery(self.state, outcome)
+        for event in events:
+            self.state = evolve_delivery(self.state, event)
+        return events
+
+
+def test_attempts_are_recorded_in_turn_until_the_channel_accepts() -> None:
+    stream = DeliveryStream()
+    (first,) = stream.record(attempt(1, error="451 busy"))
+    (second,) = stream.record(attempt(2, error="451 busy"))
+    assert isinstance(first, DeliveryRetryScheduled) and isinstance(second, DeliveryRetryScheduled)
+    assert (first.retry_at, second.retry_at) == (NOW + timedelta(seconds=30), NOW + timedelta(seconds=60))
+    (sent,) = stream.record(attempt(3))
+    assert sent == delivered(MESSAGE, EMAIL, attempts=3)
+    assert stream.state == DeliveryState(notification_id="n-1", attempts=3, outcome="sent")
+
+
+def test_an_attempt_is_recorded_once_and_nothing_after_the_outcome() -> None:
+    stream = DeliveryStream()
+    assert stream.record(attempt(1, error="451 busy")) != []
+    # A worker whose lease ran out reports attempt 1 again, or skips ahead: neither is recorded.
+    assert stream.record(attempt(1)) == []
+    assert stream.record(attempt(3)) == []
+    (failed,) = stream.record(attempt(2, error="550 no such user", permanent=True))
+    assert isinstance(failed, NotificationFailed)
+    assert stream.state.outcome == "failed"
+    assert stream.record(attempt(3)) == []
+
+
+def test_the_last_allowed_attempt_ends_the_stream_as_failed() -> None:
+    stream = DeliveryStream()
+    outcomes = [stream.record(attempt(n, error="451 busy")) for n in range(1, POLICY.max_attempts + 1)]
+    assert [type(e) for (e,) in outcomes] == [DeliveryRetryScheduled] * 4 + [NotificationFailed]
+    assert stream.state == DeliveryState(notification_id="n-1", attempts=5, outcome="failed")
+
+
+def test_a_delivery_stream_holds_only_delivery_events() -> None:
+    with pytest.raises(TypeError):
+        evolve_delivery(initial_delivery("n-1"), NotificationRequested(notification=MESSAGE))
+    assert delivery_stream_id("n-1") == "delivery:n-1"

@@ -1,0 +1,159 @@
+"""The two delivery channels: email through the mail relay (aiosmtplib) and the shop's webhook (httpx).
+
+A send returns when the channel accepted the message, or raises `DeliveryFailure` saying why and whether
+trying again can help. Both name the notification, so a receiver can drop the rare resend after a crash
+between sending and recording the outcome: the email's Message-ID is derived from the notification id,
+and the webhook call carries it as its Idempotency-Key.
+
+What counts as permanent (NotificationFailed at once instead of retries): a 5xx refusal of the recipient
+or of the message itself, a webhook's 400/410/413/415/422, a message that cannot be built. Everything
+else -- connection errors, timeouts, 4xx SMTP replies, authentication or TLS trouble, other HTTP
+statuses -- is retried: misconfiguration is fixed by an operator while the retries run, and should not
+have failed every message in the meantime.
+"""
+
+from datetime import UTC, datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+import aiosmtplib
+import httpx
+
+from services.notifier.events import Notification
+from services.notifier.messages import email_for, webhook_body_for
+from services.notifier.settings import NotifierSettings
+
+
+class DeliveryFailure(Exception):
+    """The channel did not take the message; `permanent`: it never will."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+# --- email --------------------------------------------------------------------------------------------------
+
+
+def message_id(notification_id: str, sender_address: str) -> str:
+    """The same notification always gets the same Message-ID, in the sender's domain (RFC 5322)."""
+    domain = sender_address.rpartition("@")[2] or "localhost"
+    return f"<{notification_id}@{domain}>"
+
+
+def build_email(notification: Notification, sender: str, sender_address: str, now: datetime) -> EmailMessage:
+    """The email of a notification, addressed to its customer. Raises DeliveryFailure (permanent) if the
+    templates or the address cannot make one: trying again would give the same result."""
+    try:
+        rendered = email_for(notification)
+        # An internationalised address (RFC 6531) needs SMTPUTF8; aiosmtplib then asks the relay for it.
+        international = not notification.email.isascii()
+        message = EmailMessage(policy=policy.SMTPUTF8 if international else policy.default)
+        message["From"] = sender
+        username, _, domain = notification.email.rpartition("@")
+        name = notification.customer_name or ""
+        message["To"] = Address(display_name=name, username=username, domain=domain)
+        message["Subject"] = rendered.subject
+        message["Date"] = format_datetime(now)
+        message["Message-ID"] = message_id(notification.notification_id, sender_address)
+        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies, please
+        message["X-Notification-ID"] = notification.notification_id
+        message["X-Notification-Kind"] = notification.kind
+        message.set_content(rendered.body)
+    except Exception as e:  # template or header errors alike: this message cannot be made
+        raise DeliveryFailure(f"message could not be built: {type(e).__name__}: {e}", permanent=True) from e
+    return message
+
+
+def _reply(code: int, message: str) -> str:
+    return f"{code} {' '.join(message.split())}"
+
+
+def smtp_failure(error: aiosmtplib.SMTPException) -> DeliveryFailure:
+    """What an aiosmtplib error means for this message."""
+    match error:
+        case aiosmtplib.SMTPRecipientsRefused(recipients=refused) if refused:
+            replies = "; ".join(_reply(r.code, r.message) for r in refused)
+            return DeliveryFailure(
+                f"recipient refused: {replies}", permanent=all(500 <= r.code < 600 for r in refused)
+            )
+        case aiosmtplib.SMTPRecipientRefused() | aiosmtplib.SMTPDataError():
+            what = "recipient refused" if isinstance(error, aiosmtplib.SMTPRecipientRefused) else "refused"
+            return DeliveryFailure(
+                f"{what}: {_reply(error.code, error.message)}", permanent=500 <= error.code < 600
+            )
+        case aiosmtplib.SMTPResponseException():
+            # Sender refused, HELO or authentication failed: the relay's or our configuration, not the
+            # message's fault; retried so that an operator can fix it meanwhile.
+            return DeliveryFailure(f"{type(error).__name__}: {_reply(error.code, error.message)}")
+    return DeliveryFailure(f"{type(error).__name__}: {error}")
+
+
+class EmailChannel:
+    def __init__(self, settings: NotifierSettings) -> None:
+        self._settings = settings
+
+    async def send(self, notification: Notification, recipient: str) -> None:
+        s = self._settings
+        message = build_email(notification, s.smtp_sender, s.sender_address, datetime.now(UTC))
+        try:
+            await aiosmtplib.send(
+                message,
+                sender=s.sender_address,
+                recipients=[recipient],
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                username=s.smtp_username,
+                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+                start_tls=s.smtp_starttls,
+                timeout=s.smtp_timeout_seconds,
+            )
+        except aiosmtplib.SMTPException as e:
+            raise smtp_failure(e) from e
+        except OSError as e:
+            raise DeliveryFailure(f"mail relay unreachable: {type(e).__name__}: {e}") from e
+
+
+# --- webhook ------------------------------------------------------------------------------------------------
+
+# Statuses that say this request can never succeed; others (401, 403, 404, 429, 5xx...) may once fixed.
+PERMANENT_HTTP_STATUSES = frozenset({400, 410, 413, 415, 422})
+
+
+def webhook_failure(status: int, body: str) -> DeliveryFailure | None:
+    """None if the webhook accepted the message (2xx)."""
+    if 200 <= status < 300:
+        return None
+    excerpt = " ".join(body.split())[:300]
+    return DeliveryFailure(
+        f"webhook answered HTTP {status}{': ' + excerpt if excerpt else ''}",
+        permanent=status in PERMANENT_HTTP_STATUSES,
+    )
+
+
+class WebhookChannel:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client  # shared: keeps connections to a shop's endpoint open between messages
+
+    async def send(self, notification: Notification, url: str) -> None:
+        try:
+            body = webhook_body_for(notification)
+        except Exception as e:  # a template error: this message cannot be made
+            raise DeliveryFailure(f"body could not be built: {type(e).__name__}: {e}", permanent=True) from e
+        try:
+            response = await self._client.post(
+                url,
+                content=body.encode(),
+                headers={
+                    "Content-Type": "application/json; charset=utf-8",
+                    "Idempotency-Key": notification.notification_id,
+                    "User-Agent": "backorder-notifier/1.0",
+                },
+            )
+        except httpx.HTTPError as e:
+            raise DeliveryFailure(f"webhook unreachable: {type(e).__name__}: {e}") from e
+        if (failure := webhook_failure(response.status_code, response.text)) is not None:
+            raise failure

@@ -1,0 +1,297 @@
+"""Background jobs of the notifier: the delivery worker, and the pass that announces overdue backorders.
+
+The delivery worker runs one lane per channel (email: shops without a webhook; webhook: shops with
+one), so a mail relay that hangs until its timeout does not hold up the webhooks, and vice versa.
+A lane, over and over:
+1. claims due rows (pending, next_attempt_at passed, no live lease) with FOR UPDATE SKIP LOCKED and
+   leases them (claimed_until, claim_token) in the same statement, so two instances never take the same
+   row, and the send then runs outside any transaction, without holding a database connection;
+2. sends them, at most DELIVERY_CONCURRENCY at once, each bounded by its channel's timeout;
+3. records each outcome through the domain (`decide_delivery` on the row's delivery stream) and updates
+   the row, in one transaction. The relay publishes NotificationSent / NotificationFailed.
+A crash between 2 and 3 leaves the lease to run out; the row is then sent again, and its receiver can
+recognise the repeat (Message-ID / Idempotency-Key). On shutdown, leases of sends cut short are given
+back at once.
+
+The announcement pass periodically hands `AnnounceOverdueBackorders` to the orders listed in
+backorder_announcement whose grace period has run out (the domain decides what exactly is due).
+"""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import structlog
+
+from backbone.aggregate import StreamRepository
+from backbone.contracts import Envelope
+from backbone.contracts.events import Channel
+from backbone.decider import Input, decide_and_append
+from backbone.eventstore import ConcurrencyError, EventStore
+from services.notifier import projections
+from services.notifier.channels import DeliveryFailure, EmailChannel, WebhookChannel
+from services.notifier.domain import (
+    AnnounceOverdueBackorders,
+    DeliveryAttempt,
+    DeliveryState,
+    OrderFacts,
+    decide_delivery,
+    decide_order,
+    delivery_stream_id,
+    destination_for,
+    order_stream_id,
+)
+from services.notifier.events import Notification
+from services.notifier.handlers import delivery_repository, order_repository
+from services.notifier.settings import NotifierSettings
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+Send = Callable[[Notification, str], Awaitable[None]]
+
+# Worth another try: the database or the network hiccupped, or another writer won a race.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ConcurrencyError,
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+_RECORD_ATTEMPTS = 5
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    notification: Notification
+    attempt: int  # the number of the attempt about to be made
+    correlation_id: str
+    token: uuid.UUID
+
+
+_CLAIM = """
+WITH due AS (
+    SELECT notification_id FROM notification_delivery
+    WHERE status = 'pending' AND next_attempt_at <= $1
+      AND (claimed_until IS NULL OR claimed_until <= $1)
+      AND (shop_id = ANY($2::text[])) = $3
+    ORDER BY next_attempt_at, notification_id
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE notification_delivery d SET claimed_until = $5, claim_token = $6
+FROM due WHERE d.notification_id = due.notification_id
+RETURNING d.notification::text AS notification, d.attempts, d.correlation_id
+"""
+
+_RELEASE = """
+UPDATE notification_delivery SET claimed_until = NULL, claim_token = NULL
+WHERE claim_token = ANY($1::uuid[])
+"""
+
+
+class DeliveryWorker:
+    def __init__(
+        self, pool: asyncpg.Pool, store: EventStore, settings: NotifierSettings, *, clock: Clock = utc_now
+    ) -> None:
+        self._pool = pool
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+        self._repository: StreamRepository[DeliveryState] = delivery_repository(store)
+        self._webhook_shops = sorted(settings.shop_webhooks)
+        self._timeouts: dict[Channel, float] = {
+            "email": settings.smtp_timeout_seconds,
+            "webhook": settings.webhook_timeout_seconds,
+        }
+
+    async def run(self) -> None:
+        """Deliver until cancelled."""
+        s = self._settings
+        async with httpx.AsyncClient(timeout=s.webhook_timeout_seconds, follow_redirects=False) as client:
+            senders: dict[Channel, Send] = {
+                "email": EmailChannel(s).send,
+                "webhook": WebhookChannel(client).send,
+            }
+            async with asyncio.TaskGroup() as lanes:
+                lanes.create_task(self._lane("email", senders))
+                if self._webhook_shops:
+                    lanes.create_task(self._lane("webhook", senders))
+
+    async def _lane(self, channel: Channel, senders: dict[Channel, Send]) -> None:
+        in_flight: dict[asyncio.Task[None], Claimed] = {}
+        poll = self._settings.delivery_poll_seconds
+        try:
+            while True:
+                free = self._settings.delivery_concurrency - len(in_flight)
+                claimed = await self._claim(channel, free) if free > 0 else []
+                for c in claimed:
+                    in_flight[asyncio.create_task(self._deliver(c, senders))] = c
+                if in_flight:
+                    done, _ = await asyncio.wait(in_flight, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        in_flight.pop(task)
+                        if not task.cancelled() and (error := task.exception()) is not None:
+                            log.error("delivery task failed", channel=channel, error=repr(error))
+                elif not claimed:
+                    await asyncio.sleep(poll)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            if in_flight:
+                await asyncio.shield(self._release({c.token for c in in_flight.values()}))
+
+    async def _claim(self, channel: Channel, limit: int) -> list[Claimed]:
+        now, token = self._clock(), uuid.uuid4()
+        lease_end = now + timedelta(seconds=self._settings.delivery_lease_seconds)
+        try:
+            rows = await self._pool.fetch(
+                _CLAIM, now, self._webhook_shops, channel == "webhook", limit, lease_end, token
+            )
+        except TRANSIENT_ERRORS as e:
+            log.warning("could not claim due notifications; trying again", channel=channel, error=repr(e))
+            return []
+        claimed = []
+        for r in rows:
+            try:
+                notification = Notification.model_validate_json(r["notification"])
+            except ValueError as e:  # cannot happen for rows this code wrote; left leased, and logged
+                log.error("unreadable queued notification", error=str(e), row=r["notification"][:500])
+                continue
+            claimed.append(Claimed(notification, r["attempts"] + 1, r["correlation_id"], token))
+        return claimed
+
+    async def _release(self, tokens: set[uuid.UUID]) -> None:
+        try:
+            async with asyncio.timeout(5):
+                await self._pool.execute(_RELEASE, list(tokens))
+        except Exception as e:  # shutting down: the leases then simply run out
+            log.warning("could not give back delivery leases", error=repr(e))
+
+    async def _deliver(self, claimed: Claimed, senders: dict[Channel, Send]) -> None:
+        notification = claimed.notification
+        destination = destination_for(notification, self._settings.webhook_for(notification.shop_id))
+        timeout = self._timeouts[destination.channel]
+        error: str | None = None
+        permanent = False
+        try:
+            async with asyncio.timeout(timeout):
+                await senders[destination.channel](notification, destination.recipient)
+        except DeliveryFailure as e:
+            error, permanent = e.reason, e.permanent
+        except TimeoutError:
+            error = f"no answer within {timeout:g} s"
+        except Exception as e:  # an unforeseen failure is retried like any other
+            log.exception("unexpected delivery error", notification_id=notification.notification_id)
+            error = f"{type(e).__name__}: {e}"
+        outcome = DeliveryAttempt(
+            notification=notification,
+            destination=destination,
+            attempt=claimed.attempt,
+            at=self._clock(),
+            policy=self._settings.retry_policy,
+            error=error,
+            permanent=permanent,
+        )
+        log.info(
+            "delivery attempted",
+            notification_id=notification.notification_id,
+            kind=notification.kind,
+            channel=destination.channel,
+            attempt=claimed.attempt,
+            error=error,
+            permanent=permanent,
+        )
+        await self._record(outcome, claimed)
+
+    async def _record(self, outcome: DeliveryAttempt, claimed: Claimed) -> list[Envelope[Any]]:
+        """Append the outcome to the delivery stream and update the row; the events appended."""
+        notification_id = outcome.notification.notification_id
+        work = [Input(delivery_stream_id(notification_id), outcome, correlation_id=claimed.correlation_id)]
+        for attempt in range(1, _RECORD_ATTEMPTS + 1):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    decided = await decide_and_append(
+                        conn, self._store, self._repository, decide_delivery, work
+                    )
+                    if not decided:  # recorded by another worker already: only our lease is left
+                        await conn.execute(_RELEASE, [claimed.token])
+                    await projections.apply(conn, decided)
+                return [e for d in decided for e in d.events]
+            except TRANSIENT_ERRORS as e:
+                log.warning("recording a delivery failed; retrying", error=repr(e), attempt=attempt)
+                await asyncio.sleep(0.1 * 2**attempt)
+        log.error(
+            "delivery outcome not recorded; the message goes again once its lease runs out",
+            notification_id=notification_id,
+        )
+        return []
+
+
+# --- the grace-period announcements ------------------------------------------------------------------------
+
+_MAX_ROUNDS = 20  # batches per pass; the next pass goes on
+_BATCH = 200
+
+
+async def announce_overdue(
+    pool: asyncpg.Pool,
+    store: EventStore,
+    repository: StreamRepository[OrderFacts],
+    grace: timedelta,
+    now: datetime,
+    limit: int = _BATCH,
+) -> tuple[int, int]:
+    """One batch of orders whose grace period ran out: (orders looked at, notifications requested).
+
+    No row locks here: the advisory locks of decide_and_append serialise writers of an order (taking a
+    row lock first would invert the consumer's lock order), and the domain requests nothing twice.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT order_id FROM backorder_announcement WHERE awaiting_eta_since <= $1"
+            " ORDER BY awaiting_eta_since, order_id LIMIT $2",
+            now - grace,
+            limit,
+        )
+        work: Sequence[Input[Any]] = [
+            Input(
+                order_stream_id(r["order_id"]),
+                AnnounceOverdueBackorders(order_id=r["order_id"], now=now, grace=grace),
+                correlation_id=r["order_id"],
+            )
+            for r in rows
+        ]
+        decided = await decide_and_append(conn, store, repository, decide_order, work) if work else []
+        await projections.apply(conn, decided)
+    return len(rows), sum(len(d.events) for d in decided)
+
+
+async def announcement_pass(
+    pool: asyncpg.Pool, store: EventStore, settings: NotifierSettings, *, clock: Clock = utc_now
+) -> None:
+    """Every ANNOUNCEMENT_INTERVAL_SECONDS, until cancelled."""
+    repository = order_repository(store)
+    grace = settings.backorder_eta_grace
+    while True:
+        try:
+            for _ in range(_MAX_ROUNDS):
+                seen, requested = await announce_overdue(pool, store, repository, grace, clock())
+                if requested:
+                    log.info("overdue backorders announced", orders=seen, notifications=requested)
+                if seen < _BATCH or not requested:
+                    break
+        except TRANSIENT_ERRORS as e:
+            log.warning("announcement pass failed; trying again later", error=repr(e))
+        except Exception:
+            log.exception("announcement pass failed; trying again later")
+        await asyncio.sleep(settings.announcement_interval_seconds)

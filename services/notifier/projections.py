@@ -1,0 +1,229 @@
+"""Read models of the notifier (tables in migrations/001_notifier.sql), derived from its event log.
+
+- `notification_delivery`, the delivery queue, follows the events themselves: a NotificationRequested
+  inserts its row (ON CONFLICT DO NOTHING, so a request decided again never queues twice), and each
+  delivery outcome (DeliveryRetryScheduled, NotificationSent, NotificationFailed) updates it. Its times
+  are the events' `occurred_at`, so a rebuild writes the very same values.
+- `backorder_announcement`, `sku_watch` and `back_in_stock_subscription` are written whole from the new
+  state of every order or SKU stream a transaction appended to: the state is folded anyway, and the
+  read model cannot drift from it.
+
+Everything runs in the caller's transaction, next to the append. `rebuild(conn, store)` truncates the
+tables and re-derives them from the whole log; it must give the same rows.
+"""
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import jinja2
+import structlog
+
+from backbone.contracts import Envelope
+from backbone.contracts.events import NotificationFailed, NotificationSent
+from backbone.decider import Decided
+from backbone.eventstore import EventStore
+from services.notifier.domain import (
+    OrderFacts,
+    SkuWatch,
+    backorder_announcement_due_at,
+    evolve_order,
+    evolve_sku,
+    initial_order_facts,
+    initial_sku_watch,
+    order_stream_id,
+    sku_stream_id,
+)
+from services.notifier.events import DeliveryRetryScheduled, Notification, NotificationRequested
+from services.notifier.messages import email_for
+
+log = structlog.get_logger(__name__)
+
+ORDER_STREAM_PREFIX = order_stream_id("")
+SKU_STREAM_PREFIX = sku_stream_id("")
+
+
+def awaiting_eta_since(state: OrderFacts) -> datetime | None:
+    """When the order's earliest backordered line still lacking an ETA fell short (None: no such line).
+    The grace period is the announcement pass's setting, so the table stores the start, not the deadline."""
+    return backorder_announcement_due_at(state, timedelta(0))
+
+
+def subject_of(notification: Notification) -> str:
+    """The email subject, for listing. A template error is not the consumed event's fault: it must not
+    dead-letter it; the delivery attempt meets the same error and records it."""
+    try:
+        return email_for(notification).subject
+    except jinja2.TemplateError as e:
+        log.error("subject could not be rendered", notification_id=notification.notification_id, error=str(e))
+        return f"({notification.kind}: the subject could not be rendered)"
+
+
+def _columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+# --- the delivery queue ------------------------------------------------------------------------------------
+
+_INSERT_DELIVERY = """
+INSERT INTO notification_delivery (notification_id, kind, customer_id, shop_id, email, order_id, line_id,
+                                   sku, subject, notification, correlation_id, status, attempts,
+                                   next_attempt_at, requested_at, updated_at)
+SELECT id, kind, customer_id, shop_id, email, order_id, line_id, sku, subject, notification,
+       correlation_id, 'pending', 0, at, at, at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::text[], $9::text[], $10::jsonb[], $11::text[], $12::timestamptz[])
+     AS r(id, kind, customer_id, shop_id, email, order_id, line_id, sku, subject, notification,
+          correlation_id, at)
+ON CONFLICT (notification_id) DO NOTHING
+"""
+
+# An outcome also ends the lease of the worker that reported it.
+_RECORD_OUTCOME = """
+UPDATE notification_delivery
+SET status = $2, attempts = $3, next_attempt_at = $4, last_error = coalesce($5, last_error),
+    channel = $6, recipient = $7, updated_at = $8, claimed_until = NULL, claim_token = NULL
+WHERE notification_id = $1
+"""
+
+
+def _delivery_row(envelope: Envelope[Any]) -> tuple[Any, ...] | None:
+    payload = envelope.payload
+    if not isinstance(payload, NotificationRequested):
+        return None
+    n = payload.notification
+    return (
+        n.notification_id,
+        n.kind,
+        n.customer_id,
+        n.shop_id,
+        n.email,
+        n.order_id,
+        n.line_id,
+        getattr(n.content, "sku", None),
+        subject_of(n),
+        n.model_dump_json(),
+        envelope.correlation_id,
+        envelope.occurred_at,
+    )
+
+
+def _outcome_row(envelope: Envelope[Any]) -> tuple[Any, ...] | None:
+    e, at = envelope.payload, envelope.occurred_at
+    match e:
+        case DeliveryRetryScheduled():
+            return (e.notification_id, "pending", e.attempts, e.retry_at, e.error, e.channel, e.recipient, at)
+        case NotificationSent():
+            return (e.notification_id, "sent", e.attempts, None, None, e.channel, e.recipient, at)
+        case NotificationFailed():
+            return (e.notification_id, "failed", e.attempts, None, e.error, e.channel, e.recipient, at)
+    return None
+
+
+async def apply_delivery_events(conn: asyncpg.Connection, envelopes: Sequence[Envelope[Any]]) -> None:
+    """Queue the requested notifications, then record the outcomes, in log order. Requests first is the
+    same as strict log order: an outcome is only ever recorded after its request committed."""
+    requested = [row for e in envelopes if (row := _delivery_row(e)) is not None]
+    if requested:
+        await conn.execute(_INSERT_DELIVERY, *_columns(requested, 12))
+    outcomes = [row for e in envelopes if (row := _outcome_row(e)) is not None]
+    if outcomes:
+        await conn.executemany(_RECORD_OUTCOME, outcomes)
+
+
+# --- per order and per SKU: written from the state ----------------------------------------------------------
+
+_UPSERT_SKU_WATCH = """
+INSERT INTO sku_watch (sku, version, backorder_policy)
+SELECT * FROM unnest($1::text[], $2::int[], $3::text[])
+ON CONFLICT (sku) DO UPDATE SET version = excluded.version, backorder_policy = excluded.backorder_policy
+WHERE sku_watch.version < excluded.version
+"""
+
+_INSERT_SUBSCRIPTIONS = """
+INSERT INTO back_in_stock_subscription (sku, customer_id, email, customer_name, shop_id, subscribed_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+"""
+
+_INSERT_ANNOUNCEMENTS = """
+INSERT INTO backorder_announcement (order_id, awaiting_eta_since)
+SELECT * FROM unnest($1::text[], $2::timestamptz[])
+"""
+
+
+async def write_orders(conn: asyncpg.Connection, orders: Sequence[OrderFacts]) -> None:
+    if not orders:
+        return
+    await conn.execute(
+        "DELETE FROM backorder_announcement WHERE order_id = ANY($1::text[])", [o.order_id for o in orders]
+    )
+    due = [(o.order_id, since) for o in orders if (since := awaiting_eta_since(o)) is not None]
+    if due:
+        await conn.execute(_INSERT_ANNOUNCEMENTS, *_columns(due, 2))
+
+
+async def write_skus(conn: asyncpg.Connection, skus: Sequence[tuple[SkuWatch, int]]) -> None:
+    """Each SKU's state at its stream version."""
+    if not skus:
+        return
+    await conn.execute(
+        _UPSERT_SKU_WATCH, *_columns(((s.sku, version, s.backorder_policy) for s, version in skus), 3)
+    )
+    await conn.execute(
+        "DELETE FROM back_in_stock_subscription WHERE sku = ANY($1::text[])", [s.sku for s, _ in skus]
+    )
+    subscriptions = [
+        (s.sku, s.customer_id, s.email, s.customer_name, s.shop_id, s.subscribed_at)
+        for state, _ in skus
+        for s in state.subscribers.values()
+    ]
+    if subscriptions:
+        await conn.execute(_INSERT_SUBSCRIPTIONS, *_columns(subscriptions, 6))
+
+
+async def apply(conn: asyncpg.Connection, decided: Sequence[Decided[Any]]) -> None:
+    """Update the read models for the streams a transaction just appended to (`decide_and_append`)."""
+    await write_orders(conn, [d.state for d in decided if isinstance(d.state, OrderFacts)])
+    await write_skus(conn, [(d.state, d.version) for d in decided if isinstance(d.state, SkuWatch)])
+    await apply_delivery_events(conn, [e for d in decided for e in d.events])
+
+
+# --- rebuild ------------------------------------------------------------------------------------------------
+
+
+async def rebuild(conn: asyncpg.Connection, store: EventStore, page_size: int = 1000) -> int:
+    """Truncate the read models and re-derive them from the whole log; returns the events read.
+
+    Run it in a transaction: TRUNCATE locks the tables first, so a live writer waits for the rebuild.
+    The delivery leases are dropped with the rows: a send in flight meanwhile may be repeated, which
+    the Message-ID and Idempotency-Key let the receivers recognise.
+    """
+    await conn.execute(
+        "TRUNCATE notification_delivery, backorder_announcement, sku_watch, back_in_stock_subscription"
+    )
+    orders: dict[str, OrderFacts] = {}
+    skus: dict[str, tuple[SkuWatch, int]] = {}
+    position = read = 0
+    while page := await store.read_all(conn, after_position=position, limit=page_size):
+        position = page[-1].global_position
+        read += len(page)
+        for stored in page:
+            stream, payload = stored.stream_id, stored.envelope.payload
+            if stream.startswith(ORDER_STREAM_PREFIX):
+                order_id = stream.removeprefix(ORDER_STREAM_PREFIX)
+                orders[order_id] = evolve_order(
+                    orders.get(order_id) or initial_order_facts(order_id), payload
+                )
+            elif stream.startswith(SKU_STREAM_PREFIX):
+                sku = stream.removeprefix(SKU_STREAM_PREFIX)
+                state = skus[sku][0] if sku in skus else initial_sku_watch(sku)
+                skus[sku] = (evolve_sku(state, payload), stored.stream_version)
+        await apply_delivery_events(conn, [stored.envelope for stored in page])
+    await write_orders(conn, list(orders.values()))
+    await write_skus(conn, list(skus.values()))
+    return read

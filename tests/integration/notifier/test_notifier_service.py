@@ -1,0 +1,403 @@
+"""The notifier end to end: Kafka in; email (a real SMTP server), webhooks (a real HTTP server), Kafka and
+HTTP out; against the real Kafka broker and PostgreSQL server."""
+
+import json
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from backbone.contracts import new_envelope
+from backbone.contracts.events import SkuPolicyChanged, StockAdjusted
+from backbone.testing.fixtures import publish, read_topic, unique_name
+from services.notifier.messages import long_date
+from tests.integration.notifier.harness import (
+    again,
+    assert_rebuild_gives_the_same_read_models,
+    consumed,
+    eta,
+    filled,
+    mail_relay,
+    notifications,
+    placed,
+    read_models,
+    received,
+    serving,
+    settings,
+    settled,
+    shop_webhook,
+    short,
+    text_of,
+)
+
+pytestmark = pytest.mark.integration
+
+APRIL_1, APRIL_20 = date(2027, 4, 1), date(2027, 4, 20)
+
+
+async def published_by_notifier(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every event the notifier's log has for its topic, as read back from Kafka: by notification id,
+    (partition key, envelope)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        expected = await conn.fetchval("SELECT count(*) FROM event_store WHERE topic IS NOT NULL")
+    finally:
+        await conn.close()
+    records = await read_topic(kafka_bootstrap, f"{topic_prefix}notifier", expected)
+    assert len(records) == expected
+    events = [(r.key.decode() if r.key else "", json.loads(r.value or b"null")) for r in records]
+    by_id = {e["payload"]["notification_id"]: (key, e) for key, e in events}
+    assert len(by_id) == expected  # one outcome per notification, never two
+    return by_id
+
+
+async def test_one_message_per_line_change_across_repeats_and_a_restart(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, producer: AIOKafkaProducer
+) -> None:
+    jacket, hat = unique_name("JACKET"), unique_name("HAT")
+    order_id, customer = unique_name("order"), unique_name("customer")
+    orders, inventory, procurement = (f"{topic_prefix}{t}" for t in ("orders", "inventory", "procurement"))
+    order = placed(order_id, customer, "ada@example.com", [("1", jacket, 5), ("2", hat, 1)])
+    shortfall = short(order_id, "1", jacket, demanded=5, available=2)
+    # Another order whose ETA never comes: it stays listed for the grace-period announcement.
+    waiting = placed(unique_name("order"), unique_name("customer"), "bo@example.com", [("1", jacket, 1)])
+    waiting_short = short(waiting.payload.order_id, "1", jacket, demanded=1, available=0)
+
+    async with mail_relay() as mail:
+        config = settings(database_url, kafka_bootstrap, topic_prefix, mail.port)
+        async with serving(config) as http:
+            await publish(producer, orders, [order, waiting])
+            await publish(producer, inventory, [shortfall, waiting_short])
+            await consumed(database_url, order, waiting, shortfall, waiting_short)
+            assert await notifications(http, order_id=order_id) == []  # backordered waits for the ETA
+
+            first_eta = eta(order_id, "1", jacket, APRIL_1)
+            # Redelivered (same event id) and republished (new id, same fact) on every topic.
+            repeats = [again(first_eta), again(shortfall), again(order)]
+            await publish(producer, procurement, [first_eta, first_eta, repeats[0]])
+            await publish(producer, inventory, [repeats[1]])
+            await publish(producer, orders, [repeats[2]])
+            await consumed(database_url, first_eta, *repeats)  # the last of each partition
+            (backordered,) = await settled(http, order_id=order_id)
+            assert (backordered["kind"], backordered["status"], backordered["attempts"]) == (
+                "backordered",
+                "sent",
+                1,
+            )
+            assert (backordered["channel"], backordered["recipient"]) == ("email", "ada@example.com")
+            assert backordered["content"]["eta"] == APRIL_1.isoformat()
+
+            (email,) = mail.messages()
+            assert email["Message-ID"] == f"<{backordered['notification_id']}@shop.example>"
+            assert (str(email["To"]), str(email["From"])) == (
+                "Ada <ada@example.com>",
+                "Shop <orders@shop.example>",
+            )
+            assert email["Subject"] == f"3 of 5 units of {jacket} backordered, expected {long_date(APRIL_1)}"
+            text = text_of(email)
+            for expected in (
+                f"3 of the 5 units of {jacket} you ordered are not in stock right now",
+                "the other 2 are reserved for you",
+                f"We expect them on {long_date(APRIL_1)}",
+                "- Wait: we send them as soon as they arrive",
+                "- Cancel the backordered part: we cancel the 3 waiting units and refund them",
+                "- Ship what is available now",  # line 2 is in stock
+                f"Order: {order_id}",
+            ):
+                assert expected in text
+
+            # A new ETA: exactly one eta_changed, however often it is published.
+            new_eta = eta(order_id, "1", jacket, APRIL_20, previous=APRIL_1)
+            repeat = again(new_eta)
+            await publish(producer, procurement, [new_eta, new_eta, repeat])
+            await consumed(database_url, new_eta, repeat)
+            rows = await settled(http, order_id=order_id)
+            assert [(r["kind"], r["status"]) for r in rows] == [
+                ("backordered", "sent"),
+                ("eta_changed", "sent"),
+            ]
+            assert len(mail.messages()) == 2
+            changed = text_of(mail.messages()[1])
+            assert f"{long_date(APRIL_1)} -> {long_date(APRIL_20)}" in changed
+
+        # Restarted: what it already announced is not announced again; the next change is.
+        async with serving(settings(database_url, kafka_bootstrap, topic_prefix, mail.port)) as http:
+            fill = filled(order_id, "1", jacket, quantity=3, remaining=0)
+            repeats = [again(new_eta), again(order), again(fill)]
+            await publish(producer, procurement, [repeats[0]])
+            await publish(producer, orders, [repeats[1]])
+            await publish(producer, inventory, [again(shortfall), fill, repeats[2]])
+            await consumed(database_url, fill, *repeats)
+            rows = await settled(http, order_id=order_id)
+            assert [r["kind"] for r in rows] == ["backordered", "eta_changed", "fulfilled"]
+            assert all(r["status"] == "sent" and r["attempts"] == 1 for r in rows)
+            messages = mail.messages()
+            assert len(messages) == 3
+            assert len({m["Message-ID"] for m in messages}) == 3
+            assert messages[2]["Subject"] == "Your order is ready to ship"
+            assert f"3 backordered units of {jacket} have arrived" in text_of(messages[2])
+            assert await notifications(http, order_id=waiting.payload.order_id) == []
+
+        sent = await published_by_notifier(database_url, kafka_bootstrap, topic_prefix)
+        assert {e["event_type"] for _, e in sent.values()} == {"NotificationSent"}
+        assert {key for key, _ in sent.values()} == {customer}
+        assert set(sent) == {r["notification_id"] for r in rows}
+
+    models = await read_models(database_url)
+    assert [r["order_id"] for r in models["backorder_announcement"]] == [waiting.payload.order_id]
+    await assert_rebuild_gives_the_same_read_models(database_url)
+
+
+async def test_refusals_are_retried_with_backoff_then_failed_while_other_messages_go_out(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, producer: AIOKafkaProducer
+) -> None:
+    sku = unique_name("BOOT")
+    busy, unknown, fine, shopper = (f"{name}@example.com" for name in ("busy", "unknown", "fine", "shopper"))
+    refuse = {busy: "451 4.3.0 mailbox busy, try again later", unknown: "550 5.1.1 no such user"}
+    customers = {email: unique_name("customer") for email in (busy, unknown, fine, shopper)}
+    orders = {
+        email: placed(unique_name("order"), customers[email], email, [("1", sku, 3)], shop_id=shop)
+        for email, shop in ((busy, "default"), (unknown, "default"), (fine, "default"), (shopper, "webshop"))
+    }
+    # Inventory refuses the shortfall of every order: each customer gets one "rejected" message at once.
+    rejections = [short(o.payload.order_id, "1", sku, 3, 1, disposition="rejected") for o in orders.values()]
+
+    async with mail_relay(refuse) as mail, shop_webhook(statuses=[503]) as hook:
+        config = settings(
+            database_url, kafka_bootstrap, topic_prefix, mail.port, shop_webhooks={"webshop": hook.url}
+        )
+        async with serving(config) as http:
+            await publish(producer, f"{topic_prefix}orders", list(orders.values()))
+            await publish(producer, f"{topic_prefix}inventory", rejections)
+            await consumed(database_url, *orders.values(), *rejections)
+            rows = {r["customer_id"]: r for r in await settled(http, kind="rejected")}
+            assert len(rows) == 4
+
+            # The relay kept refusing: 3 attempts, each after the backoff delay (0.3 s, then 0.6 s).
+            failed = rows[customers[busy]]
+            assert (failed["status"], failed["attempts"], failed["channel"]) == ("failed", 3, "email")
+            assert failed["last_error"].startswith("recipient refused: 451 4.3.0 mailbox busy")
+            first, second, third = mail.refusals(busy)
+            assert second - first >= 0.3 and third - second >= 0.6
+            # An unknown mailbox is not retried.
+            assert (rows[customers[unknown]]["status"], rows[customers[unknown]]["attempts"]) == ("failed", 1)
+            assert "550 5.1.1 no such user" in rows[customers[unknown]]["last_error"]
+            assert len(mail.refusals(unknown)) == 1
+            # Meanwhile the others went out: the healthy mailbox at once, the webhook on its 2nd try.
+            ok = rows[customers[fine]]
+            assert (ok["status"], ok["attempts"], ok["recipient"]) == ("sent", 1, fine)
+            assert datetime.fromisoformat(ok["updated_at"]) < datetime.fromisoformat(failed["updated_at"])
+            (email,) = mail.messages()
+            assert fine in str(email["To"])
+            assert email["Subject"] == f"2 units of {sku} could not be ordered"
+            hooked = rows[customers[shopper]]
+            assert (hooked["status"], hooked["attempts"], hooked["channel"]) == ("sent", 2, "webhook")
+            assert hooked["recipient"] == hook.url
+            assert len(hook.calls) == 2  # 503, then accepted; the shop's customer gets no email
+            assert {c.headers["idempotency-key"] for c in hook.calls} == {hooked["notification_id"]}
+            body = hook.calls[1].body
+            assert (body["kind"], body["customer"]["email"], body["order_id"]) == (
+                "rejected",
+                shopper,
+                orders[shopper].payload.order_id,
+            )
+            assert body["data"]["rejected"] == 2
+            assert body["subject"] == f"2 units of {sku} could not be ordered"
+
+            one = await http.get(f"/notifications/{failed['notification_id']}")
+            assert one.status_code == 200
+            assert one.json() == failed
+            assert (await http.get("/notifications/nope")).status_code == 404
+            assert (await http.get("/notifications", params={"status": "lost"})).status_code == 422
+            by_status = await notifications(http, status="failed")
+            assert {r["customer_id"] for r in by_status} == {customers[busy], customers[unknown]}
+
+    # On the notifier topic, keyed by customer: the outcomes, and nothing of the retries in between.
+    published = await published_by_notifier(database_url, kafka_bootstrap, topic_prefix)
+    outcomes = {
+        customer: (e["event_type"], e["payload"]["attempts"], e["payload"]["channel"])
+        for customer, e in published.values()
+    }
+    assert outcomes == {
+        customers[busy]: ("NotificationFailed", 3, "email"),
+        customers[unknown]: ("NotificationFailed", 1, "email"),
+        customers[fine]: ("NotificationSent", 1, "email"),
+        customers[shopper]: ("NotificationSent", 2, "webhook"),
+    }
+    await assert_rebuild_gives_the_same_read_models(database_url)
+
+
+async def test_back_in_stock_subscriptions_and_their_api(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, producer: AIOKafkaProducer
+) -> None:
+    boot, scarf = unique_name("BOOT"), unique_name("SCARF")
+    inventory, supplier = f"{topic_prefix}inventory", f"{topic_prefix}supplier"
+
+    def policy(sku: str, backorder_policy: str) -> Any:
+        return new_envelope(
+            SkuPolicyChanged(
+                sku=sku, backorder_policy=backorder_policy, reorder_point=0, safety_stock=0, actor="ops"
+            )
+        )
+
+    async with (
+        mail_relay() as mail,
+        serving(settings(database_url, kafka_bootstrap, topic_prefix, mail.port)) as http,
+    ):
+        policies = [policy(boot, "deny"), policy(scarf, "allow")]
+        await publish(producer, inventory, policies)
+        await consumed(database_url, *policies)
+
+        def subscribe(sku: str, customer: str, **fields: Any) -> Any:
+            body = {"customer_id": customer, "email": f"{customer}@example.com", **fields}
+            return http.post(f"/skus/{sku}/subscriptions", json=body)
+
+        refused = await subscribe(scarf, "ann")
+        assert refused.status_code == 409, refused.text
+        assert "can be backordered" in refused.json()["detail"]
+        for invalid in (
+            {"email": "not-an-address"},
+            {"customer_id": " padded"},
+            {"shop_id": ""},
+            {"unexpected": True},
+        ):
+            assert (await subscribe(boot, "ann", **invalid)).status_code == 422, invalid
+        assert (await http.post(f"/skus/{boot}/subscriptions", json={"email": "a@b.co"})).status_code == 422
+        assert (await subscribe("%20padded", "ann")).status_code == 422
+
+        created = await subscribe(boot, "ann", customer_name="Ann")
+        assert created.status_code == 201, created.text
+        assert (created.json()["customer_name"], created.json()["shop_id"]) == ("Ann", "default")
+        repeated = await subscribe(boot, "ann", customer_name="Ann")
+        assert repeated.status_code == 200
+        assert repeated.json() == created.json()  # the same subscription, not a second one
+        assert (await subscribe(boot, "bob")).status_code == 201
+        assert (await subscribe(boot, "cyd")).status_code == 201
+        assert (await http.delete(f"/skus/{boot}/subscriptions/cyd")).status_code == 204
+        assert (await http.delete(f"/skus/{boot}/subscriptions/cyd")).status_code == 404
+        listed = (await http.get(f"/skus/{boot}/subscriptions")).json()
+        assert listed["backorder_policy"] == "deny"
+        assert [s["customer_id"] for s in listed["subscriptions"]] == ["ann", "bob"]
+        assert (await http.get(f"/skus/{scarf}/subscriptions")).json()["subscriptions"] == []
+
+        # Stock arrives: one message per subscriber, and each subscription is used up.
+        arrival = received(boot, 20, receipt_id="GRN-1")
+        await publish(producer, supplier, [arrival, arrival])
+        await consumed(database_url, arrival)
+        rows = await settled(http, kind="back_in_stock")
+        assert sorted((r["customer_id"], r["status"], r["sku"]) for r in rows) == [
+            ("ann", "sent", boot),
+            ("bob", "sent", boot),
+        ]
+        assert sorted(str(m["To"]) for m in mail.messages()) == [
+            "Ann <ann@example.com>",
+            "bob@example.com",
+        ]
+        assert {m["Subject"] for m in mail.messages()} == {f"{boot} is back in stock"}
+        assert (await http.get(f"/skus/{boot}/subscriptions")).json()["subscriptions"] == []
+
+        # More stock later tells nobody again: the subscriptions were consumed by their message.
+        counted = new_envelope(
+            StockAdjusted(sku=boot, delta=5, on_hand_after=25, reason="count", actor="ops")
+        )
+        later = received(boot, 5, receipt_id="GRN-2")
+        await publish(producer, inventory, [counted])
+        await publish(producer, supplier, [later])
+        await consumed(database_url, counted, later)
+        assert len(await notifications(http, kind="back_in_stock")) == 2
+        assert len(mail.messages()) == 2
+
+        # Bad messages go to the dead-letter topic with the reason; the consumer goes on.
+        good = policy(boot, "allow")
+        bad = json.loads(short("o-1", "1", boot, demanded=3, available=1).to_json())
+        bad["payload"]["short_quantity"] = 5
+        await producer.send_and_wait(inventory, json.dumps(bad).encode(), key=boot.encode())
+        await producer.send_and_wait(inventory, b"{not json", key=boot.encode())
+        await publish(producer, inventory, [good])
+        await consumed(database_url, good)
+        assert (await http.get(f"/skus/{boot}/subscriptions")).json()["backorder_policy"] == "allow"
+        assert (await subscribe(boot, "ann")).status_code == 409
+        health = (await http.get("/health")).json()
+        assert health["dead_lettered"] == 2
+
+    letters = await read_topic(kafka_bootstrap, f"{inventory}.dlq", 2)
+    reasons = sorted(dict(r.headers)["dlq_reason"].decode() for r in letters)
+    assert len(reasons) == 2
+    assert "short_quantity must equal demanded - available" in reasons[0] + reasons[1]
+    assert any(reason.startswith("not an event envelope") or "JSON" in reason for reason in reasons)
+    assert {dict(r.headers)["dlq_service"] for r in letters} == {b"notifier"}
+    models = await read_models(database_url)
+    assert {r["sku"] for r in models["sku_watch"]} == {boot, scarf}
+    await assert_rebuild_gives_the_same_read_models(database_url)
+
+
+async def test_a_backorder_without_eta_is_announced_after_the_grace_period(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, producer: AIOKafkaProducer
+) -> None:
+    sku, order_id = unique_name("LAMP"), unique_name("order")
+    order = placed(order_id, unique_name("customer"), "eve@example.com", [("1", sku, 4)])
+    shortfall = short(order_id, "1", sku, demanded=4, available=0)
+    async with mail_relay() as mail:
+        config = settings(
+            database_url, kafka_bootstrap, topic_prefix, mail.port, backorder_eta_grace_seconds=1.0
+        )
+        async with serving(config) as http:
+            await publish(producer, f"{topic_prefix}orders", [order])
+            await publish(producer, f"{topic_prefix}inventory", [shortfall])
+            (announced,) = await settled(http, order_id=order_id)
+            assert (announced["kind"], announced["content"]["eta"]) == ("backordered", None)
+            waited = datetime.fromisoformat(announced["requested_at"]) - shortfall.occurred_at
+            assert waited.total_seconds() >= 1.0
+            (email,) = mail.messages()
+            assert "Our supplier has not given us a delivery date yet" in text_of(email)
+            assert "None of" not in text_of(email)
+
+            # The date comes later: it follows as an ETA change.
+            dated = eta(order_id, "1", sku, APRIL_20)
+            await publish(producer, f"{topic_prefix}procurement", [dated])
+            await consumed(database_url, dated)
+            rows = await settled(http, order_id=order_id)
+            assert [r["kind"] for r in rows] == ["backordered", "eta_changed"]
+            assert f"not known -> {long_date(APRIL_20)}" in text_of(mail.messages()[1])
+    assert (await read_models(database_url))["backorder_announcement"] == []
+
+
+async def test_two_instances_never_send_the_same_message(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, producer: AIOKafkaProducer
+) -> None:
+    """Both delivery workers claim from one queue (the relay takes 50 ms a message, so both are busy);
+    each message still goes out exactly once. The From header tells which instance sent it."""
+    sku = unique_name("MUG")
+    placed_orders = [
+        placed(unique_name("order"), unique_name("customer"), f"buyer{i}@example.com", [("1", sku, 2)])
+        for i in range(24)
+    ]
+    rejections = [short(o.payload.order_id, "1", sku, 2, 0, disposition="rejected") for o in placed_orders]
+    async with mail_relay(delay=0.05) as mail:
+        first, second = (
+            settings(
+                database_url,
+                kafka_bootstrap,
+                topic_prefix,
+                mail.port,
+                smtp_sender=f"{name} <orders@shop.example>",
+                delivery_concurrency=3,
+            )
+            for name in ("One", "Two")
+        )
+        async with serving(first) as http, serving(second):
+            await publish(producer, f"{topic_prefix}orders", placed_orders)
+            await publish(producer, f"{topic_prefix}inventory", rejections)
+            await consumed(database_url, *placed_orders, *rejections)
+            rows = await settled(http, kind="rejected")
+            assert len(rows) == 24
+            assert {(r["status"], r["attempts"]) for r in rows} == {("sent", 1)}
+            messages = mail.messages()
+            assert sorted(m["Message-ID"] for m in messages) == sorted(
+                f"<{r['notification_id']}@shop.example>" for r in rows
+            )
+            assert {str(m["From"]).split()[0] for m in messages} == {"One", "Two"}
