@@ -93,8 +93,8 @@ class ConsumerLoop:
 
     async def run(self) -> None:
         """Consume until cancelled."""
-        await self._consumer.start()
         try:
+            await self._consumer.start()  # joins the group: a stop during the join must still leave it
             while True:
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=self._batch_size)
                 if batches:

@@ -137,6 +137,7 @@ class LineState:
     eta: date | None = None
     previous_eta: date | None = None
     eta_known: bool = False  # True once procurement answered, even "no purchase order covers it" (None)
+    po_id: str | None = None  # the purchase order the ETA comes from
 
     @property
     def decided(self) -> bool:
@@ -528,7 +529,9 @@ def _line_after(line: LineState, event: OrderLineEvent | RefundRequested) -> Lin
                 dropped_backordered=line.dropped_backordered + event.dropped_backordered,
             )
         case LineEtaChanged():
-            return replace(line, eta=event.eta, previous_eta=event.previous_eta, eta_known=True)
+            return replace(
+                line, eta=event.eta, previous_eta=event.previous_eta, eta_known=True, po_id=event.po_id
+            )
         case RefundRequested():
             return replace(
                 line,

@@ -1,0 +1,216 @@
+"""HTTP API of the order service: place and cancel orders, look them up, list backorders, report.
+
+Commands run the domain like the consumer does (handlers.apply: lock, load, decide, append, project) in
+one transaction, retried a few times on ConcurrencyError; the events they append are published on the
+orders topic by the outbox relay. Domain errors: OrderNotFound/LineNotFound -> 404, OrderConflict -> 409,
+InvalidCommand -> 422, with the domain's message as `detail`. Nothing is written when a command fails.
+"""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+import asyncpg
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from backbone.contracts.events import OrderPlaced
+from backbone.contracts.types import Quantity
+from backbone.decider import Input
+from backbone.eventstore import ConcurrencyError, EventStore
+from services.order import reports, views
+from services.order.domain import (
+    CancelBackorderedUnits,
+    CancelOrder,
+    InvalidCommand,
+    LineNotFound,
+    OrderError,
+    OrderNotFound,
+    PlaceOrder,
+    order_stream_id,
+)
+from services.order.handlers import Incoming, apply, new_repository
+
+ATTEMPTS = 5
+_ID = {"min_length": 1, "max_length": 128, "pattern": r"^\S(?:.*\S)?$"}
+OrderIdPath = Annotated[str, Path(**_ID)]
+LineIdPath = Annotated[str, Path(**_ID)]
+RequestReason = Literal["customer_request", "shop_request"]
+
+
+class CancelOrderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: RequestReason = "customer_request"
+
+
+class CancelBackorderedRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    quantity: Quantity | None = Field(default=None, description="Units to cancel; default: all still waiting")
+    reason: RequestReason = "customer_request"
+
+
+class CommandResult(BaseModel):
+    events: list[str] = Field(description="Types of the events the command appended, in order")
+    order: views.OrderView
+
+
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema with its $defs inlined, so it stands alone inside the OpenAPI document."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(definitions[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    return dict(resolve(schema))
+
+
+_PLACE_ORDER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _inline_schema(OrderPlaced)}},
+        "description": "The OrderPlaced payload of the event contract (docs/contract.md), validated strictly",
+    }
+}
+
+
+def _domain_error(error: OrderError) -> HTTPException:
+    match error:
+        case OrderNotFound() | LineNotFound():
+            return HTTPException(404, detail=str(error))
+        case InvalidCommand():
+            return HTTPException(422, detail=str(error))
+    return HTTPException(409, detail=str(error))  # OrderConflict, and anything the order refuses
+
+
+def make_router(pool: asyncpg.Pool, store: EventStore, default_max_wait_days: int) -> APIRouter:
+    router = APIRouter(tags=["orders"])
+    repository = new_repository(store)
+
+    async def execute(order_id: str, command: Incoming) -> list[str]:
+        """Run one command on the order's stream; returns the types of the events it appended."""
+        inputs: list[Input[Incoming]] = [Input(order_stream_id(order_id), command, correlation_id=order_id)]
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    decided = await apply(conn, store, repository, inputs)
+                return [e.event_type for d in decided for e in d.events]
+            except ConcurrencyError:
+                if attempt == ATTEMPTS:
+                    raise HTTPException(503, detail="the order is too busy; try again") from None
+            except OrderError as e:
+                raise _domain_error(e) from None
+        raise AssertionError("unreachable")
+
+    async def view_of(order_id: str) -> views.OrderView:
+        async with pool.acquire() as conn:
+            view = await views.order_view(conn, store, order_id, default_max_wait_days)
+        if view is None:
+            raise HTTPException(404, detail=f"order {order_id} is unknown")
+        return view
+
+    async def run(order_id: str, command: Incoming) -> CommandResult:
+        events = await execute(order_id, command)
+        return CommandResult(events=events, order=await view_of(order_id))
+
+    @router.post(
+        "/orders",
+        status_code=202,
+        response_model=views.OrderView,
+        openapi_extra=_PLACE_ORDER_BODY,
+        responses={
+            409: {"description": "An order with this id exists with other content"},
+            422: {"description": "The body is not a valid OrderPlaced payload; `detail` lists the errors"},
+        },
+    )
+    async def place_order(request: Request, response: Response) -> views.OrderView:
+        """Take an order: OrderPlaced is appended to the order's stream and published on the orders topic,
+        where inventory reserves it. Accepted (202): inventory's answer follows asynchronously; see the
+        order's status. Retrying with the identical body is accepted again without a second event."""
+        try:
+            # The contract model is strict, so it parses the JSON itself (dates and decimals as strings).
+            placed = OrderPlaced.model_validate_json(await request.body())
+        except ValidationError as e:
+            # Without the inputs: they may be bytes (not JSON), or echo the whole body for one error.
+            detail = e.errors(include_url=False, include_context=False, include_input=False)
+            raise HTTPException(422, detail=detail) from None
+        await execute(placed.order_id, PlaceOrder(placed))
+        response.headers["Location"] = f"/orders/{quote(placed.order_id, safe='')}"
+        return await view_of(placed.order_id)
+
+    @router.get("/orders/{order_id}", response_model=views.OrderView, responses={404: {}})
+    async def get_order(order_id: OrderIdPath) -> views.OrderView:
+        """The order from its event stream: lines with every quantity, status, ETAs, what may ship now,
+        and the stream's history. 404 if the order was never placed."""
+        return await view_of(order_id)
+
+    @router.post(
+        "/orders/{order_id}/cancel",
+        response_model=CommandResult,
+        responses={404: {}, 409: {"description": "Still being allocated, or nothing left to cancel"}},
+    )
+    async def cancel_order(
+        order_id: OrderIdPath, body: Annotated[CancelOrderRequest | None, Body()] = None
+    ) -> CommandResult:
+        """Cancel every unshipped unit: waiting units leave the queue, reserved stock is released by
+        inventory. Publishes OrderCancelled and one RefundRequested per line with paid units."""
+        reason = (body or CancelOrderRequest()).reason
+        return await run(order_id, CancelOrder(order_id, datetime.now(UTC), reason))
+
+    @router.post(
+        "/orders/{order_id}/lines/{line_id}/cancel-backordered",
+        response_model=CommandResult,
+        responses={404: {}, 409: {"description": "Nothing waits on the line"}, 422: {}},
+    )
+    async def cancel_backordered(
+        order_id: OrderIdPath,
+        line_id: LineIdPath,
+        body: Annotated[CancelBackorderedRequest | None, Body()] = None,
+    ) -> CommandResult:
+        """Cancel (some of) the units of a line still waiting for stock; allocated units still ship.
+        Publishes OrderCancelled and RefundRequested."""
+        request = body or CancelBackorderedRequest()
+        command = CancelBackorderedUnits(
+            order_id, line_id, datetime.now(UTC), quantity=request.quantity, reason=request.reason
+        )
+        return await run(order_id, command)
+
+    @router.get("/backorders", response_model=list[views.BackorderView])
+    async def backorders(
+        sku: Annotated[str | None, Query(**_ID)] = None,
+        customer_id: Annotated[str | None, Query(**_ID)] = None,
+        min_age_days: Annotated[
+            float | None, Query(ge=0, description="Placed at least this long ago")
+        ] = None,
+        max_age_days: Annotated[float | None, Query(ge=0, description="Placed at most this long ago")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Sequence[views.BackorderView]:
+        """Open backordered lines (units still waiting), oldest order first, with age and ETA."""
+        if min_age_days is not None and max_age_days is not None and min_age_days > max_age_days:
+            raise HTTPException(422, detail="min_age_days must not exceed max_age_days")
+        async with pool.acquire() as conn:
+            return await views.open_backorders(
+                conn,
+                now=datetime.now(UTC),
+                default_max_wait_days=default_max_wait_days,
+                sku=sku,
+                customer_id=customer_id,
+                min_age_days=min_age_days,
+                max_age_days=max_age_days,
+                limit=limit,
+            )
+
+    @router.get("/reports", response_model=reports.Report, description=reports.__doc__)
+    async def report() -> reports.Report:
+        async with pool.acquire() as conn:
+            return await reports.report(conn, datetime.now(UTC))
+
+    return router

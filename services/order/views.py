@@ -1,0 +1,215 @@
+"""What the HTTP API shows: one order (from its stream), and the open backorders (from the read models)."""
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+from pydantic import BaseModel, Field
+
+from backbone.contracts.events import CustomerTier, ShippingPreference
+from backbone.eventstore import EventStore
+from services.order.domain import (
+    OrderStatus,
+    auto_cancel_deadline,
+    initial_state,
+    order_status,
+    order_stream_id,
+    shippable_now,
+)
+from services.order.history import summarize
+from services.order.projections import LineTimes, track
+
+
+class CustomerView(BaseModel):
+    customer_id: str
+    email: str
+    name: str | None
+    tier: CustomerTier
+
+
+class LineView(BaseModel):
+    line_id: str
+    sku: str
+    unit_price: Decimal
+    ordered: int
+    decided: bool = Field(description="Inventory has reserved, backordered or rejected every unit")
+    reserved_at_placement: int
+    backordered: int
+    rejected: int
+    rejection_reason: str | None
+    filled: int = Field(description="Backordered units filled later from received or released stock")
+    cancelled: int
+    waiting: int = Field(description="Backordered units still waiting: backordered - filled - cancelled")
+    allocated: int = Field(
+        description="Units in stock for the line: reserved + filled - cancelled from stock"
+    )
+    shippable_now: int = Field(description="Allocated units that may leave now (shipping preference)")
+    refunded: int
+    refunded_amount: Decimal
+    eta: date | None = Field(description="Expected date of the waiting units; null: no purchase order yet")
+    previous_eta: date | None
+    eta_known: bool = Field(description="Procurement has answered (eta may still be null)")
+    po_id: str | None
+    backordered_at: datetime | None
+    first_eta: date | None = Field(description="The first ETA promised for the line")
+    filled_at: datetime | None = Field(description="When the last waiting unit was filled")
+
+
+class HistoryEntry(BaseModel):
+    version: int
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    published: bool = Field(description="Published on the orders topic (else kept in the order's log)")
+    summary: str
+
+
+class OrderView(BaseModel):
+    order_id: str
+    version: int = Field(description="Version of the order's event stream")
+    status: OrderStatus
+    shop_id: str
+    customer: CustomerView
+    currency: str
+    placed_at: datetime
+    urgent: bool
+    shipping_preference: ShippingPreference
+    max_wait_days: int = Field(description="The order's own maximum wait, else the service default")
+    auto_cancel_at: datetime | None = Field(description="When still-waiting units get cancelled")
+    ordered_units: int
+    waiting_units: int
+    shippable_now_units: int
+    lines: list[LineView]
+    history: list[HistoryEntry]
+
+
+async def order_view(
+    conn: asyncpg.Connection, store: EventStore, order_id: str, default_max_wait_days: int
+) -> OrderView | None:
+    """The order as its own stream tells it; None if it was never placed (answers may precede it)."""
+    stored = await store.read_stream(conn, order_stream_id(order_id))
+    tracked = track(initial_state(order_id), [s.envelope for s in stored])
+    state, placed = tracked.state, tracked.state.placement
+    if placed is None:
+        return None
+    shippable = shippable_now(state)
+    lines = []
+    for line in state.lines.values():
+        times = tracked.times.get(line.line_id, LineTimes())
+        lines.append(
+            LineView(
+                line_id=line.line_id,
+                sku=line.sku,
+                unit_price=line.unit_price,
+                ordered=line.ordered,
+                decided=line.decided,
+                reserved_at_placement=line.reserved_at_placement,
+                backordered=line.backordered,
+                rejected=line.rejected,
+                rejection_reason=line.rejection_reason,
+                filled=line.filled,
+                cancelled=line.cancelled,
+                waiting=line.waiting,
+                allocated=line.allocated,
+                shippable_now=shippable.get(line.line_id, 0),
+                refunded=line.refunded,
+                refunded_amount=line.refunded_amount,
+                eta=line.eta,
+                previous_eta=line.previous_eta,
+                eta_known=line.eta_known,
+                po_id=line.po_id,
+                backordered_at=times.backordered_at,
+                first_eta=times.first_eta,
+                filled_at=times.filled_at,
+            )
+        )
+    customer = placed.customer
+    return OrderView(
+        order_id=order_id,
+        version=stored[-1].stream_version,
+        status=order_status(state),
+        shop_id=placed.shop_id,
+        customer=CustomerView(
+            customer_id=customer.customer_id, email=customer.email, name=customer.name, tier=customer.tier
+        ),
+        currency=placed.currency,
+        placed_at=placed.placed_at,
+        urgent=placed.urgent,
+        shipping_preference=placed.shipping_preference,
+        max_wait_days=placed.max_wait_days or default_max_wait_days,
+        auto_cancel_at=auto_cancel_deadline(state, default_max_wait_days),
+        ordered_units=sum(line.ordered for line in state.lines.values()),
+        waiting_units=state.waiting,
+        shippable_now_units=sum(shippable.values()),
+        lines=lines,
+        history=[
+            HistoryEntry(
+                version=s.stream_version,
+                event_id=str(s.envelope.event_id),
+                event_type=s.envelope.event_type,
+                occurred_at=s.envelope.occurred_at,
+                published=s.envelope.payload.topic is not None,
+                summary=summarize(s.envelope.payload),
+            )
+            for s in stored
+        ],
+    )
+
+
+class BackorderView(BaseModel):
+    order_id: str
+    line_id: str
+    sku: str
+    customer_id: str
+    status: OrderStatus
+    placed_at: datetime
+    age_days: float = Field(description="Days since the order was placed: how long the customer has waited")
+    ordered: int
+    backordered: int
+    filled: int
+    waiting: int
+    eta: date | None
+    previous_eta: date | None
+    po_id: str | None
+    auto_cancel_at: datetime
+
+
+_OPEN_BACKORDERS = """
+SELECT l.order_id, l.line_id, l.sku, o.customer_id, o.status, o.placed_at, o.max_wait_days,
+       l.ordered, l.backordered, l.filled, l.waiting, l.eta, l.previous_eta, l.po_id
+FROM order_lines l JOIN orders o ON o.order_id = l.order_id
+WHERE l.waiting > 0
+  AND ($1::text IS NULL OR l.sku = $1)
+  AND ($2::text IS NULL OR o.customer_id = $2)
+  AND ($3::float8 IS NULL OR o.placed_at <= $5::timestamptz - $3 * interval '1 day')
+  AND ($4::float8 IS NULL OR o.placed_at >= $5::timestamptz - $4 * interval '1 day')
+ORDER BY o.placed_at, l.order_id, l.line_id
+LIMIT $6
+"""
+
+
+async def open_backorders(
+    conn: asyncpg.Connection,
+    *,
+    now: datetime,
+    default_max_wait_days: int,
+    sku: str | None = None,
+    customer_id: str | None = None,
+    min_age_days: float | None = None,
+    max_age_days: float | None = None,
+    limit: int = 100,
+) -> list[BackorderView]:
+    """Lines with units still waiting, oldest order first."""
+    rows = await conn.fetch(_OPEN_BACKORDERS, sku, customer_id, min_age_days, max_age_days, now, limit)
+    views = []
+    for r in rows:
+        row = dict(r)
+        max_wait = row.pop("max_wait_days") or default_max_wait_days
+        views.append(
+            BackorderView(
+                **row,
+                age_days=round((now - r["placed_at"]).total_seconds() / 86400, 3),
+                auto_cancel_at=r["placed_at"] + timedelta(days=max_wait),
+            )
+        )
+    return views
