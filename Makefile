@@ -48,5 +48,11 @@ docs: install
 bench-backbone: infra-up
 	$(PY) -m benchmarks.backbone
 
+bench: infra-up
+	$(PY) -m benchmarks.flow
+
+demo: run
+	$(PY) deploy/local/demo.py
+
 clean: stop infra-down
 	rm -rf .state

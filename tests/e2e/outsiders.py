@@ -1,0 +1,171 @@
+"""The system's users, as the end-to-end tests play them: only Kafka messages and HTTP calls.
+
+- a checkout system publishing OrderPlaced;
+- a supplier's EDI adapter publishing acknowledgements, shipment notices and GoodsReceived;
+- shop staff using the admin APIs (stock, backorder policy, supplier catalogue);
+- customers reading their orders and e-mails, cancelling, subscribing to back-in-stock.
+"""
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from email.message import EmailMessage
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from backbone.contracts import Envelope, EventPayload, Topic, new_envelope
+from backbone.contracts.events import (
+    Customer,
+    CustomerTier,
+    GoodsReceived,
+    OrderLine,
+    OrderPlaced,
+    PurchaseOrderAcknowledged,
+    ShipmentNoticed,
+)
+from backbone.testing.fixtures import publish
+from backbone.testing.fleet import Fleet
+from backbone.testing.mailsink import MailSink
+from backbone.testing.waiting import eventually
+
+Json = dict[str, Any]
+
+
+class Outsiders:
+    def __init__(self, fleet: Fleet, mail: MailSink, producer: AIOKafkaProducer) -> None:
+        self.fleet = fleet
+        self.mail = mail
+        self._producer = producer
+        self._http = fleet.http
+
+    # --- Kafka, as checkout systems and EDI adapters ------------------------------------------------
+
+    async def publish(self, topic: Topic, *payloads: EventPayload) -> list[Envelope[Any]]:
+        envelopes = [new_envelope(p) for p in payloads]
+        await publish(self._producer, self.fleet.topic(topic), envelopes)
+        return envelopes
+
+    async def place_order(
+        self,
+        order_id: str,
+        lines: Sequence[tuple[str, int]],
+        *,
+        customer: str | None = None,
+        tier: CustomerTier = "standard",
+        placed_at: datetime | None = None,
+        unit_price: str = "25.00",
+        **extra: Any,
+    ) -> OrderPlaced:
+        customer_id = customer or f"cust-{order_id}"
+        order = OrderPlaced(
+            order_id=order_id,
+            customer=Customer(customer_id=customer_id, email=f"{customer_id}@example.com", tier=tier),
+            lines=[
+                OrderLine(line_id=str(n), sku=sku, quantity=quantity, unit_price=Decimal(unit_price))
+                for n, (sku, quantity) in enumerate(lines, start=1)
+            ],
+            placed_at=placed_at or datetime.now(UTC),
+            **extra,
+        )
+        await self.publish(Topic.ORDERS, order)
+        return order
+
+    async def receive_goods(self, sku: str, quantity: int, po_id: str | None = None) -> None:
+        receipt = GoodsReceived(
+            receipt_id=f"rcpt-{uuid.uuid4().hex[:10]}",
+            po_id=po_id,
+            sku=sku,
+            quantity=quantity,
+            received_at=datetime.now(UTC),
+        )
+        await self.publish(Topic.SUPPLIER, receipt)
+
+    async def acknowledge(self, po_id: str, sku: str, quantity: int, on: date) -> None:
+        ack = PurchaseOrderAcknowledged(po_id=po_id, sku=sku, confirmed_quantity=quantity, confirmed_date=on)
+        await self.publish(Topic.SUPPLIER, ack)
+
+    async def notice_shipment(self, po_id: str, sku: str, quantity: int, expected: date) -> None:
+        asn = ShipmentNoticed(
+            asn_id=f"asn-{uuid.uuid4().hex[:10]}",
+            po_id=po_id,
+            sku=sku,
+            quantity=quantity,
+            expected_date=expected,
+        )
+        await self.publish(Topic.SUPPLIER, asn)
+
+    # --- HTTP ---------------------------------------------------------------------------------------
+
+    async def call(self, service: str, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
+        response = await self._http.request(method, f"{self.fleet.url(service)}{path}", **kwargs)
+        assert response.status_code == expect, (
+            f"{method} {service}{path}: {response.status_code} {response.text}"
+        )
+        return response.json() if response.content else None
+
+    async def get_or_none(self, service: str, path: str) -> Json | None:
+        response = await self._http.get(f"{self.fleet.url(service)}{path}")
+        if response.status_code == 404:
+            return None
+        assert response.status_code == 200, f"GET {service}{path}: {response.status_code} {response.text}"
+        return dict(response.json())
+
+    async def stock_up(self, sku: str, quantity: int) -> None:
+        body = {"delta": quantity, "reason": "opening balance", "actor": "e2e"}
+        await self.call("inventory", "POST", f"/skus/{sku}/adjustments", json=body)
+
+    async def set_policy(self, sku: str, policy: str, **extra: Any) -> None:
+        body = {"backorder_policy": policy, "actor": "e2e", **extra}
+        await self.call("inventory", "PUT", f"/skus/{sku}/policy", json=body)
+
+    async def set_suppliers(self, sku: str, *suppliers: Json) -> Json:
+        """Each supplier: supplier_id, lead_time_days, unit_cost, role (+ MOQ, pack size)."""
+        body = {"suppliers": [{"currency": "EUR", **s} for s in suppliers], "actor": "e2e"}
+        return dict(await self.call("procurement", "PUT", f"/skus/{sku}/suppliers", json=body))
+
+    async def purchase_orders(self, sku: str) -> list[Json]:
+        return list(await self.call("procurement", "GET", "/purchase-orders", params={"sku": sku}))
+
+    async def stock(self, sku: str) -> Json | None:
+        return await self.get_or_none("inventory", f"/stock/{sku}")
+
+    # --- waiting ------------------------------------------------------------------------------------
+
+    async def order_when(self, order_id: str, what: str, check: Any, timeout: float = 45.0) -> Json:
+        """GET /orders/{id} until `check(view)` holds."""
+
+        last: list[Json | None] = [None]
+
+        async def probe() -> Json | None:
+            view = last[0] = await self.get_or_none("order", f"/orders/{order_id}")
+            return view if view is not None and check(view) else None
+
+        try:
+            result = await eventually(probe, timeout=timeout, interval=0.1, what=f"order {order_id}: {what}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nlast view: {last[0]}") from None
+        assert result is not None
+        return result
+
+    async def order_status(self, order_id: str, status: str) -> Json:
+        return await self.order_when(order_id, f"status {status}", lambda v: v["status"] == status)
+
+    async def emails_to(self, customer_id: str, count: int, timeout: float = 45.0) -> list[EmailMessage]:
+        address = f"{customer_id}@example.com"
+
+        async def arrived() -> list[EmailMessage]:
+            found = self.mail.to(address)
+            return found if len(found) >= count else []
+
+        try:
+            return await eventually(
+                arrived, timeout=timeout, interval=0.1, what=f"{count} e-mails to {address}"
+            )
+        except AssertionError as e:
+            known = await self.call("notifier", "GET", "/notifications", params={"customer_id": customer_id})
+            raise AssertionError(
+                f"{e}\nreceived: {[m['Subject'] for m in self.mail.to(address)]}\n"
+                f"the notifier's deliveries: {known}"
+            ) from None
