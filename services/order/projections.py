@@ -69,6 +69,7 @@ class Tracked:
     times: dict[str, LineTimes] = field(default_factory=dict)
     # line_id -> index (in the events tracked) of the last event that changed the line
     last_change: dict[str, int] = field(default_factory=dict)
+    status_changed_at: datetime | None = None  # of the last event, of these, that changed the status
 
 
 def _lines_changed(event: EventPayload) -> Iterable[str]:
@@ -90,12 +91,15 @@ def _lines_changed(event: EventPayload) -> Iterable[str]:
 def track(before: OrderState, events: Iterable[Envelope[Any]]) -> Tracked:
     """Fold `events` from `before`; which lines they changed, and the times these events alone show."""
     tracked = Tracked(before)
+    status = order_status(before) if before.placed else None
     for index, envelope in enumerate(events):
         event = envelope.payload
         prior = tracked.state
         tracked.state = evolve(prior, event)
         for line_id in _lines_changed(event):
             tracked.last_change[line_id] = index
+        if tracked.state.placed and (now := order_status(tracked.state)) != status:
+            status, tracked.status_changed_at = now, envelope.occurred_at
         if not isinstance(event, OrderLineEvent):
             continue  # placements, cancellations and refunds carry no time a report needs
         line_id, at = event.line_id, envelope.occurred_at
@@ -116,16 +120,17 @@ def track(before: OrderState, events: Iterable[Envelope[Any]]) -> Tracked:
 
 _UPSERT_ORDERS = """
 INSERT INTO orders (order_id, version, shop_id, customer_id, email, customer_name, tier, currency, status,
-                    placed_at, urgent, shipping_preference, max_wait_days, waiting)
+                    placed_at, urgent, shipping_preference, max_wait_days, waiting, status_changed_at)
 SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                      $8::text[], $9::text[], $10::timestamptz[], $11::bool[], $12::text[], $13::int[],
-                     $14::int[])
+                     $14::int[], $15::timestamptz[])
 ON CONFLICT (order_id) DO UPDATE SET
     version = excluded.version, shop_id = excluded.shop_id, customer_id = excluded.customer_id,
     email = excluded.email, customer_name = excluded.customer_name, tier = excluded.tier,
     currency = excluded.currency, status = excluded.status, placed_at = excluded.placed_at,
     urgent = excluded.urgent, shipping_preference = excluded.shipping_preference,
-    max_wait_days = excluded.max_wait_days, waiting = excluded.waiting
+    max_wait_days = excluded.max_wait_days, waiting = excluded.waiting,
+    status_changed_at = coalesce(excluded.status_changed_at, orders.status_changed_at)
 WHERE orders.version < excluded.version
 """
 
@@ -196,7 +201,7 @@ def _columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
     return columns
 
 
-def _order_row(state: OrderState, version: int) -> tuple[Any, ...]:
+def _order_row(state: OrderState, version: int, status_changed_at: datetime | None) -> tuple[Any, ...]:
     placed = state.placement
     assert placed is not None
     customer = placed.customer
@@ -215,6 +220,7 @@ def _order_row(state: OrderState, version: int) -> tuple[Any, ...]:
         placed.shipping_preference,
         placed.max_wait_days,
         state.waiting,
+        status_changed_at,  # None: unchanged by these events
     )
 
 
@@ -259,7 +265,7 @@ async def update(conn: asyncpg.Connection, changes: Sequence[StreamChange]) -> d
         tracked = track(change.before, change.events)
         state = states[tracked.state.order_id] = tracked.state
         if state.placement is not None:
-            orders.append(_order_row(state, change.version))
+            orders.append(_order_row(state, change.version, tracked.status_changed_at))
             if any(isinstance(e.payload, OrderPlaced | OrderRecorded) for e in change.events):
                 placed_now.append(state)
         # Only the lines the events changed (an order may have hundreds), each at the version of the
@@ -270,7 +276,7 @@ async def update(conn: asyncpg.Connection, changes: Sequence[StreamChange]) -> d
                 times = tracked.times.get(line_id, LineTimes())
                 lines.append(_line_row(state.order_id, first_version + index, line, times))
     if orders:
-        await conn.execute(_UPSERT_ORDERS, *_columns(orders, 14))
+        await conn.execute(_UPSERT_ORDERS, *_columns(orders, 15))
     if lines:
         await conn.execute(_UPSERT_LINES, *_columns(lines, len(_LINE_COLUMNS)))
     if placed_now:

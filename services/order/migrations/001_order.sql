@@ -14,6 +14,7 @@ CREATE TABLE orders (
     tier                text        NOT NULL,
     currency            text        NOT NULL,
     status              text        NOT NULL,
+    status_changed_at   timestamptz, -- when the fact that set `status` was recorded (null only in upserts)
     placed_at           timestamptz NOT NULL,
     urgent              boolean     NOT NULL,
     shipping_preference text        NOT NULL,

@@ -65,7 +65,7 @@ async def test_concurrent_checks_cancel_once_and_a_stale_read_model_changes_noth
         # A stream the scheduler cannot read (undecodable event) must not stop it from the others.
         await conn.execute(
             "INSERT INTO orders VALUES ('a-broken', 1, 'default', 'c', 'c@example.com', NULL, 'standard',"
-            " 'EUR', 'backordered', $1, false, 'ship_available', 1, 5)",
+            " 'EUR', 'backordered', $1, $1, false, 'ship_available', 1, 5)",
             now - timedelta(days=3),
         )
         await conn.execute(
