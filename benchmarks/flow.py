@@ -24,6 +24,7 @@ import asyncpg
 from backbone.contracts import Topic, new_envelope
 from backbone.contracts.events import Customer, OrderLine, OrderPlaced
 from backbone.kafka import reliable_producer
+from backbone.log import configure_logging
 from backbone.testing.fleet import Fleet, running_fleet
 from backbone.testing.mailsink import MailSink
 from backbone.testing.servers import PROJECT_ROOT, real_servers
@@ -145,6 +146,7 @@ async def run_step(
 
 
 async def main(rates: Sequence[int], seconds: float, drain: float, sku_count: int, p99_limit: float) -> None:
+    configure_logging("bench", "WARNING")
     run = f"bench{uuid.uuid4().hex[:6]}"
     rng = random.Random(7)
     skus = [f"{run}-SKU-{n:04}" for n in range(sku_count)]

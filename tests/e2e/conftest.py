@@ -12,8 +12,8 @@ from aiokafka import AIOKafkaProducer
 from backbone.testing.fixtures import unique_name
 from backbone.testing.fleet import Fleet, running_fleet
 from backbone.testing.mailsink import MailSink
+from backbone.testing.outsiders import Outsiders
 from backbone.testing.servers import PROJECT_ROOT, Servers
-from tests.e2e.outsiders import Outsiders
 
 pytestmark = pytest.mark.e2e
 
@@ -44,4 +44,4 @@ async def fleet(servers: Servers, mail: MailSink) -> AsyncIterator[Fleet]:
 
 @pytest.fixture
 async def shop(fleet: Fleet, mail: MailSink, producer: AIOKafkaProducer) -> Outsiders:
-    return Outsiders(fleet, mail, producer)
+    return Outsiders(fleet, producer, mail)

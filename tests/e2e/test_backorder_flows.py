@@ -5,14 +5,16 @@ checkout systems and supplier EDI adapters do, and calls the services' HTTP APIs
 Each test uses SKUs and orders of its own, so they share one fleet.
 """
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from backbone.contracts import Topic
 from backbone.testing.fixtures import read_topic, unique_name
+from backbone.testing.fleet import Fleet
+from backbone.testing.outsiders import Outsiders
 from backbone.testing.waiting import eventually
-from tests.e2e.outsiders import Outsiders
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +76,9 @@ async def test_a_promotion_sells_the_jacket_out_and_receipts_fill_the_queue_firs
     assert shop.mail.to(f"{orders[0]}@example.com") == []
 
 
-async def test_a_cancelled_order_frees_its_stock_for_the_next_in_the_queue(shop: Outsiders) -> None:
+async def test_a_cancelled_order_frees_its_stock_for_the_next_in_the_queue(
+    shop: Outsiders, fleet: Fleet
+) -> None:
     boot, run = unique_name("BOOT"), unique_name("cancel")
     first, second, third = f"{run}-a", f"{run}-b", f"{run}-c"
     await shop.stock_up(boot, 10)
@@ -99,7 +103,7 @@ async def test_a_cancelled_order_frees_its_stock_for_the_next_in_the_queue(shop:
     assert (stock["on_hand"], stock["reserved"], stock["backordered"], stock["queue"]) == (10, 4, 0, [])
     refunds = [
         e
-        for e in await _orders_topic(shop, 9)
+        for e in await _orders_topic(fleet, 9)
         if e["event_type"] == "RefundRequested" and e["key"] in (first, third)
     ]
     assert sorted((r["key"], r["payload"]["quantity"]) for r in refunds) == [(first, 10), (third, 3)]
@@ -162,7 +166,9 @@ async def test_a_sku_that_denies_backorders_rejects_the_shortfall_and_tells_subs
     assert stock and len(shop.mail.to(f"{watcher}@example.com")) == 1
 
 
-async def test_a_backorder_past_its_maximum_wait_is_cancelled_and_refunded_once(shop: Outsiders) -> None:
+async def test_a_backorder_past_its_maximum_wait_is_cancelled_and_refunded_once(
+    shop: Outsiders, fleet: Fleet
+) -> None:
     kettle, order_id = unique_name("KETTLE"), unique_name("maxwait")
     await shop.place_order(
         order_id,
@@ -174,9 +180,9 @@ async def test_a_backorder_past_its_maximum_wait_is_cancelled_and_refunded_once(
     view = await shop.order_status(order_id, "cancelled")
     assert (line(view)["cancelled"], line(view)["refunded"], line(view)["waiting"]) == (2, 2, 0)
 
-    await shop.fleet.restart("order")  # the scheduler starts over: the cancellation must not repeat
+    await fleet.restart("order")  # the scheduler starts over: the cancellation must not repeat
     await shop.order_status(order_id, "cancelled")
-    events = [e for e in await _orders_topic(shop, 1) if e["key"] == order_id]
+    events = [e for e in await _orders_topic(fleet, 1) if e["key"] == order_id]
     history = (await shop.call("order", "GET", f"/orders/{order_id}"))["history"]
     assert [h["event_type"] for h in history].count("OrderCancelled") == 1
     cancellations = [e for e in events if e["event_type"] == "OrderCancelled"]
@@ -190,8 +196,6 @@ async def _stock_at(shop: Outsiders, sku: str, on_hand: int) -> bool:
     return stock is not None and stock["on_hand"] == on_hand
 
 
-async def _orders_topic(shop: Outsiders, at_least: int) -> list[dict]:
-    import json
-
-    records = await read_topic(shop.fleet.kafka_bootstrap, shop.fleet.topic(Topic.ORDERS), at_least)
+async def _orders_topic(fleet: Fleet, at_least: int) -> list[dict]:
+    records = await read_topic(fleet.kafka_bootstrap, fleet.topic(Topic.ORDERS), at_least)
     return [json.loads(r.value) for r in records]

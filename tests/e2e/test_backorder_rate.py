@@ -4,7 +4,7 @@ is 100 / 800 = 12.5 %. A module of its own: its fleet's reports see exactly thes
 import pytest
 
 from backbone.testing.fixtures import unique_name
-from tests.e2e.outsiders import Outsiders
+from backbone.testing.outsiders import Outsiders
 
 pytestmark = pytest.mark.e2e
 

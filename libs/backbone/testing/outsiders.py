@@ -1,4 +1,4 @@
-"""The system's users, as the end-to-end tests play them: only Kafka messages and HTTP calls.
+"""The system's users, as the end-to-end tests and the demo play them: only Kafka messages and HTTP calls.
 
 - a checkout system publishing OrderPlaced;
 - a supplier's EDI adapter publishing acknowledgements, shipment notices and GoodsReceived;
@@ -7,12 +7,14 @@
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Protocol
 
+import httpx
 from aiokafka import AIOKafkaProducer
 
 from backbone.contracts import Envelope, EventPayload, Topic, new_envelope
@@ -26,25 +28,54 @@ from backbone.contracts.events import (
     ShipmentNoticed,
 )
 from backbone.testing.fixtures import publish
-from backbone.testing.fleet import Fleet
 from backbone.testing.mailsink import MailSink
 from backbone.testing.waiting import eventually
 
 Json = dict[str, Any]
 
 
+class Deployment(Protocol):
+    """Where the services are: a test's fleet (backbone.testing.fleet) or the ones `make run` started."""
+
+    http: httpx.AsyncClient
+
+    def url(self, name: str) -> str: ...
+
+    def topic(self, topic: Topic) -> str: ...
+
+
+@dataclass
+class RunningServices:
+    urls: Mapping[str, str]
+    topic_prefix: str
+    http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=10.0))
+
+    def url(self, name: str) -> str:
+        return self.urls[name]
+
+    def topic(self, topic: Topic) -> str:
+        return topic.qualified(self.topic_prefix)
+
+
 class Outsiders:
-    def __init__(self, fleet: Fleet, mail: MailSink, producer: AIOKafkaProducer) -> None:
-        self.fleet = fleet
-        self.mail = mail
+    def __init__(
+        self, services: Deployment, producer: AIOKafkaProducer, mail: MailSink | None = None
+    ) -> None:
+        self.services = services
+        self._mail = mail
         self._producer = producer
-        self._http = fleet.http
+        self._http = services.http
+
+    @property
+    def mail(self) -> MailSink:
+        assert self._mail is not None, "no mail sink: the e-mails go elsewhere"
+        return self._mail
 
     # --- Kafka, as checkout systems and EDI adapters ------------------------------------------------
 
     async def publish(self, topic: Topic, *payloads: EventPayload) -> list[Envelope[Any]]:
         envelopes = [new_envelope(p) for p in payloads]
-        await publish(self._producer, self.fleet.topic(topic), envelopes)
+        await publish(self._producer, self.services.topic(topic), envelopes)
         return envelopes
 
     async def place_order(
@@ -99,14 +130,14 @@ class Outsiders:
     # --- HTTP ---------------------------------------------------------------------------------------
 
     async def call(self, service: str, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
-        response = await self._http.request(method, f"{self.fleet.url(service)}{path}", **kwargs)
+        response = await self._http.request(method, f"{self.services.url(service)}{path}", **kwargs)
         assert response.status_code == expect, (
             f"{method} {service}{path}: {response.status_code} {response.text}"
         )
         return response.json() if response.content else None
 
     async def get_or_none(self, service: str, path: str) -> Json | None:
-        response = await self._http.get(f"{self.fleet.url(service)}{path}")
+        response = await self._http.get(f"{self.services.url(service)}{path}")
         if response.status_code == 404:
             return None
         assert response.status_code == 200, f"GET {service}{path}: {response.status_code} {response.text}"

@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""`make demo`: a winter promotion at an outdoor shop, played against the services `make run` started.
+
+Everything happens as the system's users do it: the checkout publishes OrderPlaced to Kafka, the
+supplier's EDI adapter publishes acknowledgements, shipment notices and receipts, staff and customers call
+the HTTP APIs. Each run uses SKUs and orders of its own (the deployment keeps earlier runs' data), waits
+for every step with a deadline, and ends with a summary: orders and their status, backorders with ETAs,
+purchase orders, the messages the notifier sent (readable in the mail sink, http://127.0.0.1:8025/messages)
+and the backorder rate.
+"""
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from infra import HOST, SERVICES, InfraInfo
+
+from backbone.kafka import reliable_producer
+from backbone.testing.outsiders import Json, Outsiders, RunningServices
+from backbone.testing.waiting import eventually
+
+TIMEOUT = 60.0
+NORDWEAR = {"supplier_id": "nordwear", "lead_time_days": 12, "unit_cost": "38.00", "role": "primary"}
+FASTWEAR = {"supplier_id": "fastwear", "lead_time_days": 5, "unit_cost": "40.50", "role": "alternate"}
+ALPINE = {"supplier_id": "alpine-boots", "lead_time_days": 8, "unit_cost": "55.00", "role": "primary"}
+
+
+def say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def first_line(view: Json) -> Json:
+    return dict(view["lines"][0])
+
+
+async def wait_for(shop: Outsiders, order_id: str, what: str, check: Callable[[Json], bool]) -> Json:
+    return await shop.order_when(order_id, what, check, timeout=TIMEOUT)
+
+
+def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
+    cells = [[str(c) for c in header], *[[("-" if c is None else str(c)) for c in r] for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for n, row in enumerate(cells):
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+        if n == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+
+
+async def play(shop: Outsiders, run: str) -> None:
+    jacket, boots, lamp = f"JACKET-{run}", f"BOOTS-{run}", f"LAMP-{run}"
+    customers = ["ana", "ben", "chloe", "dev", "emma", "farid", "gus", "hana"]
+    order_ids = {c: f"{run}-{c}" for c in customers}
+    start = datetime.now(UTC) - timedelta(hours=2)
+
+    say("Staff stock the shop and maintain the supplier catalogue")
+    await shop.stock_up(jacket, 40)
+    await shop.stock_up(boots, 30)
+    await shop.set_suppliers(jacket, NORDWEAR, FASTWEAR)
+    await shop.set_suppliers(boots, ALPINE)
+    await shop.set_policy(lamp, "deny")  # a one-off item: no backorders
+    await shop.stock_up(lamp, 3)
+    print(f"  {jacket}: 40 on hand (nordwear 12 days, fastwear 5 days +7%); {boots}: 30; {lamp}: 3, deny")
+
+    say("The promotion: eight customers order through the checkout (OrderPlaced on Kafka)")
+    plan = [("ana", 10, 2), ("ben", 15, 0), ("chloe", 10, 4), ("dev", 12, 0), ("emma", 8, 2),
+            ("farid", 10, 0), ("gus", 6, 2), ("hana", 4, 0)]  # fmt: skip
+    for n, (customer, jackets, pairs) in enumerate(plan):
+        lines = [(jacket, jackets)] + ([(boots, pairs)] if pairs else [])
+        tier = "gold" if customer in ("dev", "hana") else "standard"
+        await shop.place_order(
+            order_ids[customer], lines, customer=order_ids[customer], tier=tier,
+            placed_at=start + timedelta(minutes=5 * n), unit_price="89.00",
+        )  # fmt: skip
+        await wait_for(shop, order_ids[customer], "inventory's answer", lambda v: v["status"] != "accepted")
+    await shop.place_order(f"{run}-ivan", [(lamp, 5)], customer=f"{run}-ivan", unit_price="120.00")
+    for customer in customers:
+        await wait_for(
+            shop, order_ids[customer], "an ETA for what waits",
+            lambda v: all(x["eta_known"] or x["waiting"] == 0 for x in v["lines"]),
+        )  # fmt: skip
+    await wait_for(shop, f"{run}-ivan", "inventory's answer", lambda v: first_line(v)["decided"])
+    views = [await shop.call("order", "GET", f"/orders/{order_ids[c]}") for c in customers]
+    short = [v["customer"]["customer_id"].removeprefix(f"{run}-") for v in views if v["waiting_units"]]
+    print(f"  jackets ran out: {', '.join(short)} wait in the queue, each with an ETA")
+
+    say("Procurement bought the shortfall; the supplier confirms, then ships later than promised")
+    [po] = await shop.purchase_orders(jacket)
+    print(
+        f"  {po['po_id']}: {po['quantity']} units from {po['supplier_id']}, expected {po['expected_arrival']}"
+    )
+    await shop.acknowledge(po["po_id"], jacket, po["quantity"], date.fromisoformat(po["expected_arrival"]))
+    late = date.fromisoformat(po["expected_arrival"]) + timedelta(days=4)
+    await shop.notice_shipment(po["po_id"], jacket, po["quantity"], late)
+    waiting = [
+        c for c in customers if (await shop.call("order", "GET", f"/orders/{order_ids[c]}"))["waiting_units"]
+    ]
+    for customer in waiting:
+        await wait_for(
+            shop, order_ids[customer], "the new ETA", lambda v: first_line(v)["eta"] == late.isoformat()
+        )
+    print(f"  shipment notice: arrival {late}; {len(waiting)} waiting customers told the new date")
+
+    say("Gus gives up his backordered jackets; the others keep waiting")
+    await shop.call("order", "POST", f"/orders/{order_ids['gus']}/lines/1/cancel-backordered", json={})
+    await wait_for(shop, order_ids["gus"], "the cancellation", lambda v: first_line(v)["waiting"] == 0)
+
+    say("Part of the purchase order arrives: the queue is served first come, first served")
+    await shop.receive_goods(jacket, 20, po_id=po["po_id"])
+    await wait_for(shop, order_ids["dev"], "filled", lambda v: first_line(v)["filled"] > 0)
+
+    say("Ivan's lamp: 3 of 5 units sold, 2 refused; a subscriber hears when it is back")
+    watcher = f"{run}-julia"
+    body = {"customer_id": watcher, "email": f"{watcher}@example.com"}
+    await shop.call("notifier", "POST", f"/skus/{lamp}/subscriptions", expect=201, json=body)
+    await shop.receive_goods(lamp, 6)
+
+    async def told(customer_id: str, kind: str) -> bool:
+        sent = await shop.call("notifier", "GET", "/notifications", params={"customer_id": customer_id})
+        return any(n["kind"] == kind and n["status"] == "sent" for n in sent)
+
+    await eventually(
+        lambda: told(watcher, "back_in_stock"), timeout=TIMEOUT, what="the back-in-stock message"
+    )
+    await eventually(lambda: told(order_ids["dev"], "fulfilled"), timeout=TIMEOUT, what="dev's message")
+    await summary(shop, run, [*order_ids.values(), f"{run}-ivan"], [jacket, boots, lamp])
+
+
+def describe(line: Json) -> str:
+    text = f"{line['sku'].split('-')[0]} x{line['ordered']}: {line['allocated']} allocated"
+    for field, label in (("waiting", "waiting"), ("rejected", "refused"), ("cancelled", "cancelled")):
+        if line[field]:
+            text += f", {line[field]} {label}"
+    return text
+
+
+async def summary(shop: Outsiders, run: str, order_ids: Sequence[str], skus: Sequence[str]) -> None:
+    say(f"Summary of run {run}")
+    orders = [await shop.call("order", "GET", f"/orders/{o}") for o in order_ids]
+    print("\nOrders")
+    table(
+        [
+            (o["order_id"], o["customer"]["tier"], o["status"], "; ".join(map(describe, o["lines"])))
+            for o in orders
+        ],
+        ["order", "tier", "status", "lines"],
+    )
+    print("\nBackorders still waiting (oldest first)")
+    backorders = [
+        b for sku in skus for b in await shop.call("order", "GET", "/backorders", params={"sku": sku})
+    ]
+    table(
+        [(b["order_id"], b["sku"], b["waiting"], b["eta"], b["previous_eta"], round(b["age_days"], 2))
+         for b in backorders],
+        ["order", "sku", "waiting", "eta", "was", "age (days)"],
+    )  # fmt: skip
+    print("\nPurchase orders")
+    pos = [p for sku in skus for p in await shop.purchase_orders(sku)]
+    table(
+        [(p["po_id"], p["supplier_id"], p["quantity"], p["received_quantity"], p["expected_arrival"],
+          p["confirmed_date"], p["status"]) for p in pos],
+        ["po", "supplier", "qty", "received", "expected", "confirmed", "status"],
+    )  # fmt: skip
+    print("\nMessages sent by the notifier")
+    messages = [
+        n for o in [*order_ids, f"{run}-julia"]
+        for n in await shop.call("notifier", "GET", "/notifications", params={"customer_id": o})
+    ]  # fmt: skip
+    table(
+        [(n["customer_id"], n["kind"], n["channel"], n["status"], n.get("subject") or "") for n in messages],
+        ["customer", "kind", "channel", "status", "subject"],
+    )
+    report = await shop.call("order", "GET", "/reports")
+    rate, fill = report["backorder_rate"], report["fill_rate"]
+    print(
+        f"\nBackorder rate (every order in this deployment): {rate['percent']} % "
+        f"({rate['backordered_units']} of {rate['demanded_units']} units); fill rate {fill['percent']} %"
+    )
+    print("E-mails: http://127.0.0.1:8025/messages")
+
+
+async def main() -> int:
+    info = InfraInfo.load()
+    if info is None:
+        print("the infrastructure is not running: use `make demo`, which starts it", file=sys.stderr)
+        return 1
+    run = f"demo{uuid.uuid4().hex[:5]}"
+    services = RunningServices(
+        {name: f"http://{HOST}:{port}" for name, port in SERVICES.items()}, "backorder."
+    )
+    producer = reliable_producer(info.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        await play(Outsiders(services, producer), run)
+    finally:
+        await producer.stop()
+        await services.http.aclose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
