@@ -51,7 +51,11 @@ def build_email(notification: Notification, sender: str, sender_address: str, no
         rendered = email_for(notification)
         # An internationalised address (RFC 6531) needs SMTPUTF8; aiosmtplib then asks the relay for it.
         international = not notification.email.isascii()
-        message = EmailMessage(policy=policy.SMTPUTF8 if international else policy.default)
+        # Headers up to RFC 5322's 998-character limit stay on one line: Python folds a long Subject
+        # right after "Subject:", which some readers (Python's own parser among them) show with a
+        # leading space.
+        base = policy.SMTPUTF8 if international else policy.default
+        message = EmailMessage(policy=base.clone(max_line_length=998))
         message["From"] = sender
         username, _, domain = notification.email.rpartition("@")
         name = notification.customer_name or ""

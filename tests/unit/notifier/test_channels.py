@@ -1,6 +1,8 @@
 """The channels' pure parts: the email a notification becomes, and what each refusal means."""
 
 from datetime import UTC, datetime
+from email import policy
+from email.parser import BytesParser
 
 import aiosmtplib
 import pytest
@@ -48,6 +50,14 @@ def test_an_email_carries_its_rendered_text_and_the_headers_receivers_need() -> 
     assert body is not None
     assert "Hello Ada Lovelace," in str(body.get_content())
     assert "SKU-C, which you asked us to watch, is back in stock" in str(body.get_content())
+
+
+def test_a_long_subject_arrives_as_it_was_written() -> None:
+    long_sku = "WINTER-JACKET-" + "X" * 60
+    email = build_email(notification(), SENDER, SENDER_ADDRESS, NOW)
+    email.replace_header("Subject", f"{long_sku} is back in stock")
+    received = BytesParser(policy=policy.default).parsebytes(bytes(email))
+    assert received["Subject"] == f"{long_sku} is back in stock"
 
 
 def test_an_internationalised_address_is_kept_as_it_is() -> None:
