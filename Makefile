@@ -44,12 +44,17 @@ lint: install
 
 docs: install
 	$(PY) -m backbone.contracts.docs
+	$(PY) -m services.openapi
 
 bench-backbone: infra-up
 	$(PY) -m benchmarks.backbone
 
 bench: infra-up
 	$(PY) -m benchmarks.flow
+
+# make rebuild SERVICE=order (or inventory, procurement, notifier): re-derive its read models from its log
+rebuild: infra-up
+	$(SERVICES) rebuild $(SERVICE)
 
 demo: run
 	$(PY) deploy/local/demo.py

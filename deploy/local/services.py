@@ -198,12 +198,23 @@ def stop(grace: float = STOP_GRACE_SECONDS) -> list[str]:
     return [service.name for service in running]
 
 
+def rebuild(name: str) -> int:
+    """Run `python -m services.<name> rebuild` against the service's local database; its exit status."""
+    info = InfraInfo.load()
+    if info is None or name not in info.database_urls:
+        raise InfraError(f"no database for {name!r}: run `python deploy/local/infra.py up` first")
+    env = {**os.environ, "SERVICE_NAME": name, "DATABASE_URL": info.database_urls[name]}
+    return subprocess.run([_python(), "-m", f"services.{name}", "rebuild"], cwd=ROOT, env=env).returncode
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     commands = parser.add_subparsers(dest="command", required=True)
     start_parser = commands.add_parser("start", help="start the built services and wait for /health")
     start_parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait")
     commands.add_parser("stop", help="stop the services this script started")
+    rebuild_parser = commands.add_parser("rebuild", help="rebuild a service's read models from its log")
+    rebuild_parser.add_argument("service", choices=sorted(SERVICES))
     commands.add_parser("status", help="list the services (exit 3 unless every built one runs)")
     args = parser.parse_args(argv)
 
@@ -213,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for problem in problems:
                 print(problem, file=sys.stderr)
             return 1 if problems else 0
+        if args.command == "rebuild":
+            return rebuild(args.service)
         if args.command == "stop":
             stopped = stop()
             print(f"stopped: {', '.join(stopped)}" if stopped else "no service was running")

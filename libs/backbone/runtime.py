@@ -43,6 +43,7 @@ class ServiceContext:
 @dataclass(frozen=True)
 class Service:
     name: str
+    settings_type: type[ServiceSettings]
     migrations: Path
     consumes: Sequence[Topic]
     make_handler: Callable[[ServiceContext], Handler]
@@ -57,7 +58,10 @@ class _Server(uvicorn.Server):
         yield  # signals are ours (run_service): uvicorn would re-raise SIGTERM and skip our clean-up
 
 
-def _app(service: Service, ctx: ServiceContext, relay: OutboxRelay, loop: ConsumerLoop) -> FastAPI:
+def http_app(
+    service: Service, ctx: ServiceContext, status: Callable[[], dict[str, object]] = dict
+) -> FastAPI:
+    """The service's routes plus GET /health (database reachable; `status` adds the components' figures)."""
     app = FastAPI(title=f"backorder {service.name} service", version="1.0.0")
     app.include_router(service.make_routes(ctx))
 
@@ -67,16 +71,7 @@ def _app(service: Service, ctx: ServiceContext, relay: OutboxRelay, loop: Consum
             await ctx.pool.fetchval("SELECT 1")
         except (OSError, asyncpg.PostgresError) as e:
             return JSONResponse({"status": "database unreachable", "error": str(e)}, status_code=503)
-        return JSONResponse(
-            {
-                "status": "ok",
-                "service": service.name,
-                "relay_active": relay.active,
-                "events_published": relay.published,
-                "events_applied": loop.applied,
-                "dead_lettered": loop.dead_lettered,
-            }
-        )
+        return JSONResponse({"status": "ok", "service": service.name, **status()})
 
     return app
 
@@ -114,7 +109,16 @@ async def run_service(service: Service, settings: ServiceSettings) -> None:
         )
         server = _Server(
             uvicorn.Config(
-                _app(service, ctx, relay, loop),
+                http_app(
+                    service,
+                    ctx,
+                    lambda: {
+                        "relay_active": relay.active,
+                        "events_published": relay.published,
+                        "events_applied": loop.applied,
+                        "dead_lettered": loop.dead_lettered,
+                    },
+                ),
                 host=settings.http_host,
                 port=settings.http_port,
                 log_config=None,

@@ -37,6 +37,7 @@ def make_routes(ctx: ServiceContext) -> APIRouter:
 
 SERVICE = Service(
     name="inventory",
+    settings_type=InventorySettings,
     migrations=Path(__file__).parent / "migrations",
     consumes=[Topic.ORDERS, Topic.SUPPLIER],
     make_handler=make_handler,

@@ -40,6 +40,7 @@ async def announce(ctx: ServiceContext) -> None:
 
 SERVICE = Service(
     name="notifier",
+    settings_type=NotifierSettings,
     migrations=Path(__file__).parent / "migrations",
     # orders: contact details, cancellations, refunds; inventory: shortfalls, fills, stock added, SKU
     # policies; procurement: ETAs; supplier: goods received (back in stock).

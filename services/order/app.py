@@ -58,6 +58,7 @@ async def auto_cancel(ctx: ServiceContext) -> None:
 
 SERVICE = Service(
     name="order",
+    settings_type=OrderSettings,
     migrations=Path(__file__).parent / "migrations",
     consumes=[Topic.ORDERS, Topic.INVENTORY, Topic.PROCUREMENT],
     make_handler=make_handler,

@@ -74,6 +74,7 @@ def build_service(clock: Clock = utc_today) -> Service:
 
     return Service(
         name="procurement",
+        settings_type=ProcurementSettings,
         migrations=Path(__file__).parent / "migrations",
         consumes=[Topic.INVENTORY, Topic.SUPPLIER],
         make_handler=make_handler,
