@@ -51,11 +51,7 @@ def build_email(notification: Notification, sender: str, sender_address: str, no
         rendered = email_for(notification)
         # An internationalised address (RFC 6531) needs SMTPUTF8; aiosmtplib then asks the relay for it.
         international = not notification.email.isascii()
-        # Headers up to RFC 5322's 998-character limit stay on one line: Python folds a long Subject
-        # right after "Subject:", which some readers (Python's own parser among them) show with a
-        # leading space.
-        base = policy.SMTPUTF8 if international else policy.default
-        message = EmailMessage(policy=base.clone(max_line_length=998))
+        message = EmailMessage(policy=policy.SMTPUTF8 if international else policy.default)
         message["From"] = sender
         username, _, domain = notification.email.rpartition("@")
         name = notification.customer_name or ""
@@ -70,6 +66,13 @@ def build_email(notification: Notification, sender: str, sender_address: str, no
     except Exception as e:  # template or header errors alike: this message cannot be made
         raise DeliveryFailure(f"message could not be built: {type(e).__name__}: {e}", permanent=True) from e
     return message
+
+
+def wire_bytes(message: EmailMessage) -> bytes:
+    """The message as sent. Headers up to RFC 5322's 998-character limit stay on one line: folding at
+    78 (aiosmtplib's own flattening) breaks a long Subject right after "Subject:", which readers such
+    as Python's parser then show with a leading space."""
+    return message.as_bytes(policy=message.policy.clone(linesep="\r\n", max_line_length=998))
 
 
 def _reply(code: int, message: str) -> str:
@@ -105,9 +108,10 @@ class EmailChannel:
         message = build_email(notification, s.smtp_sender, s.sender_address, datetime.now(UTC))
         try:
             await aiosmtplib.send(
-                message,
+                wire_bytes(message),
                 sender=s.sender_address,
                 recipients=[recipient],
+                mail_options=["SMTPUTF8"] if message.policy.utf8 else None,
                 hostname=s.smtp_host,
                 port=s.smtp_port,
                 username=s.smtp_username,

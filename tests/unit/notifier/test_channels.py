@@ -13,6 +13,7 @@ from services.notifier.channels import (
     message_id,
     smtp_failure,
     webhook_failure,
+    wire_bytes,
 )
 from services.notifier.events import BackInStockContent, Notification
 
@@ -56,7 +57,7 @@ def test_a_long_subject_arrives_as_it_was_written() -> None:
     long_sku = "WINTER-JACKET-" + "X" * 60
     email = build_email(notification(), SENDER, SENDER_ADDRESS, NOW)
     email.replace_header("Subject", f"{long_sku} is back in stock")
-    received = BytesParser(policy=policy.default).parsebytes(bytes(email))
+    received = BytesParser(policy=policy.default).parsebytes(wire_bytes(email))
     assert received["Subject"] == f"{long_sku} is back in stock"
 
 
