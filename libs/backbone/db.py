@@ -1,7 +1,8 @@
 """PostgreSQL connection pool and the migration runner shared by all services."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import structlog
@@ -48,3 +49,13 @@ async def migrate(conn: asyncpg.Connection, files: Sequence[tuple[str, Path]]) -
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
     return applied
+
+
+def columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows -> one list per column: the arrays of an `INSERT ... SELECT * FROM unnest($1::t[], ...)`,
+    which writes any number of rows in one statement."""
+    result: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(result, row, strict=True):
+            column.append(value)
+    return result

@@ -9,7 +9,7 @@
 `rebuild(conn)` truncates them and re-derives them from the log; it must give the same rows.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,7 @@ import asyncpg
 
 from backbone.contracts import Envelope
 from backbone.contracts.events import BackorderFulfilled, StockReserved
+from backbone.db import columns
 from backbone.eventstore import EventStore
 from services.inventory.domain import SkuState, allocation_order, evolve, initial_state
 from services.inventory.priority import PriorityPolicy
@@ -91,14 +92,6 @@ ON CONFLICT DO NOTHING
 """
 
 
-def _columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(width)]
-    for row in rows:
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return columns
-
-
 async def update(
     conn: asyncpg.Connection,
     skus: Sequence[SkuVersion],
@@ -127,15 +120,15 @@ async def update(
             for s in skus
             for position, e in enumerate(allocation_order(s.state, priority), start=1)
         ]
-        await conn.execute(_UPSERT_STOCK, *_columns(stock, 10))
+        await conn.execute(_UPSERT_STOCK, *columns(stock, 10))
         await conn.execute(
             "DELETE FROM backorder_queue WHERE sku = ANY($1::text[])",
             [s.state.sku for s in skus],
         )
         if queue:
-            await conn.execute(_INSERT_QUEUE, *_columns(queue, 5))
+            await conn.execute(_INSERT_QUEUE, *columns(queue, 5))
     if allocations:
-        await conn.execute(_INSERT_AUDIT, *_columns(map(astuple, allocations), 9))
+        await conn.execute(_INSERT_AUDIT, *columns(map(astuple, allocations), 9))
 
 
 async def rebuild(

@@ -12,7 +12,7 @@ Everything runs in the caller's transaction, next to the append. `rebuild(conn, 
 tables and re-derives them from the whole log; it must give the same rows.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ import structlog
 
 from backbone.contracts import Envelope
 from backbone.contracts.events import NotificationFailed, NotificationSent
+from backbone.db import columns
 from backbone.decider import Decided
 from backbone.eventstore import EventStore
 from services.notifier.domain import (
@@ -58,14 +59,6 @@ def subject_of(notification: Notification) -> str:
     except jinja2.TemplateError as e:
         log.error("subject could not be rendered", notification_id=notification.notification_id, error=str(e))
         return f"({notification.kind}: the subject could not be rendered)"
-
-
-def _columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(width)]
-    for row in rows:
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return columns
 
 
 # --- the delivery queue ------------------------------------------------------------------------------------
@@ -130,7 +123,7 @@ async def apply_delivery_events(conn: asyncpg.Connection, envelopes: Sequence[En
     same as strict log order: an outcome is only ever recorded after its request committed."""
     requested = [row for e in envelopes if (row := _delivery_row(e)) is not None]
     if requested:
-        await conn.execute(_INSERT_DELIVERY, *_columns(requested, 12))
+        await conn.execute(_INSERT_DELIVERY, *columns(requested, 12))
     outcomes = [row for e in envelopes if (row := _outcome_row(e)) is not None]
     if outcomes:
         await conn.executemany(_RECORD_OUTCOME, outcomes)
@@ -164,7 +157,7 @@ async def write_orders(conn: asyncpg.Connection, orders: Sequence[OrderFacts]) -
     )
     due = [(o.order_id, since) for o in orders if (since := awaiting_eta_since(o)) is not None]
     if due:
-        await conn.execute(_INSERT_ANNOUNCEMENTS, *_columns(due, 2))
+        await conn.execute(_INSERT_ANNOUNCEMENTS, *columns(due, 2))
 
 
 async def write_skus(conn: asyncpg.Connection, skus: Sequence[tuple[SkuWatch, int]]) -> None:
@@ -172,7 +165,7 @@ async def write_skus(conn: asyncpg.Connection, skus: Sequence[tuple[SkuWatch, in
     if not skus:
         return
     await conn.execute(
-        _UPSERT_SKU_WATCH, *_columns(((s.sku, version, s.backorder_policy) for s, version in skus), 3)
+        _UPSERT_SKU_WATCH, *columns(((s.sku, version, s.backorder_policy) for s, version in skus), 3)
     )
     await conn.execute(
         "DELETE FROM back_in_stock_subscription WHERE sku = ANY($1::text[])", [s.sku for s, _ in skus]
@@ -183,7 +176,7 @@ async def write_skus(conn: asyncpg.Connection, skus: Sequence[tuple[SkuWatch, in
         for s in state.subscribers.values()
     ]
     if subscriptions:
-        await conn.execute(_INSERT_SUBSCRIPTIONS, *_columns(subscriptions, 6))
+        await conn.execute(_INSERT_SUBSCRIPTIONS, *columns(subscriptions, 6))
 
 
 async def apply(conn: asyncpg.Connection, decided: Sequence[Decided[Any]]) -> None:

@@ -20,6 +20,7 @@ import asyncpg
 
 from backbone.contracts import Envelope, EventPayload
 from backbone.contracts.events import OrderCancelled, OrderPlaced, RefundRequested
+from backbone.db import columns
 from backbone.eventstore import EventStore
 from services.order.domain import (
     LineState,
@@ -193,14 +194,6 @@ WHERE l.order_id = ANY($1::text[])
 """
 
 
-def _columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(width)]
-    for row in rows:
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return columns
-
-
 def _order_row(state: OrderState, version: int, status_changed_at: datetime | None) -> tuple[Any, ...]:
     placed = state.placement
     assert placed is not None
@@ -276,12 +269,12 @@ async def update(conn: asyncpg.Connection, changes: Sequence[StreamChange]) -> d
                 times = tracked.times.get(line_id, LineTimes())
                 lines.append(_line_row(state.order_id, first_version + index, line, times))
     if orders:
-        await conn.execute(_UPSERT_ORDERS, *_columns(orders, 15))
+        await conn.execute(_UPSERT_ORDERS, *columns(orders, 15))
     if lines:
-        await conn.execute(_UPSERT_LINES, *_columns(lines, len(_LINE_COLUMNS)))
+        await conn.execute(_UPSERT_LINES, *columns(lines, len(_LINE_COLUMNS)))
     if placed_now:
         kept = [(s.order_id, line_id) for s in placed_now for line_id in s.lines]
-        await conn.execute(_DELETE_LINES_NOT_ORDERED, [s.order_id for s in placed_now], *_columns(kept, 2))
+        await conn.execute(_DELETE_LINES_NOT_ORDERED, [s.order_id for s in placed_now], *columns(kept, 2))
     return states
 
 

@@ -20,6 +20,7 @@ import asyncpg
 
 from backbone.contracts import Envelope
 from backbone.contracts.events import BackorderEtaUpdated, PurchaseOrderIssued
+from backbone.db import columns
 from backbone.decider import Decided
 from backbone.eventstore import EventStore
 from services.procurement.domain import ProcurementState, PurchaseOrder, evolve, initial_state, open_need
@@ -168,14 +169,6 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $
 """
 
 
-def _columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(width)]
-    for row in rows:
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return columns
-
-
 def _last_event_at(change: SkuChange) -> datetime:
     if change.details.last_event_at is None:
         raise ValueError(f"a change of {change.state.sku!r} without events has nothing to project")
@@ -254,7 +247,7 @@ async def _write_lines(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -
             rows.append((sku, *key, position, entry.quantity, eta, latest.po_id, latest.reason, latest.at))
     await conn.execute("DELETE FROM line_etas WHERE sku = ANY($1::text[])", skus)
     if rows:
-        await conn.execute(_INSERT_LINES, *_columns(rows, 9))
+        await conn.execute(_INSERT_LINES, *columns(rows, 9))
 
 
 async def update(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None:
@@ -276,12 +269,12 @@ async def update(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None
         )
         for c in changes
     ]
-    await conn.execute(_UPSERT_SKUS, *_columns(skus, 10))
+    await conn.execute(_UPSERT_SKUS, *columns(skus, 10))
 
     catalogues = [(c.state, c.details.catalogue) for c in changes if c.details.catalogue is not None]
     if catalogues:
         heads = [(state.sku, set_by.actor, set_by.at) for state, set_by in catalogues]
-        await conn.execute(_UPSERT_CATALOGUES, *_columns(heads, 3))
+        await conn.execute(_UPSERT_CATALOGUES, *columns(heads, 3))
         await conn.execute(
             "DELETE FROM supplier_terms WHERE sku = ANY($1::text[])", [sku for sku, _, _ in heads]
         )
@@ -301,11 +294,11 @@ async def update(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None
             for position, t in enumerate(state.suppliers, start=1)
         ]
         if terms:
-            await conn.execute(_INSERT_TERMS, *_columns(terms, 9))
+            await conn.execute(_INSERT_TERMS, *columns(terms, 9))
 
     orders = [row for c in changes for row in _po_rows(c)]
     if orders:
-        await conn.execute(_UPSERT_POS, *_columns(orders, 18))
+        await conn.execute(_UPSERT_POS, *columns(orders, 18))
 
     await _write_lines(conn, changes)
 
