@@ -12,7 +12,7 @@ Guarantees, given at-least-once delivery:
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 import asyncpg
@@ -71,8 +71,12 @@ class ConsumerLoop:
         service: str,
         registry: EventRegistry = REGISTRY,
         batch_size: int = 500,
+        handles: Collection[str] | None = None,
         **consumer_options: Any,
     ) -> None:
+        """`handles`: the event types the handler acts on. A message whose event_type header names another
+        type is acknowledged without being parsed (the topics carry many events a service ignores, and
+        parsing is most of a consumer's cost); one without the header is parsed and handled as usual."""
         self._consumer = AIOKafkaConsumer(
             *topics,
             bootstrap_servers=bootstrap_servers,
@@ -88,6 +92,8 @@ class ConsumerLoop:
         self._service = service
         self._registry = registry
         self._batch_size = batch_size
+        self._handles = None if handles is None else frozenset(t.encode() for t in handles)
+        self.skipped = 0  # not for this service, by their header
         self.applied = 0  # events applied for the first time (for benchmarks and health)
         self.dead_lettered = 0
 
@@ -104,10 +110,17 @@ class ConsumerLoop:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._consumer.stop())
 
+    def _not_handled(self, record: Record) -> bool:
+        kind = _header(record, "event_type")
+        return self._handles is not None and kind is not None and kind not in self._handles
+
     async def process(self, records: Sequence[Record]) -> None:
         decoded: list[tuple[Record, Envelope[Any]]] = []
         dead: list[DeadLetter] = []
         for record in records:
+            if self._not_handled(record):
+                self.skipped += 1
+                continue
             try:
                 decoded.append((record, decode(record, self._registry)))
             except DecodeError as e:

@@ -7,7 +7,7 @@ its HTTP routes. Everything here is the same for all four.
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
 from backbone.consumer import ConsumerLoop, Handler
-from backbone.contracts import REGISTRY, EventRegistry, Topic, dead_letter_topic
+from backbone.contracts import REGISTRY, EventPayload, EventRegistry, Topic, dead_letter_topic
 from backbone.db import BACKBONE_MIGRATIONS, create_pool, migrate, migration_files
 from backbone.eventstore import EventStore
 from backbone.kafka import ensure_topics, reliable_producer
@@ -49,6 +49,8 @@ class Service:
     make_handler: Callable[[ServiceContext], Handler]
     make_routes: Callable[[ServiceContext], APIRouter]
     registry: EventRegistry = REGISTRY
+    # The consumed events the handler acts on; the loop skips the others unparsed. None: parse everything.
+    handles: Collection[type[EventPayload]] | None = None
     background: Sequence[Callable[[ServiceContext], Awaitable[None]]] = field(default_factory=tuple)
 
 
@@ -106,6 +108,7 @@ async def run_service(service: Service, settings: ServiceSettings) -> None:
             service=service.name,
             registry=service.registry,
             batch_size=settings.consumer_batch_size,
+            handles=None if service.handles is None else [e.event_type for e in service.handles],
         )
         server = _Server(
             uvicorn.Config(
@@ -116,6 +119,7 @@ async def run_service(service: Service, settings: ServiceSettings) -> None:
                         "relay_active": relay.active,
                         "events_published": relay.published,
                         "events_applied": loop.applied,
+                        "events_skipped": loop.skipped,
                         "dead_lettered": loop.dead_lettered,
                     },
                 ),

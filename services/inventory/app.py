@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from backbone.consumer import Handler
 from backbone.contracts import CONTRACT_EVENTS, EventRegistry, Topic
+from backbone.contracts.events import GoodsReceived, OrderCancelled, OrderPlaced
 from backbone.runtime import Service, ServiceContext
 from backbone.settings import ServiceSettings
 from services.inventory import api, handlers
@@ -43,4 +44,5 @@ SERVICE = Service(
     make_handler=make_handler,
     make_routes=make_routes,
     registry=EventRegistry((*CONTRACT_EVENTS, *INVENTORY_EVENTS)),
+    handles=(OrderPlaced, OrderCancelled, GoodsReceived),  # see handlers.commands_of
 )

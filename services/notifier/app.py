@@ -8,6 +8,7 @@ from backbone.consumer import Handler
 from backbone.contracts import Topic
 from backbone.runtime import Service, ServiceContext
 from services.notifier import api, handlers, jobs
+from services.notifier.domain import CONSUMED_EVENTS
 from services.notifier.events import NOTIFIER_REGISTRY
 from services.notifier.settings import NotifierSettings
 
@@ -48,5 +49,6 @@ SERVICE = Service(
     make_handler=make_handler,
     make_routes=make_routes,
     registry=NOTIFIER_REGISTRY,
+    handles=CONSUMED_EVENTS,
     background=[deliver, announce],
 )

@@ -503,18 +503,23 @@ def _announced(line: LineFacts, content: MessageContent) -> LineFacts:
     return line
 
 
+# The consumed events a customer may hear about, per order and per SKU (back in stock); no other matters.
+ORDER_EVENTS: tuple[type[EventPayload], ...] = (
+    OrderPlaced,
+    OrderCancelled,
+    RefundRequested,
+    StockShort,
+    BackorderFulfilled,
+    BackorderEtaUpdated,
+)
+SKU_EVENTS: tuple[type[EventPayload], ...] = (SkuPolicyChanged, GoodsReceived, StockAdjusted)
+CONSUMED_EVENTS = (*ORDER_EVENTS, *SKU_EVENTS)
+
+
 def order_id_of(payload: EventPayload) -> str | None:
     """The order stream a consumed event belongs to; None if it is not about an order's customer."""
-    if isinstance(
-        payload,
-        OrderPlaced
-        | OrderCancelled
-        | RefundRequested
-        | StockShort
-        | BackorderFulfilled
-        | BackorderEtaUpdated,
-    ):
-        return payload.order_id
+    if isinstance(payload, ORDER_EVENTS):
+        return str(getattr(payload, "order_id"))  # noqa: B009 -- each of them names its order
     return None
 
 

@@ -10,6 +10,7 @@ from backbone.contracts import Topic
 from backbone.runtime import Service, ServiceContext
 from backbone.settings import ServiceSettings
 from services.order import api, handlers, scheduler
+from services.order.domain import CONSUMED_EVENTS
 from services.order.events import ORDER_REGISTRY
 
 
@@ -64,5 +65,6 @@ SERVICE = Service(
     make_handler=make_handler,
     make_routes=make_routes,
     registry=ORDER_REGISTRY,
+    handles=CONSUMED_EVENTS,
     background=[auto_cancel],
 )

@@ -639,19 +639,22 @@ def invariant_violations(state: OrderState) -> list[str]:
     return problems
 
 
+# What the order service learns from the topics it consumes; it ignores every other event.
+CONSUMED_EVENTS: tuple[type[EventPayload], ...] = (
+    OrderPlaced,
+    OrderCancelled,
+    StockReserved,
+    StockShort,
+    BackorderFulfilled,
+    StockReleased,
+    BackorderEtaUpdated,
+)
+
+
 def order_id_of(incoming: Command | EventPayload) -> str | None:
     """The order stream an incoming message belongs to; None for messages the order service ignores."""
     if isinstance(incoming, PlaceOrder | CancelBackorderedUnits | CancelOrder | CancelOverdueBackorders):
         return incoming.order_id
-    if isinstance(
-        incoming,
-        OrderPlaced
-        | OrderCancelled
-        | StockReserved
-        | StockShort
-        | BackorderFulfilled
-        | StockReleased
-        | BackorderEtaUpdated,
-    ):
-        return incoming.order_id
+    if isinstance(incoming, CONSUMED_EVENTS):
+        return str(getattr(incoming, "order_id"))  # noqa: B009 -- every consumed event names its order
     return None

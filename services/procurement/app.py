@@ -12,6 +12,7 @@ from backbone.contracts import CONTRACT_EVENTS, EventRegistry, Topic
 from backbone.runtime import Service, ServiceContext
 from backbone.settings import ServiceSettings
 from services.procurement import api, handlers
+from services.procurement.domain import CONSUMED_EVENTS
 from services.procurement.events import PROCUREMENT_EVENTS
 from services.procurement.handlers import Clock
 from services.procurement.planning import DEFAULT_POLICY, PurchasePolicy
@@ -80,6 +81,7 @@ def build_service(clock: Clock = utc_today) -> Service:
         make_handler=make_handler,
         make_routes=make_routes,
         registry=REGISTRY,
+        handles=CONSUMED_EVENTS,
     )
 
 

@@ -80,6 +80,28 @@ async def _equals(probe: Any, expected: Any) -> bool:
     return (await probe) == expected
 
 
+async def test_events_the_service_does_not_handle_are_skipped_unparsed_by_their_header(  # type: ignore[no-untyped-def]
+    setup, producer: AIOKafkaProducer, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    topic, pool, projection, _ = setup
+    loop = ConsumerLoop(
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"{topic_prefix}skipping",
+        topics=[topic],
+        pool=pool,
+        handler=projection,
+        dead_letter_producer=producer,
+        service="test",
+        handles=["GoodsReceived"],
+    )
+    other = [("event_type", b"PurchaseOrderAcknowledged"), ("schema_version", b"1")]
+    await producer.send_and_wait(topic, b"{not even json", key=b"SKU-S", headers=other)
+    await publish(producer, topic, [receipt("SKU-S", "r-s", quantity=3)])
+    async with running(loop.run()):
+        await eventually(lambda: _equals(units(pool), {"SKU-S": 3}), what="the handled event to apply")
+    assert (loop.skipped, loop.applied, loop.dead_lettered) == (1, 1, 0)
+
+
 async def test_malformed_and_invalid_messages_go_to_the_dead_letter_topic_and_the_loop_goes_on(
     setup,
     producer: AIOKafkaProducer,
