@@ -40,6 +40,27 @@ class CountingProjection:
             raise ConnectionResetError("database connection lost")  # after the writes: they must roll back
 
 
+def consumer_loop(
+    kafka_bootstrap: str,
+    group: str,
+    topic: str,
+    pool: asyncpg.Pool,
+    handler: Any,
+    producer: AIOKafkaProducer,
+    **options: Any,
+) -> ConsumerLoop:
+    return ConsumerLoop(
+        bootstrap_servers=kafka_bootstrap,
+        group_id=group,
+        topics=[topic],
+        pool=pool,
+        handler=handler,
+        dead_letter_producer=producer,
+        service="test",
+        **options,
+    )
+
+
 @pytest.fixture
 async def setup(database_url: str, kafka_bootstrap: str, topic_prefix: str, producer: AIOKafkaProducer):  # type: ignore[no-untyped-def]
     topic = f"{topic_prefix}supplier"
@@ -47,15 +68,8 @@ async def setup(database_url: str, kafka_bootstrap: str, topic_prefix: str, prod
     pool = await create_pool(database_url)
     await pool.execute("CREATE TABLE received (sku text PRIMARY KEY, units int NOT NULL)")
     projection = CountingProjection()
-    loop = ConsumerLoop(
-        bootstrap_servers=kafka_bootstrap,
-        group_id=f"{topic_prefix}group",
-        topics=[topic],
-        pool=pool,
-        handler=projection,
-        dead_letter_producer=producer,
-        service="test",
-        batch_size=50,
+    loop = consumer_loop(
+        kafka_bootstrap, f"{topic_prefix}group", topic, pool, projection, producer, batch_size=50
     )
     yield topic, pool, projection, loop
     await pool.close()
@@ -84,16 +98,8 @@ async def test_events_the_service_does_not_handle_are_skipped_unparsed_by_their_
     setup, producer: AIOKafkaProducer, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     topic, pool, projection, _ = setup
-    loop = ConsumerLoop(
-        bootstrap_servers=kafka_bootstrap,
-        group_id=f"{topic_prefix}skipping",
-        topics=[topic],
-        pool=pool,
-        handler=projection,
-        dead_letter_producer=producer,
-        service="test",
-        handles=["GoodsReceived"],
-    )
+    group = f"{topic_prefix}skipping"
+    loop = consumer_loop(kafka_bootstrap, group, topic, pool, projection, producer, handles=["GoodsReceived"])
     other = [("event_type", b"PurchaseOrderAcknowledged"), ("schema_version", b"1")]
     await producer.send_and_wait(topic, b"{not even json", key=b"SKU-S", headers=other)
     await publish(producer, topic, [receipt("SKU-S", "r-s", quantity=3)])
@@ -192,15 +198,8 @@ async def test_a_rebalance_and_a_consumer_killed_mid_stream_lose_and_double_noth
     topic, pool, projection, first = setup
     events = [receipt(f"SKU-{i % 5}", f"r-{i}", quantity=1 + i % 3) for i in range(300)]
     expected = sum(e.payload.quantity for e in events)
-    second = ConsumerLoop(
-        bootstrap_servers=kafka_bootstrap,
-        group_id=f"{topic_prefix}group",
-        topics=[topic],
-        pool=pool,
-        handler=projection,
-        dead_letter_producer=producer,
-        service="test",
-        batch_size=20,
+    second = consumer_loop(
+        kafka_bootstrap, f"{topic_prefix}group", topic, pool, projection, producer, batch_size=20
     )
     await publish(producer, topic, events[:150])
     async with running(second.run()):
