@@ -1,7 +1,8 @@
 """Throwaway databases on a real PostgreSQL server, for tests and benchmarks."""
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import asyncpg
 
@@ -31,3 +32,15 @@ async def fresh_database(admin_url: str, name: str) -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+async def table_rows(database_url: str, tables: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """Every row of each table (name -> ORDER BY), to compare read models before and after a rebuild."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return {
+            table: [dict(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY {order_by}")]
+            for table, order_by in tables.items()
+        }
+    finally:
+        await conn.close()

@@ -1,7 +1,10 @@
 """A service running inside the test's event loop, for one-service integration tests."""
 
+import asyncio
 import contextlib
+import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -60,3 +63,14 @@ async def serving(service: Service, config: ServiceSettings) -> AsyncIterator[ht
 
         await eventually(healthy, what=f"the {service.name} service to answer /health")
         yield http
+
+
+async def run_rebuild(service_name: str, database_url: str) -> bytes:
+    """`python -m services.<name> rebuild`, as an operator runs it; returns what it printed."""
+    env = {**os.environ, "SERVICE_NAME": service_name, "DATABASE_URL": database_url}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", f"services.{service_name}", "rebuild", env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0, out
+    return out

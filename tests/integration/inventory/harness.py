@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 import httpx
 
 from backbone.contracts import Envelope, new_envelope
@@ -18,6 +17,7 @@ from backbone.contracts.events import (
     OrderLine,
     OrderPlaced,
 )
+from backbone.testing.databases import table_rows
 from backbone.testing.service import service_settings
 from backbone.testing.service import serving as serving_service
 from backbone.testing.waiting import eventually
@@ -94,15 +94,6 @@ async def stock_reaches(
 
 
 async def read_models(database_url: str) -> dict[str, list[dict[str, Any]]]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return {
-            table: [dict(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY {order_by}")]
-            for table, order_by in [
-                ("stock", "sku"),
-                ("backorder_queue", "sku, position"),
-                ("allocation_audit", "sku, version"),
-            ]
-        }
-    finally:
-        await conn.close()
+    return await table_rows(
+        database_url, {"stock": "sku", "backorder_queue": "sku, position", "allocation_audit": "sku, version"}
+    )

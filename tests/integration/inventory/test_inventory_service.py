@@ -1,9 +1,7 @@
 """The inventory service end to end: Kafka in, HTTP and Kafka out, against the real servers."""
 
 import asyncio
-import os
 import random
-import sys
 from decimal import Decimal
 
 import asyncpg
@@ -16,6 +14,7 @@ from backbone.contracts.events import RefundRequested
 from backbone.eventstore import EventStore
 from backbone.kafka import ensure_topics
 from backbone.testing.fixtures import publish, read_topic, unique_name
+from backbone.testing.service import run_rebuild
 from backbone.testing.waiting import eventually
 from services.inventory.app import SERVICE
 from services.inventory.domain import evolve, initial_state
@@ -145,12 +144,7 @@ async def test_backorders_are_queued_filled_audited_and_rebuildable(
     conn = await asyncpg.connect(database_url)
     await conn.execute("UPDATE stock SET reserved = 0; DELETE FROM backorder_queue")  # damage them
     await conn.close()
-    env = {**os.environ, "SERVICE_NAME": "inventory", "DATABASE_URL": database_url}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.inventory", "rebuild", env=env, stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await process.communicate()
-    assert process.returncode == 0
+    out = await run_rebuild("inventory", database_url)
     assert b"1 SKUs" in out
     assert await read_models(database_url) == before
 

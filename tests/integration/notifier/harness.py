@@ -3,8 +3,6 @@ and a real shop webhook (FastAPI under uvicorn), and its HTTP API."""
 
 import asyncio
 import contextlib
-import os
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -35,7 +33,8 @@ from backbone.contracts.events import (
     OrderPlaced,
     StockShort,
 )
-from backbone.testing.service import free_port, service_settings
+from backbone.testing.databases import table_rows
+from backbone.testing.service import free_port, run_rebuild, service_settings
 from backbone.testing.service import serving as serving_service
 from backbone.testing.waiting import eventually
 from services.notifier.app import SERVICE, NotifierSettings
@@ -317,25 +316,11 @@ READ_MODELS = {
 
 
 async def read_models(database_url: str) -> dict[str, list[dict[str, Any]]]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return {
-            table: [dict(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY {order_by}")]
-            for table, order_by in READ_MODELS.items()
-        }
-    finally:
-        await conn.close()
+    return await table_rows(database_url, READ_MODELS)
 
 
 async def rebuild(database_url: str) -> bytes:
-    """`python -m services.notifier rebuild`, as an operator runs it; returns what it printed."""
-    env = {**os.environ, "DATABASE_URL": database_url}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.notifier", "rebuild", env=env, stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await process.communicate()
-    assert process.returncode == 0, out
-    return out
+    return await run_rebuild("notifier", database_url)
 
 
 async def assert_rebuild_gives_the_same_read_models(database_url: str) -> None:

@@ -22,6 +22,7 @@ from backbone.contracts.events import (
     StockReserved,
     StockShort,
 )
+from backbone.testing.databases import table_rows
 from backbone.testing.service import service_settings
 from backbone.testing.service import serving as serving_service
 from backbone.testing.waiting import eventually
@@ -141,14 +142,7 @@ def history_types(view: dict[str, Any]) -> list[str]:
 
 
 async def read_models(database_url: str) -> dict[str, list[dict[str, Any]]]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return {
-            table: [dict(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY {order_by}")]
-            for table, order_by in [("orders", "order_id"), ("order_lines", "order_id, line_id")]
-        }
-    finally:
-        await conn.close()
+    return await table_rows(database_url, {"orders": "order_id", "order_lines": "order_id, line_id"})
 
 
 async def stored_events(database_url: str, order_id: str, event_type: str) -> int:

@@ -1,9 +1,6 @@
 """The order service reading the other services' events: order view, open backorders, reports, dead
 letters and a rebuild of the read models, against the real Kafka broker and PostgreSQL server."""
 
-import asyncio
-import os
-import sys
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -12,6 +9,7 @@ from aiokafka import AIOKafkaProducer
 
 from backbone.contracts import dead_letter_topic
 from backbone.testing.fixtures import publish, read_topic, unique_name
+from backbone.testing.service import run_rebuild
 from backbone.testing.waiting import eventually
 from tests.integration.order.harness import (
     envelope,
@@ -234,11 +232,6 @@ async def test_order_views_backorders_reports_dead_letters_and_rebuild(
         "UPDATE order_lines SET waiting = 0, filled_at = NULL; DELETE FROM orders WHERE order_id = 'A'"
     )
     await conn.close()
-    env = {**os.environ, "SERVICE_NAME": "order", "DATABASE_URL": database_url}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.order", "rebuild", env=env, stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await process.communicate()
-    assert process.returncode == 0
+    out = await run_rebuild("order", database_url)
     assert b"6 orders" in out
     assert await read_models(database_url) == before

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
@@ -24,6 +23,7 @@ from backbone.contracts.events import (
     StockReserved,
     StockShort,
 )
+from backbone.testing.databases import table_rows
 from backbone.testing.service import service_settings
 from backbone.testing.service import serving as serving_service
 from backbone.testing.waiting import eventually
@@ -234,17 +234,13 @@ async def purchase_order(http: httpx.AsyncClient, po_id: str) -> dict[str, Any]:
 
 
 async def read_models(database_url: str) -> dict[str, list[dict[str, Any]]]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return {
-            table: [dict(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY {order_by}")]
-            for table, order_by in [
-                ("procurement_skus", "sku"),
-                ("supplier_catalogues", "sku"),
-                ("supplier_terms", "sku, position"),
-                ("purchase_orders", "po_id"),
-                ("line_etas", "sku, position"),
-            ]
-        }
-    finally:
-        await conn.close()
+    return await table_rows(
+        database_url,
+        {
+            "procurement_skus": "sku",
+            "supplier_catalogues": "sku",
+            "supplier_terms": "sku, position",
+            "purchase_orders": "po_id",
+            "line_etas": "sku, position",
+        },
+    )

@@ -1,10 +1,7 @@
 """The procurement service end to end: inventory and supplier events in, purchase orders, ETAs and HTTP
 views out, against the real Kafka broker and PostgreSQL server."""
 
-import asyncio
 import json
-import os
-import sys
 from collections import defaultdict
 from typing import Any
 
@@ -14,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 
 from backbone.contracts import dead_letter_topic
 from backbone.testing.fixtures import publish, read_topic, unique_name
+from backbone.testing.service import run_rebuild
 from backbone.testing.waiting import eventually
 from services.procurement.eta import NO_COVER
 from tests.integration.procurement.harness import (
@@ -240,12 +238,7 @@ async def test_shortfalls_become_purchase_orders_with_etas_that_follow_the_suppl
         await conn.execute("UPDATE purchase_orders SET received_quantity = 0; DELETE FROM line_etas")
     finally:
         await conn.close()
-    env = {**os.environ, "DATABASE_URL": database_url}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.procurement", "rebuild", env=env, stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await process.communicate()
-    assert process.returncode == 0
+    out = await run_rebuild("procurement", database_url)
     assert b"3 SKUs" in out
     assert await read_models(database_url) == before
 
