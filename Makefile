@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 INFRA := $(PY) deploy/local/infra.py
 SERVICES := $(PY) deploy/local/services.py
 
-.PHONY: install infra-up infra-down infra-status run stop test test-unit lint docs bench-backbone bench demo rebuild clean
+.PHONY: install infra-up infra-down infra-status run stop test test-unit lint docs bench-backbone bench bench-hot-sku demo rebuild clean
 
 install: $(STAMP)
 
@@ -52,6 +52,9 @@ bench-backbone: infra-up
 bench: infra-up
 	$(PY) -m benchmarks.flow
 
+bench-hot-sku: infra-up
+	$(PY) -m benchmarks.hot_sku
+
 # make rebuild SERVICE=order (or inventory, procurement, notifier): re-derive its read models from its log
 rebuild: infra-up
 	$(SERVICES) rebuild $(SERVICE)
@@ -59,5 +62,6 @@ rebuild: infra-up
 demo: run
 	$(PY) deploy/local/demo.py
 
-clean: stop infra-down
-	rm -rf .state
+# infra.py clean also deletes PostgreSQL's folder outside the state folder (as root: under /var/lib/backorder).
+clean: stop
+	@if [ -x $(PY) ]; then $(INFRA) clean; else rm -rf "$${BACKORDER_STATE_DIR:-.state}"; fi

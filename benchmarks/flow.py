@@ -27,7 +27,7 @@ from backbone.kafka import reliable_producer
 from backbone.log import configure_logging
 from backbone.testing.fleet import Fleet, running_fleet
 from backbone.testing.mailsink import MailSink
-from backbone.testing.servers import PROJECT_ROOT, real_servers
+from backbone.testing.servers import real_servers, state_dir
 
 TIERS = ("standard", "standard", "standard", "silver", "gold", "platinum")
 
@@ -155,7 +155,7 @@ async def main(rates: Sequence[int], seconds: float, drain: float, sku_count: in
         async with MailSink().serving() as mail:
             env = {"LOG_LEVEL": "WARNING"}
             notifier_env = {"SMTP_HOST": mail.host, "SMTP_PORT": str(mail.port)}
-            log_dir = PROJECT_ROOT / ".state" / "bench" / run
+            log_dir = state_dir() / "bench" / run
             async with running_fleet(
                 servers, run, log_dir, env=env, service_env={"notifier": notifier_env}
             ) as fleet:

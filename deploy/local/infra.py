@@ -5,8 +5,9 @@
 
 `up` starts a single-node Apache Kafka (KRaft, broker and controller in one process) from jars that Maven
 fetches, and a PostgreSQL server from the binaries of the pgserver package, both on 127.0.0.1; it then
-creates one role and one database per service and writes .state/infra.json. `down` stops exactly the
-processes that `up` started. All state lives in the git-ignored .state/ folder at the project root.
+creates one role and one database per service and writes infra.json. `down` stops exactly the
+processes that `up` started. All state lives in BACKORDER_STATE_DIR (default: the git-ignored .state/
+folder at the project root); the Kafka jars are cached for all of them in ~/.cache/backorder.
 Linux only: a process is recognised as ours through /proc.
 """
 
@@ -40,20 +41,58 @@ import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
 ROOT = Path(__file__).resolve().parents[2]
-STATE_DIR = ROOT / ".state"
+
+
+def state_dir() -> Path:
+    """BACKORDER_STATE_DIR (made absolute against the current folder), else .state at the project root."""
+    raw = os.environ.get("BACKORDER_STATE_DIR", "").strip()
+    return Path(raw).expanduser().absolute() if raw else ROOT / ".state"
+
+
+def cache_dir() -> Path:
+    """Downloads shared by every checkout and state folder of this user (the Kafka jars)."""
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(base) if base else Path.home() / ".cache") / "backorder"
+
+
+STATE_DIR = state_dir()
 INFRA_JSON = STATE_DIR / "infra.json"
 LOCK_FILE = STATE_DIR / "infra.lock"
 
 KAFKA_POM = ROOT / "deploy" / "kafka" / "pom.xml"
+KAFKA_JARS_CACHE = cache_dir() / "kafka-jars"
 KAFKA_DIR = STATE_DIR / "kafka"
-KAFKA_LIB = KAFKA_DIR / "lib"
-KAFKA_JARS_STAMP = KAFKA_LIB / ".pom.sha256"
 KAFKA_DATA = KAFKA_DIR / "data"
 KAFKA_PROPERTIES = KAFKA_DIR / "server.properties"
 KAFKA_LOG = KAFKA_DIR / "kafka.log"
 KAFKA_PID = KAFKA_DIR / "kafka.pid"
 
-PG_DIR = STATE_DIR / "postgres"
+# As root, PostgreSQL runs as an unprivileged user, who may be unable to enter the state folder (a clone
+# in /root or in a `mktemp -d` folder). Its files then live in a folder of their own per state folder,
+# named by a hash of the state folder's path, under this root-owned, world-traversable one.
+PG_SYSTEM_ROOT = Path("/var/lib/backorder")
+
+
+def state_key(state: Path) -> str:
+    return hashlib.sha256(str(state).encode()).hexdigest()[:16]
+
+
+def _pg_dir() -> Path:
+    in_state = STATE_DIR / "postgres"  # as root, a symbolic link to the real folder (for people and tests)
+    if os.geteuid() != 0:
+        return in_state
+    if in_state.is_symlink():
+        target = Path(os.readlink(in_state))
+        # Written by _prepare_pg_dir; followed so that a moved state folder keeps its cluster.
+        if target.name == "postgres" and target.parent.parent == PG_SYSTEM_ROOT:
+            return target
+    # A cluster that an earlier version initialised in the state folder stays there: its user reached it.
+    elif (in_state / "data" / "PG_VERSION").exists():
+        return in_state
+    return PG_SYSTEM_ROOT / state_key(STATE_DIR) / "postgres"
+
+
+PG_DIR = _pg_dir()
 PG_DATA = PG_DIR / "data"
 PG_SOCKET_DIR = PG_DIR / "run"
 PG_LOG = PG_DIR / "postgres.log"
@@ -242,6 +281,14 @@ def log_tail(path: Path, count: int = 30) -> str:
     return f"--- last lines of {path} ---\n{_last_lines(text, count)}"
 
 
+def shown(path: Path) -> str:
+    """A path as the person at the terminal reads it best: relative to the project root when inside it."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc) or "no details"
     return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
@@ -349,35 +396,43 @@ def _kafka_properties(settings: Settings) -> str:
     )
 
 
-def _ensure_kafka_jars() -> None:
-    """Copy the broker's jars from Maven once per content of the pom, so later starts skip Maven."""
-    digest = hashlib.sha256(KAFKA_POM.read_bytes()).hexdigest()
-    with contextlib.suppress(OSError):
-        if KAFKA_JARS_STAMP.read_text().strip() == digest and any(KAFKA_LIB.glob("*.jar")):
-            return
-    mvn = _require_tool(
-        "mvn", "Maven 3 is needed once to download the Kafka broker's jars (e.g. apt-get install maven)"
-    )
-    # Start clean so jars of an older pom never end up on the classpath next to the new ones.
-    shutil.rmtree(KAFKA_LIB, ignore_errors=True)
-    print(f"fetching Kafka jars with Maven into {KAFKA_LIB} (once) ...", flush=True)
-    goal = ["dependency:copy-dependencies", f"-DoutputDirectory={KAFKA_LIB}", "-DincludeScope=runtime"]
-    _run([mvn, "-q", "-B", "-f", KAFKA_POM, *goal], what="downloading the Kafka jars", cwd=ROOT)
-    KAFKA_JARS_STAMP.write_text(digest + "\n")
+def _ensure_kafka_jars() -> Path:
+    """The folder with the broker's jars: fetched by Maven once per content of the pom, into a cache that
+    every checkout and state folder of this user shares, so a new state folder does not fetch them again."""
+    digest = hashlib.sha256(KAFKA_POM.read_bytes()).hexdigest()[:16]
+    lib = KAFKA_JARS_CACHE / digest  # a changed pom gets its own folder: never old jars next to new ones
+    if any(lib.glob("*.jar")):
+        return lib
+    KAFKA_JARS_CACHE.mkdir(parents=True, exist_ok=True)
+    # Infrastructures with different state folders may start at once; one fetches, the others wait.
+    with (KAFKA_JARS_CACHE / f"{digest}.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if any(lib.glob("*.jar")):
+            return lib
+        mvn = _require_tool(
+            "mvn", "Maven 3 is needed once to download the Kafka broker's jars (e.g. apt-get install maven)"
+        )
+        partial = lib.with_name(f"{digest}.partial")
+        shutil.rmtree(partial, ignore_errors=True)  # an interrupted earlier fetch
+        print(f"fetching Kafka jars with Maven into {lib} (once) ...", flush=True)
+        goal = ["dependency:copy-dependencies", f"-DoutputDirectory={partial}", "-DincludeScope=runtime"]
+        _run([mvn, "-q", "-B", "-f", KAFKA_POM, *goal], what="downloading the Kafka jars", cwd=ROOT)
+        partial.rename(lib)  # atomic: the folder has jars only once it has all of them
+    return lib
 
 
 def _start_kafka(settings: Settings) -> int:
     java = _require_tool(
         "java", "the Kafka broker needs a Java 17+ runtime (e.g. apt-get install openjdk-17-jre-headless)"
     )
-    _ensure_kafka_jars()
+    kafka_lib = _ensure_kafka_jars()
     ports = {settings.kafka_port: "BACKORDER_KAFKA_PORT"}
     ports[settings.kafka_controller_port] = "BACKORDER_KAFKA_CONTROLLER_PORT"
     _require_free(ports, "Kafka")
     KAFKA_DATA.mkdir(parents=True, exist_ok=True)
     # Rewritten each start so port changes apply; the data directory keeps cluster id and topics.
     KAFKA_PROPERTIES.write_text(_kafka_properties(settings))
-    java_cp = [java, "-cp", f"{KAFKA_LIB}/*"]  # java expands the wildcard itself
+    java_cp = [java, "-cp", f"{kafka_lib}/*"]  # java expands the wildcard itself
     if not (KAFKA_DATA / "meta.properties").exists():
         format_args = ["format", "-t", _new_cluster_id(), "-c", KAFKA_PROPERTIES]
         _run([*java_cp, "kafka.tools.StorageTool", *format_args], what="formatting the Kafka storage")
@@ -496,6 +551,145 @@ def _pg_user() -> str | None:
     return PG_FALLBACK_USER
 
 
+def _pg_installation(bin_dir: Path) -> tuple[Path, list[Path]]:
+    """(base, parts): the folders under `base` a copy of the binaries needs, in the same relative places.
+
+    pgserver's wheel keeps its shared libraries beside the package (pgserver.libs/, found through the
+    RPATH $ORIGIN/../../../pgserver.libs); any other installation is bin/, lib/ and share/ of one folder.
+    """
+    install = bin_dir.parent
+    if install.name == "pginstall" and install.parent.name == "pgserver":
+        base = install.parent.parent
+        return base, [p for p in (base / "pgserver" / "pginstall", base / "pgserver.libs") if p.exists()]
+    return install.parent, [install]
+
+
+def _pg_tree_signature(base: Path, parts: list[Path]) -> str:
+    # Relative names, sizes and modification times: the same build in any checkout has the same signature,
+    # another build or version a different one.
+    entries = sorted(
+        f"{path.relative_to(base)}:{stat.st_size}:{stat.st_mtime_ns}"
+        for part in parts
+        for path in part.rglob("*")
+        if path.is_file() and (stat := path.stat())
+    )
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
+
+
+def _user_can_run(user: str, postgres: Path) -> bool:
+    # Asking the user's own process is the only reliable test (modes, groups, ACLs, mount options).
+    done = subprocess.run(
+        ["runuser", "-u", user, "--", str(postgres), "--version"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def _make_system_dir(path: Path, owner: str | None = None, mode: int = 0o755) -> None:
+    """Create `path` (owned by root, or by `owner`), or check that an existing one is safe to use."""
+    try:
+        path.mkdir(mode=mode)
+        os.chown(path, *_uid_gid(owner))
+        path.chmod(mode)  # mkdir's mode is filtered by the umask
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise InfraError(f"cannot create {path} for PostgreSQL: {exc}") from None
+    info = path.lstat()
+    expected_uid = _uid_gid(owner)[0]
+    # Anyone else able to write into (or to have swapped in) the folder could plant files root later uses.
+    if not path.is_dir() or path.is_symlink() or info.st_uid != expected_uid or info.st_mode & 0o022:
+        raise InfraError(
+            f"{path} must be a folder owned by {owner or 'root'} and writable by no one else "
+            f"(it is uid {info.st_uid}, mode {info.st_mode & 0o7777:o}); remove it or fix it"
+        )
+
+
+def _uid_gid(user: str | None) -> tuple[int, int]:
+    if user is None:
+        return 0, 0
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _server_bin(user: str | None) -> Path:
+    """The bin folder that the server's user runs the binaries from.
+
+    The pgserver binaries sit in the virtual environment, which a root-only checkout hides from the
+    server's user; they are then copied once per build into a shared folder under PG_SYSTEM_ROOT.
+    """
+    bin_dir = _pg_bin()
+    if user is None:
+        return bin_dir
+    _require_tool("runuser", "it runs PostgreSQL as an unprivileged user (util-linux)")
+    if _user_can_run(user, bin_dir / "postgres"):
+        return bin_dir
+    base, parts = _pg_installation(bin_dir)
+    _make_system_dir(PG_SYSTEM_ROOT)
+    copy = PG_SYSTEM_ROOT / f"pginstall-{_pg_tree_signature(base, parts)}"
+    copied_bin = copy / bin_dir.relative_to(base)
+    if not (copied_bin / "postgres").is_file():
+        with (PG_SYSTEM_ROOT / "pginstall.lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # parallel `up`s of other checkouts copy it only once
+            if not (copied_bin / "postgres").is_file():
+                partial = copy.with_name(copy.name + ".partial")
+                shutil.rmtree(partial, ignore_errors=True)
+                for part in parts:
+                    shutil.copytree(part, partial / part.relative_to(base), symlinks=True)
+                for path in [partial, *partial.rglob("*")]:
+                    if not path.is_symlink():
+                        mode = path.stat().st_mode
+                        # Readable by all, executable by all where the owner could execute; writable by root.
+                        path.chmod((mode | 0o444 | (0o111 if mode & 0o100 else 0)) & ~0o022)
+                partial.rename(copy)
+    if not _user_can_run(user, copied_bin / "postgres"):
+        raise InfraError(
+            f"the PostgreSQL user {user!r} can run neither {bin_dir / 'postgres'} nor its copy in {copy}; "
+            f"check the modes of {PG_SYSTEM_ROOT} and its mount options (noexec?)"
+        )
+    return copied_bin
+
+
+def _prepare_pg_dir(user: str | None) -> None:
+    """Create PG_DIR such that the server's user can write there, and only it."""
+    if user is None or PG_DIR.parent == STATE_DIR:
+        PG_DIR.mkdir(parents=True, exist_ok=True)
+        return
+    _make_system_dir(PG_SYSTEM_ROOT)
+    _collect_orphans()
+    _make_system_dir(PG_DIR.parent)
+    # Says whose files these are, for whoever finds the folder, and for _collect_orphans.
+    (PG_DIR.parent / "state-dir").write_text(f"{STATE_DIR}\n")
+    _make_system_dir(PG_DIR, owner=user, mode=0o700)
+    link = STATE_DIR / "postgres"
+    if link.is_symlink() and Path(os.readlink(link)) == PG_DIR:
+        return
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.is_dir():
+        shutil.rmtree(link)  # what a failed start of an earlier version left (no cluster: see _pg_dir)
+    link.symlink_to(PG_DIR, target_is_directory=True)
+
+
+def _collect_orphans() -> None:
+    """Delete the PostgreSQL folders of state folders that no longer exist (say, a test's temporary one).
+
+    They live outside the state folder, so deleting that one alone leaves them behind, a cluster each.
+    """
+    for folder in PG_SYSTEM_ROOT.iterdir():
+        try:
+            owner = Path((folder / "state-dir").read_text().strip())
+        except OSError:
+            continue  # not one of ours (or being created right now)
+        data = folder / "postgres" / "data"
+        if owner.exists() or folder == PG_DIR.parent or _postmaster(data) is not None:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        print(f"note: deleted {folder}, PostgreSQL's files of the deleted state folder {owner}", flush=True)
+
+
 def _as_pg(user: str | None, *cmd: object) -> list[str]:
     args = [str(part) for part in cmd]
     return ["runuser", "-u", user, "--", *args] if user else args
@@ -510,25 +704,25 @@ def _chown(user: str | None, *paths: Path) -> None:
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-def _is_postmaster(pid: int) -> bool:
+def _is_postmaster(pid: int, data: Path = PG_DATA) -> bool:
     args = cmdline(pid)
     if not args or Path(args[0]).name != "postgres":
         return False
     # The postmaster runs with our data directory as its working directory (and names it in its arguments).
     with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/cwd").resolve() == PG_DATA.resolve():
+        if Path(f"/proc/{pid}/cwd").resolve() == data.resolve():
             return True
-    return str(PG_DATA) in args
+    return str(data) in args
 
 
-def _postmaster() -> tuple[int, int] | None:
-    """(pid, port) of our running server, from the lock file PostgreSQL writes into its data directory."""
+def _postmaster(data: Path = PG_DATA) -> tuple[int, int] | None:
+    """(pid, port) of the server running on `data`, from the lock file PostgreSQL writes there."""
     try:
-        lines = (PG_DATA / "postmaster.pid").read_text().splitlines()
+        lines = (data / "postmaster.pid").read_text().splitlines()
         pid, port = int(lines[0]), int(lines[3])
     except (OSError, ValueError, IndexError):
         return None
-    return (pid, port) if _is_postmaster(pid) else None
+    return (pid, port) if _is_postmaster(pid, data) else None
 
 
 def _remove_stale_postmaster_pid() -> None:
@@ -554,15 +748,16 @@ def _initdb(bin_dir: Path, user: str | None) -> None:
         pwfile.unlink(missing_ok=True)
 
 
-def _postgres_preflight(settings: Settings) -> Path:
-    """Fail before anything starts if PostgreSQL cannot: return its bin directory."""
-    bin_dir = _pg_bin()
-    _require_free({settings.pg_port: "BACKORDER_PG_PORT"}, "PostgreSQL")
-    return bin_dir
-
-
-def _start_postgres(settings: Settings, bin_dir: Path, deadline: float) -> None:
+def _postgres_preflight(settings: Settings) -> tuple[str | None, Path]:
+    """Fail before anything starts if PostgreSQL cannot: return its user and the bin folder it runs."""
     user = _pg_user()
+    bin_dir = _server_bin(user)
+    _require_free({settings.pg_port: "BACKORDER_PG_PORT"}, "PostgreSQL")
+    return user, bin_dir
+
+
+def _start_postgres(settings: Settings, user: str | None, bin_dir: Path, deadline: float) -> None:
+    _prepare_pg_dir(user)
     PG_SOCKET_DIR.mkdir(parents=True, exist_ok=True)
     # The server user writes its log, socket and data here.
     _chown(user, PG_DIR, PG_SOCKET_DIR, PG_LOG)
@@ -634,9 +829,10 @@ def _stop_postgres() -> bool:
         pid = running[0]
         grace = int(STOP_GRACE_SECONDS)
         # Fast shutdown: roll back open transactions, checkpoint, exit; no waiting for clients to leave.
-        stop = [_pg_bin() / "pg_ctl", "-D", PG_DATA, "-m", "fast", "-w", "-t", grace, "stop"]
+        user = _pg_user()
         try:
-            _run(_as_pg(_pg_user(), *stop), what="pg_ctl stop", cwd=PG_DIR, timeout=grace + 10)
+            stop = [_server_bin(user) / "pg_ctl", "-D", PG_DATA, "-m", "fast", "-w", "-t", grace, "stop"]
+            _run(_as_pg(user, *stop), what="pg_ctl stop", cwd=PG_DIR, timeout=grace + 10)
         except InfraError as exc:
             print(f"warning: {exc}", file=sys.stderr)
         # Normally gone by now; otherwise SIGQUIT (immediate shutdown), then SIGKILL.
@@ -667,13 +863,13 @@ def up(timeout: float | None = None, settings: Settings | None = None) -> InfraI
             INFRA_JSON.unlink(missing_ok=True)  # it describes servers that run again only once this succeeds
         # Check PostgreSQL's prerequisites before Kafka starts (which checks its own), so that a missing
         # tool or a taken port leaves nothing half-started.
-        pg_bin = None if pg_running else _postgres_preflight(settings)
+        pg_launch = None if pg_running else _postgres_preflight(settings)
         if kafka_pid is None:
             kafka_pid = _start_kafka(settings)  # boots in the background while PostgreSQL starts
         # Wait clocks start once the processes are launched: the one-off Maven download is not counted.
         deadline = time.monotonic() + timeout
-        if pg_bin is not None:
-            _start_postgres(settings, pg_bin, deadline)
+        if pg_launch is not None:
+            _start_postgres(settings, *pg_launch, deadline)
         running_pg = _postmaster()
         pg_port = running_pg[1] if running_pg else settings.pg_port
         kafka_address = _kafka_address() or f"{HOST}:{settings.kafka_port}"
@@ -702,6 +898,22 @@ def down() -> list[str]:
         return stopped
 
 
+def clean() -> list[Path]:
+    """`down`, then delete the state folder and PostgreSQL's folder outside it; return what was deleted."""
+    # A mistyped BACKORDER_STATE_DIR must not take the checkout or a home folder with it.
+    if STATE_DIR in (Path("/"), Path.home()) or ROOT.is_relative_to(STATE_DIR):
+        raise InfraError(
+            f"refusing to delete {STATE_DIR}: BACKORDER_STATE_DIR should name a folder of its own"
+        )
+    down()
+    deleted: list[Path] = []
+    for folder in (STATE_DIR, PG_DIR.parent if PG_DIR.parent != STATE_DIR else None):
+        if folder is not None and folder.exists():
+            shutil.rmtree(folder)
+            deleted.append(folder)
+    return deleted
+
+
 def _print_status(states: dict[str, ComponentStatus]) -> None:
     for state in states.values():
         if state.running:
@@ -713,12 +925,12 @@ def _print_status(states: dict[str, ComponentStatus]) -> None:
 def _print_summary(info: InfraInfo, seconds: float) -> None:
     kafka, postgres = status().values()
     print(f"infrastructure ready in {seconds:.1f} s")
-    print(f"  Kafka       {kafka.address}  pid {kafka.pid}, log {KAFKA_LOG.relative_to(ROOT)}")
-    print(f"  PostgreSQL  {postgres.address}  pid {postgres.pid}, log {PG_LOG.relative_to(ROOT)}")
+    print(f"  Kafka       {kafka.address}  pid {kafka.pid}, log {shown(KAFKA_LOG)}")
+    print(f"  PostgreSQL  {postgres.address}  pid {postgres.pid}, log {shown(PG_LOG)}")
     print(f"    admin        {info.pg_admin_url}")
     for name, url in info.database_urls.items():
         print(f"    {name:<12} {url}")
-    print(f"  written to {INFRA_JSON.relative_to(ROOT)}; `infra.py env` prints them as export lines")
+    print(f"  written to {shown(INFRA_JSON)}; `infra.py env` prints them as export lines")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -729,6 +941,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--timeout", type=float, help="seconds to wait (default BACKORDER_INFRA_TIMEOUT, 90)"
     )
     commands.add_parser("down", help="stop the servers that `up` started")
+    commands.add_parser("clean", help="`down`, then delete all state (the cached Kafka jars stay)")
     commands.add_parser("status", help="show what runs where (exit 3 unless both run)")
     commands.add_parser("env", help="print `export` lines for the service settings")
     args = parser.parse_args(argv)
@@ -741,6 +954,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "down":
             stopped = down()
             print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+        elif args.command == "clean":
+            deleted = clean()
+            print(f"deleted: {', '.join(map(str, deleted))}" if deleted else "nothing to delete")
         elif args.command == "status":
             states = status()
             _print_status(states)

@@ -6,14 +6,19 @@ Guarantees, given at-least-once delivery:
   rollback, rebalance or failed commit leads to redelivery, never loss;
 - one failing message does not hold back the others: a batch that fails is re-applied one message per
   transaction, and the message that still fails goes to the dead-letter topic with the reason;
-- transient failures (database unreachable, serialization conflicts, stale stream versions) are
-  retried with backoff instead of dead-lettering good messages.
+- a message that breaks the contract (too large, unknown or misplaced event type, headers that disagree
+  with the body, invalid) is dead-lettered before any handler sees it;
+- an unreachable database is waited for, however long, and never dead-letters a good message; stale
+  stream versions and serialization conflicts are retried with backoff. `health` says what it waits for.
 """
 
 import asyncio
 import contextlib
+import functools
+import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import structlog
@@ -22,40 +27,83 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from backbone import inbox
-from backbone.contracts import REGISTRY, DecodeError, Envelope, EventRegistry
+from backbone.contracts import REGISTRY, DecodeError, Envelope, EventRegistry, Topic
+from backbone.contracts.limits import check_event_size
+from backbone.db import is_database_unavailable
 from backbone.deadletter import DeadLetter, send_dead_letters
 from backbone.eventstore import ConcurrencyError
+from backbone.health import HealthReport
+from backbone.kafka import reliable_producer
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[asyncpg.Connection, Sequence[Envelope[Any]]], Awaitable[None]]
 Record = ConsumerRecord[bytes, bytes]
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+CONFLICT_ERRORS: tuple[type[BaseException], ...] = (
     ConcurrencyError,
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    OSError,
-    TimeoutError,
 )
 _MAX_CONFLICT_RETRIES = 10  # a stream that conflicts this often is a bug, not a race
+_MAX_DELAY = 5.0
+_VERDICT_CACHE = 1024  # (topic, event_type, schema_version) headers seen; bounded against odd spellings
 
 
 def _header(record: Record, name: str) -> bytes | None:
     return next((value for key, value in record.headers if key == name), None)
 
 
+def routing_headers(record: Record) -> tuple[str | None, int | None]:
+    """The message's `event_type` and `schema_version` headers, or DecodeError if they are malformed."""
+    kind = version = None
+    for key, value in record.headers:  # the first of each, as _header finds it
+        if key == "event_type" and kind is None:
+            kind = value
+        elif key == "schema_version" and version is None:
+            version = value
+    try:
+        event_type = None if kind is None else kind.decode()
+    except UnicodeDecodeError:
+        raise DecodeError(f"event_type header is not UTF-8: {kind!r}") from None
+    if version is None:
+        return event_type, None
+    if not (version.isdigit() and len(version) <= 9):  # isdigit: ASCII digits, no sign, no spaces
+        raise DecodeError(f"schema_version header is not a version number: {version!r}")
+    return event_type, int(version)
+
+
+@functools.cache  # one entry per topic name consumed
+def topic_of(name: str) -> Topic | None:
+    """The contract topic a (prefixed) topic name stands for; None for a topic outside the contract."""
+    return next((t for t in Topic if name.endswith(t.value)), None)
+
+
+def check_headers_agree(record: Record, envelope: Envelope[Any]) -> None:
+    """The body decides (its type and version were checked while decoding); ids in headers must match it."""
+    event_id, correlation_id = _header(record, "event_id"), _header(record, "correlation_id")
+    if event_id is not None and event_id != str(envelope.event_id).encode():  # else: another spelling?
+        try:
+            agrees = UUID(event_id.decode()) == envelope.event_id
+        except (UnicodeDecodeError, ValueError):
+            agrees = False
+        if not agrees:
+            raise DecodeError(f"event_id header {event_id!r} disagrees with the body's {envelope.event_id}")
+    if correlation_id is not None and correlation_id != envelope.correlation_id.encode():
+        raise DecodeError(
+            f"correlation_id header {correlation_id!r} disagrees with the body's {envelope.correlation_id!r}"
+        )
+
+
 def decode(record: Record, registry: EventRegistry = REGISTRY) -> Envelope[Any]:
+    """Check and parse one message: size first, then its headers against the topic, then the body."""
     if record.value is None:
         raise DecodeError("message has no value")
-    event_type, version = _header(record, "event_type"), _header(record, "schema_version")
-    if event_type is not None and version is not None and version.isdigit():
-        return registry.decode(record.value, event_type.decode(errors="replace"), int(version))
-    return registry.decode(record.value)
+    check_event_size(len(record.value))
+    event_type, version = routing_headers(record)
+    envelope = registry.decode(record.value, event_type, version, topic=topic_of(record.topic))
+    check_headers_agree(record, envelope)
+    return envelope
 
 
 class ConsumerLoop:
@@ -67,16 +115,18 @@ class ConsumerLoop:
         topics: Sequence[str],
         pool: asyncpg.Pool,
         handler: Handler,
-        dead_letter_producer: AIOKafkaProducer,
         service: str,
+        dead_letter_producer: AIOKafkaProducer | None = None,
         registry: EventRegistry = REGISTRY,
         batch_size: int = 500,
         handles: Collection[str] | None = None,
         **consumer_options: Any,
     ) -> None:
         """`handles`: the event types the handler acts on. A message whose event_type header names another
-        type is acknowledged without being parsed (the topics carry many events a service ignores, and
-        parsing is most of a consumer's cost); one without the header is parsed and handled as usual."""
+        known type of its topic is acknowledged without its body being parsed (the topics carry many events
+        a service ignores, and parsing is most of a consumer's cost); one without the header is parsed and
+        handled as usual. `dead_letter_producer`: None gives the loop its own, not idempotent (see
+        backbone.deadletter)."""
         self._consumer = AIOKafkaConsumer(
             *topics,
             bootstrap_servers=bootstrap_servers,
@@ -88,11 +138,15 @@ class ConsumerLoop:
         )
         self._pool = pool
         self._handler = handler
-        self._dlq = dead_letter_producer
+        self._own_dlq = dead_letter_producer is None
+        self._dlq = dead_letter_producer or reliable_producer(bootstrap_servers, enable_idempotence=False)
         self._service = service
         self._registry = registry
         self._batch_size = batch_size
-        self._handles = None if handles is None else frozenset(t.encode() for t in handles)
+        self._handles = None if handles is None else frozenset(handles)
+        # (topic, event_type header, schema_version header) -> skip?; only for headers that passed the check
+        self._verdicts: dict[tuple[str, bytes, bytes | None], bool] = {}
+        self.health = HealthReport()
         self.skipped = 0  # not for this service, by their header
         self.applied = 0  # events applied for the first time (for benchmarks and health)
         self.dead_lettered = 0
@@ -100,6 +154,8 @@ class ConsumerLoop:
     async def run(self) -> None:
         """Consume until cancelled."""
         try:
+            if self._own_dlq:
+                await self._dlq.start()
             await self._consumer.start()  # joins the group: a stop during the join must still leave it
             while True:
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=self._batch_size)
@@ -109,25 +165,48 @@ class ConsumerLoop:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._consumer.stop())
+            if self._own_dlq:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._dlq.stop())
 
-    def _not_handled(self, record: Record) -> bool:
-        kind = _header(record, "event_type")
-        return self._handles is not None and kind is not None and kind not in self._handles
+    def _skips(self, record: Record) -> bool:
+        """True for a message to acknowledge unparsed: within the size limit, with an event_type header that
+        names a known event of its topic which this service does not handle. DecodeError if the size or
+        the headers break the contract. The verdict per distinct headers is cached: this runs for every
+        message, and most messages on a busy topic are skipped."""
+        if self._handles is None:
+            return False
+        if record.value is None:
+            raise DecodeError("message has no value")
+        check_event_size(len(record.value))
+        kind, version = _header(record, "event_type"), _header(record, "schema_version")
+        if kind is None:
+            return False
+        key = (record.topic, kind, version)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            event_type, schema_version = routing_headers(record)
+            assert event_type is not None
+            self._registry.route(event_type, schema_version, topic_of(record.topic))
+            verdict = event_type not in self._handles
+            if len(self._verdicts) < _VERDICT_CACHE:
+                self._verdicts[key] = verdict
+        return verdict
 
     async def process(self, records: Sequence[Record]) -> None:
         decoded: list[tuple[Record, Envelope[Any]]] = []
         dead: list[DeadLetter] = []
         for record in records:
-            if self._not_handled(record):
-                self.skipped += 1
-                continue
             try:
+                if self._skips(record):
+                    self.skipped += 1
+                    continue
                 decoded.append((record, decode(record, self._registry)))
             except DecodeError as e:
                 dead.append(DeadLetter(record, e.reason))
         dead.extend(await self._apply(decoded))
         if dead:
-            await send_dead_letters(self._dlq, self._service, dead)
+            await send_dead_letters(self._dlq, self._service, dead, health=self.health)
             self.dead_lettered += len(dead)
 
     async def _apply(self, decoded: Sequence[tuple[Record, Envelope[Any]]]) -> list[DeadLetter]:
@@ -153,29 +232,62 @@ class ConsumerLoop:
         return dead
 
     async def _with_retries(self, envelopes: Sequence[Envelope[Any]]) -> None:
-        attempt = 0
+        """Apply in one transaction; an outage is waited out however long it lasts, conflicts are retried
+        up to a bound (for ConcurrencyError) and any other error is raised to the caller."""
+        attempt = conflicts = 0
+        outage_since: float | None = None
         while True:
             try:
                 await self._transaction(envelopes)
-                return
-            except TRANSIENT_ERRORS as e:
+            except Exception as e:
                 attempt += 1
-                if isinstance(e, ConcurrencyError) and attempt > _MAX_CONFLICT_RETRIES:
+                if is_database_unavailable(e):
+                    outage_since = outage_since or time.monotonic()
+                    delay = min(0.1 * 2 ** (attempt - 1), _MAX_DELAY)
+                    self.health.degraded(f"database unreachable: {type(e).__name__}: {e}")
+                    log.warning(
+                        "database unreachable; retrying",
+                        error=repr(e),
+                        attempt=attempt,
+                        delay=delay,
+                        unreachable_for=round(time.monotonic() - outage_since, 1),
+                        events=len(envelopes),
+                    )
+                elif isinstance(e, CONFLICT_ERRORS):
+                    conflicts += 1
+                    if isinstance(e, ConcurrencyError) and conflicts > _MAX_CONFLICT_RETRIES:
+                        raise
+                    delay = min(0.05 * 2**conflicts, _MAX_DELAY)
+                    log.warning("conflict; retrying", error=repr(e), attempt=conflicts, delay=delay)
+                else:
                     raise
-                delay = min(0.05 * 2**attempt, 5.0)
-                log.warning("transient failure; retrying", error=repr(e), attempt=attempt, delay=delay)
                 await asyncio.sleep(delay)
+                continue
+            if outage_since is not None:
+                log.info("database reachable again", after=round(time.monotonic() - outage_since, 1))
+            if self.health.current.status != "ok":
+                self.health.ok()
+            return
 
     async def _transaction(self, envelopes: Sequence[Envelope[Any]]) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            first_seen = await inbox.claim(conn, [e.event_id for e in envelopes])
-            fresh = []
-            for e in envelopes:  # keeps order, and drops a repeat inside the batch too
-                if e.event_id in first_seen:
-                    first_seen.discard(e.event_id)
-                    fresh.append(e)
-            if fresh:
-                await self._handler(conn, fresh)
+        async with self._pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    first_seen = await inbox.claim(conn, [e.event_id for e in envelopes])
+                    fresh = []
+                    for e in envelopes:  # keeps order, and drops a repeat inside the batch too
+                        if e.event_id in first_seen:
+                            first_seen.discard(e.event_id)
+                            fresh.append(e)
+                    if fresh:
+                        await self._handler(conn, fresh)
+            except Exception as e:
+                # A connection that failed mid-protocol may look open; closed, the pool replaces it. (One
+                # that asyncpg saw die is already detached from the pool, and refuses the call.)
+                if is_database_unavailable(e):
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        conn.terminate()
+                raise
         self.applied += len(fresh)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:

@@ -1,4 +1,4 @@
-"""PostgreSQL connection pool and the migration runner shared by all services."""
+"""PostgreSQL connection pool, the migration runner, and what counts as "the database is away"."""
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -6,11 +6,48 @@ from typing import Any
 
 import asyncpg
 import structlog
+from asyncpg.exceptions import _base as asyncpg_base
 
 log = structlog.get_logger(__name__)
 
 BACKBONE_MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 7_401_001  # advisory lock id: two instances starting together migrate one at a time
+
+# The server is down, restarting, refusing connections or cut the connection: the same statement works
+# again once it is back, so callers wait and retry instead of failing the work. Includes the
+# protocol-state errors of a connection that broke mid-operation.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08, ConnectionDoesNotExistError among them
+    asyncpg.CannotConnectNowError,  # "the database system is starting up" / "shutting down"
+    asyncpg.AdminShutdownError,  # "terminating connection due to administrator command"
+    asyncpg.CrashShutdownError,
+    asyncpg.IdleSessionTimeoutError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,  # "connection is closed", "another operation is in progress"
+    asyncpg.InternalClientError,  # "cannot switch to state 15; another operation (2) is in progress"
+    OSError,  # connection refused, reset, unreachable, DNS
+    TimeoutError,
+)
+# InterfaceErrors about what the code asked for, not about the connection: retrying would not help.
+_CODE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg_base.DataError,  # an argument of the wrong type
+    asyncpg_base.ClientConfigurationError,
+    asyncpg_base.UnsupportedClientFeatureError,
+    asyncpg_base.UnsupportedServerFeatureError,
+)
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """True if `error`, or an error it was explicitly raised from, says the database is unreachable (and
+    not that the code asked for something wrong)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DATABASE_UNAVAILABLE) and not isinstance(current, _CODE_ERRORS):
+            return True
+        current = current.__cause__
+    return False
 
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:

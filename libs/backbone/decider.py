@@ -9,6 +9,7 @@ statement. The event store's optimistic concurrency stays the final guard (Concu
 caller's transaction is retried). A domain error propagates: nothing of the batch is written.
 """
 
+import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -59,30 +60,62 @@ async def lock_streams(conn: asyncpg.Connection, names: Sequence[str]) -> None:
     )
 
 
+Execute = Callable[[S, M], tuple[S, Sequence[EventPayload]]]
+_YIELD_EVERY = 64  # inputs decided between two yields to the event loop (heartbeats, /health, the relay)
+
+
 async def decide_and_append(
     conn: asyncpg.Connection,
     store: EventStore,
     repository: StreamRepository[S],
-    decide: Callable[[S, M], Sequence[EventPayload]],
+    decide: Callable[[S, M], Sequence[EventPayload]] | None,
     inputs: Sequence[Input[M]],
+    *,
+    execute: Execute[S, M] | None = None,
 ) -> list[Decided[S]]:
-    """Decide every input on its stream and append the results; returns the streams that got events."""
+    """Decide every input on its stream and append the results; returns the streams that got events.
+    `execute`: instead of `decide`, for a domain whose decision already folds its events (returns the
+    state they lead to), so they are not folded twice."""
+    if execute is None:
+        if decide is None:
+            raise TypeError("decide_and_append needs decide or execute")
+        execute = _folding(decide, repository.evolve)
     by_stream: dict[str, list[Input[M]]] = {}
     for item in inputs:
         by_stream.setdefault(item.stream_id, []).append(item)
     await lock_streams(conn, list(by_stream))
     decided: list[Decided[S]] = []
     appends = []
+    advanced_streams = []
+    decided_inputs = 0
     for stream_id, items in by_stream.items():
         loaded = await repository.load(conn, stream_id)
         state, events = loaded.state, []
         for item in items:
-            for payload in decide(state, item.message):
-                state = repository.evolve(state, payload)
-                events.append(new_envelope(payload, cause=item.cause, correlation_id=item.correlation_id))
+            state, payloads = execute(state, item.message)
+            events.extend(
+                new_envelope(p, cause=item.cause, correlation_id=item.correlation_id) for p in payloads
+            )
+            decided_inputs += 1
+            if decided_inputs % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
         if events:
             advanced, append = repository.advance(loaded, events, state)
             appends.append(append)
+            advanced_streams.append((append, advanced))
             decided.append(Decided(stream_id, advanced.state, advanced.version, events))
     await store.append_many(conn, appends)
+    await repository.save_snapshots(conn, advanced_streams)
     return decided
+
+
+def _folding(
+    decide: Callable[[S, M], Sequence[EventPayload]], evolve: Callable[[S, EventPayload], S]
+) -> Execute[S, M]:
+    def execute(state: S, message: M) -> tuple[S, Sequence[EventPayload]]:
+        payloads = decide(state, message)
+        for payload in payloads:
+            state = evolve(state, payload)
+        return state, payloads
+
+    return execute

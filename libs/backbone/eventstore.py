@@ -32,11 +32,13 @@ class StoredEvent:
     envelope: Envelope[Any]
 
 
+# One backward step of the (stream_id, stream_version) index per stream: a join + max() would read the
+# whole stream, and a hot SKU's stream holds tens of thousands of events.
 _CURRENT_VERSIONS = """
-SELECT s.stream_id, coalesce(max(e.stream_version), 0) AS version
+SELECT s.stream_id,
+       coalesce((SELECT e.stream_version FROM event_store e WHERE e.stream_id = s.stream_id
+                 ORDER BY e.stream_version DESC LIMIT 1), 0) AS version
 FROM unnest($1::text[]) AS s(stream_id)
-LEFT JOIN event_store e ON e.stream_id = s.stream_id
-GROUP BY s.stream_id
 """
 
 _INSERT = """
@@ -115,6 +117,20 @@ class EventStore:
             _SELECT + "WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version",
             stream_id,
             after_version,
+        )
+        return [self._stored(r) for r in rows]
+
+    async def read_stream_from_snapshot(
+        self, conn: asyncpg.Connection, stream_id: str, state_shape: str
+    ) -> list[StoredEvent]:
+        """The stream from its snapshot's version on (that event included), or whole if it has no
+        snapshot of `state_shape`: one round trip for the many streams too short to have one."""
+        rows = await conn.fetch(
+            _SELECT + "WHERE stream_id = $1 AND stream_version >= coalesce("
+            "(SELECT version FROM snapshots WHERE stream_id = $1 AND state_shape = $2), 1) "
+            "ORDER BY stream_version",
+            stream_id,
+            state_shape,
         )
         return [self._stored(r) for r in rows]
 

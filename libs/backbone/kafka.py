@@ -1,11 +1,14 @@
-"""Kafka clients configured once: an ordered, acknowledged producer and topic creation."""
+"""Kafka clients configured once: an ordered, acknowledged producer, topic creation, a reachability probe."""
 
+import asyncio
 from collections.abc import Iterable
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+
+from backbone.health import HealthReport
 
 log = structlog.get_logger(__name__)
 
@@ -43,8 +46,48 @@ async def ensure_topics(
             failed = [
                 (t[0], t[1]) for t in response.topic_errors if t[1] not in (0, TopicAlreadyExistsError.errno)
             ]
+            if failed and all(for_code(code).retriable for _, code in failed):
+                # e.g. a broker that is still electing its controller: worth waiting for
+                raise KafkaError(f"topics not created yet (name, Kafka error code): {failed}")
             if failed:
                 raise RuntimeError(f"could not create topics (name, Kafka error code): {failed}")
             log.info("topics created", topics=[t.name for t in missing])
     finally:
         await admin.close()
+
+
+async def started_producer(bootstrap_servers: str) -> AIOKafkaProducer:
+    """A started reliable producer; raises KafkaError (leaving nothing open) if the broker does not answer."""
+    producer = reliable_producer(bootstrap_servers)
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
+    return producer
+
+
+class KafkaProbe:
+    """Asks the broker for its metadata every few seconds, for /health. The producer and the consumer wait
+    for a lost broker quietly on their own, so without this an outage would not show until something had
+    to be published."""
+
+    def __init__(self, producer: AIOKafkaProducer, *, interval: float = 2.0, timeout: float = 10.0) -> None:
+        self._producer = producer
+        self._interval, self._timeout = interval, timeout
+        self.health = HealthReport()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._producer.client.fetch_all_metadata()
+            except (KafkaError, TimeoutError, OSError) as e:
+                if self.health.current.status == "ok":
+                    log.warning("Kafka unreachable; the service waits for it", error=repr(e))
+                self.health.degraded(f"Kafka unreachable: {type(e).__name__}: {e}")
+            else:
+                if self.health.current.status != "ok":
+                    log.info("Kafka reachable again")
+                self.health.ok()
+            await asyncio.sleep(self._interval)

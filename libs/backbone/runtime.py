@@ -2,32 +2,55 @@
 
 A service only describes itself (`Service`): its migrations, the topics it consumes, its handler and
 its HTTP routes. Everything here is the same for all four.
+
+Outages do not end a service. At start it waits (logging each attempt, without a deadline) until Kafka
+and its database answer; a configuration error (wrong password, unknown database, a topic that cannot be
+created) still ends it, since waiting would not help. Once running, every component waits out an outage
+on its own and reports it in its HealthReport; one that ends or fails anyway is started again after a
+capped backoff. GET /health answers 200 `{"status": "ok", ...}` when every component is fine and 503
+`{"status": "degraded", "components": {...}, ...}` while one waits; routes that find the database away
+answer 503 `{"detail": ...}` with Retry-After. Only the HTTP server ending (or a signal) stops a service.
 """
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import signal
-from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, FastAPI
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
+from backbone import outbox
+from backbone.backoff import Backoff
 from backbone.consumer import ConsumerLoop, Handler
 from backbone.contracts import REGISTRY, EventPayload, EventRegistry, Topic, dead_letter_topic
-from backbone.db import BACKBONE_MIGRATIONS, create_pool, migrate, migration_files
+from backbone.db import BACKBONE_MIGRATIONS, DATABASE_UNAVAILABLE, create_pool, migrate, migration_files
 from backbone.eventstore import EventStore
-from backbone.kafka import ensure_topics, reliable_producer
+from backbone.health import OK, ComponentHealth, HealthReport
+from backbone.kafka import KafkaProbe, ensure_topics, started_producer
 from backbone.log import configure_logging
 from backbone.outbox import OutboxRelay
 from backbone.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+Components = Callable[[], Mapping[str, ComponentHealth]]
+
+_HEALTH_DB_TIMEOUT = 3.0
+_RETRY_AFTER_SECONDS = "5"
 
 
 @dataclass(frozen=True)
@@ -54,107 +77,311 @@ class Service:
     background: Sequence[Callable[[ServiceContext], Awaitable[None]]] = field(default_factory=tuple)
 
 
+# --- the health of background jobs --------------------------------------------------------------------------
+
+_job_health: contextvars.ContextVar[HealthReport | None] = contextvars.ContextVar("job_health", default=None)
+
+
+def component_health() -> HealthReport:
+    """The HealthReport of the background job (Service.background) this code runs in: the job says there
+    while it waits for a server. Outside a running service (a test calling a job directly) a report of
+    its own that nobody reads."""
+    return _job_health.get() or HealthReport()
+
+
+def worst(*reports: ComponentHealth | None) -> ComponentHealth:
+    return next((r for r in reports if r is not None and r.status != "ok"), OK)
+
+
+async def supervised(name: str, health: HealthReport, start: Callable[[], Awaitable[None]]) -> None:
+    """Run a component for the service's lifetime: should it end or fail despite handling outages itself,
+    it is logged, reported degraded and started again after a capped backoff."""
+    backoff = Backoff(first=0.5, cap=30.0)
+    while True:
+        started = time.monotonic()
+        try:
+            await start()
+            reason = "ended"
+            log.error("component ended; starting it again", component=name)
+        except Exception as e:
+            reason = f"failed: {type(e).__name__}: {e}"
+            log.exception("component failed; starting it again", component=name)
+        if time.monotonic() - started > 60:
+            backoff.reset()  # it ran a good while: a fresh failure, not a crash loop
+        delay = backoff.next_delay()
+        health.degraded(f"{reason}; restarting in {delay:.1f} s")
+        await asyncio.sleep(delay)
+        health.ok()
+
+
+# --- start-up -----------------------------------------------------------------------------------------------
+
+
+async def until_ready(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """`attempt` until it works, as long as it fails only because `what` is not reachable (yet)."""
+    backoff = Backoff(first=0.5, cap=10.0)
+    while True:
+        try:
+            return await attempt()
+        except (*DATABASE_UNAVAILABLE, KafkaError) as e:
+            delay = backoff.next_delay()
+            log.warning(
+                f"waiting for {what}",
+                error=f"{type(e).__name__}: {e}",
+                attempt=backoff.attempt,
+                retry_in=delay,
+            )
+            await asyncio.sleep(delay)
+
+
+# --- HTTP ---------------------------------------------------------------------------------------------------
+
+
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield  # signals are ours (run_service): uvicorn would re-raise SIGTERM and skip our clean-up
 
 
+class OperatorAction(BaseModel):
+    """Who acts on a parked event and why: written to the log as the audit trail."""
+
+    actor: str = Field(min_length=1, max_length=200)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+def _operations(pool: asyncpg.Pool) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/outbox/parked", response_model=list[outbox.ParkedEvent])
+    async def list_parked() -> list[outbox.ParkedEvent]:
+        """Events the relay could never publish, oldest first (`waiting_behind`: later events of the
+        same topic and key held in the outbox)."""
+        return await outbox.parked_events(pool)
+
+    async def act(position: int, action: OperatorAction, verb: str) -> dict[str, object]:
+        act_on = outbox.retry_parked if verb == "retried" else outbox.discard_parked
+        async with pool.acquire() as conn:
+            done = await act_on(conn, position)
+        if not done:
+            raise HTTPException(404, f"no parked event at position {position}")
+        log.warning(f"parked event {verb}", position=position, actor=action.actor, note=action.note)
+        return {"position": position, "status": verb}
+
+    @router.post("/outbox/parked/{position}/retry")
+    async def retry_parked(position: int, action: OperatorAction) -> dict[str, object]:
+        """Put the event back into the outbox: it is published before the later events of its key (and
+        parked again if Kafka still refuses it)."""
+        return await act(position, action, "retried")
+
+    @router.post("/outbox/parked/{position}/discard")
+    async def discard_parked(position: int, action: OperatorAction) -> dict[str, object]:
+        """Never publish the event (it stays in the event store); the later events of its key flow."""
+        return await act(position, action, "discarded")
+
+    return router
+
+
 def http_app(
-    service: Service, ctx: ServiceContext, status: Callable[[], dict[str, object]] = dict
+    service: Service,
+    ctx: ServiceContext,
+    status: Callable[[], dict[str, object]] = dict,
+    components: Components = dict,
 ) -> FastAPI:
-    """The service's routes plus GET /health (database reachable; `status` adds the components' figures)."""
+    """The service's routes, the parked-events operations and GET /health (the database answers and every
+    component is ok: 200; else 503 with each component's state; `status` adds the components' figures)."""
     app = FastAPI(title=f"backorder {service.name} service", version="1.0.0")
     app.include_router(service.make_routes(ctx))
+    app.include_router(_operations(ctx.pool))
+    database = HealthReport()
+
+    async def database_away(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"database unavailable, try again shortly ({type(exc).__name__})"},
+            status_code=503,
+            headers={"Retry-After": _RETRY_AFTER_SECONDS},
+        )
+
+    for error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(error, database_away)
 
     @app.get("/health", tags=["operations"])
     async def health() -> JSONResponse:
+        parked: int | None = None
         try:
-            await ctx.pool.fetchval("SELECT 1")
-        except (OSError, asyncpg.PostgresError) as e:
-            return JSONResponse({"status": "database unreachable", "error": str(e)}, status_code=503)
-        return JSONResponse({"status": "ok", "service": service.name, **status()})
+            async with asyncio.timeout(_HEALTH_DB_TIMEOUT):
+                parked = await outbox.parked_count(ctx.pool)
+            database.ok()
+        except (*DATABASE_UNAVAILABLE, asyncpg.PostgresError) as e:
+            database.degraded(f"unreachable: {type(e).__name__}: {e}")
+        states = {"database": database.current, **components()}
+        ok = all(c.status == "ok" for c in states.values())
+        body = {
+            "status": "ok" if ok else "degraded",
+            "service": service.name,
+            "components": {name: c.as_json() for name, c in states.items()},
+            "parked_events": parked,
+            **status(),
+        }
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     return app
 
 
+# --- the service --------------------------------------------------------------------------------------------
+
+
 async def run_service(service: Service, settings: ServiceSettings) -> None:
-    """Run until SIGTERM/SIGINT or until a component fails (then exit non-zero through the exception)."""
+    """Run until SIGTERM/SIGINT or until the HTTP server ends."""
     configure_logging(service.name, settings.log_level)
     all_topics = [t.qualified(settings.topic_prefix) for t in Topic]
-    await ensure_topics(
-        settings.kafka_bootstrap_servers,
-        [*all_topics, *map(dead_letter_topic, all_topics)],
-        settings.topic_partitions,
-        settings.topic_replication_factor,
+    await until_ready(
+        "Kafka (creating topics)",
+        lambda: ensure_topics(
+            settings.kafka_bootstrap_servers,
+            [*all_topics, *map(dead_letter_topic, all_topics)],
+            settings.topic_partitions,
+            settings.topic_replication_factor,
+        ),
     )
-    pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
-    producer = reliable_producer(settings.kafka_bootstrap_servers)
-    await producer.start()
+    pool = await until_ready(
+        "the database", lambda: create_pool(settings.database_url, max_size=settings.db_pool_size)
+    )
     try:
-        async with pool.acquire() as conn:
-            await migrate(conn, migration_files(BACKBONE_MIGRATIONS, service.migrations))
-        ctx = ServiceContext(settings, pool, EventStore(service.registry), producer)
-        relay = OutboxRelay(
-            settings.database_url, producer, settings.topic_prefix, batch_size=settings.relay_batch_size
-        )
-        loop = ConsumerLoop(
+        producer = await until_ready("Kafka", lambda: started_producer(settings.kafka_bootstrap_servers))
+        try:
+            await until_ready("the database (migrations)", lambda: _migrate(pool, service))
+            await _serve(
+                service, settings, ServiceContext(settings, pool, EventStore(service.registry), producer)
+            )
+        finally:
+            await producer.stop()
+    finally:
+        await pool.close()
+
+
+async def _migrate(pool: asyncpg.Pool, service: Service) -> None:
+    async with pool.acquire() as conn:
+        await migrate(conn, migration_files(BACKBONE_MIGRATIONS, service.migrations))
+
+
+async def _serve(service: Service, settings: ServiceSettings, ctx: ServiceContext) -> None:
+    relay = OutboxRelay(
+        settings.database_url, ctx.producer, settings.topic_prefix, batch_size=settings.relay_batch_size
+    )
+    kafka = KafkaProbe(ctx.producer)
+    handler = service.make_handler(ctx)
+
+    def new_loop() -> ConsumerLoop:
+        return ConsumerLoop(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=settings.consumer_group,
             topics=[t.qualified(settings.topic_prefix) for t in service.consumes],
-            pool=pool,
-            handler=service.make_handler(ctx),
-            dead_letter_producer=producer,
+            pool=ctx.pool,
+            handler=handler,
             service=service.name,
             registry=service.registry,
             batch_size=settings.consumer_batch_size,
             handles=None if service.handles is None else [e.event_type for e in service.handles],
         )
-        server = _Server(
-            uvicorn.Config(
-                http_app(
-                    service,
-                    ctx,
-                    lambda: {
-                        "relay_active": relay.active,
-                        "events_published": relay.published,
-                        "events_applied": loop.applied,
-                        "events_skipped": loop.skipped,
-                        "dead_lettered": loop.dead_lettered,
-                    },
-                ),
-                host=settings.http_host,
-                port=settings.http_port,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-            )
+
+    consumer = _Replaceable(new_loop)
+
+    def figures() -> dict[str, object]:
+        return {
+            "relay_active": relay.active,
+            "events_published": relay.published,
+            "events_parked": relay.parked,
+            "events_applied": consumer.figure("applied"),
+            "events_skipped": consumer.figure("skipped"),
+            "dead_lettered": consumer.figure("dead_lettered"),
+        }
+
+    supervisors: dict[str, HealthReport] = {}  # filled as the components start
+    starts: dict[str, Callable[[], Awaitable[None]]] = {
+        "relay": relay.run,
+        "consumer": consumer.run,
+        "kafka": kafka.run,
+        **{f"job:{_job_name(job)}": functools.partial(job, ctx) for job in service.background},
+    }
+    own: dict[str, Callable[[], ComponentHealth | None]] = {
+        "relay": lambda: relay.health.current,
+        "kafka": lambda: kafka.health.current,
+        "consumer": lambda: _reported(consumer.current),
+    }
+
+    def components() -> dict[str, ComponentHealth]:
+        return {name: worst(supervisors[name].current, own.get(name, _none)()) for name in starts}
+
+    server = _Server(
+        uvicorn.Config(
+            http_app(service, ctx, figures, components),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
         )
-        components = [relay.run(), loop.run(), server.serve(), *(job(ctx) for job in service.background)]
-        tasks = [asyncio.create_task(c) for c in components]
-        server_task = tasks[2]
-        stop = asyncio.Event()
-        event_loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            event_loop.add_signal_handler(sig, stop.set)
-        stopper = asyncio.create_task(stop.wait())
-        log.info("service started", http=f"http://{settings.http_host}:{settings.http_port}")
-        try:
-            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-            log.info("service stopping", reason="signal" if stopper in done else "a component ended")
-        finally:
-            # On a signal, a failed component or our own cancellation: stop everything started here
-            # before the pool and producer close under it. The HTTP server drains instead of dying.
-            server.should_exit = True
-            for task in [*tasks, stopper]:
-                if task is not server_task:
-                    task.cancel()
-            results = await asyncio.gather(*tasks, stopper, return_exceptions=True)
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                event_loop.remove_signal_handler(sig)
-        failures = [r for r in results[: len(tasks)] if isinstance(r, Exception)]
-        if failures and stopper not in done:
-            raise failures[0]
+    )
+    tasks = []
+    for name, start in starts.items():
+        report = supervisors[name] = HealthReport()
+        context = contextvars.copy_context()
+        context.run(_job_health.set, report)  # a job reports into its supervisor's report
+        tasks.append(asyncio.create_task(supervised(name, report, start), context=context))
+    server_task = asyncio.create_task(server.serve())
+    stop = asyncio.Event()
+    event_loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        event_loop.add_signal_handler(sig, stop.set)
+    stopper = asyncio.create_task(stop.wait())
+    log.info("service started", http=f"http://{settings.http_host}:{settings.http_port}")
+    try:
+        done, _ = await asyncio.wait([server_task, stopper], return_when=asyncio.FIRST_COMPLETED)
+        log.info("service stopping", reason="signal" if stopper in done else "the HTTP server ended")
     finally:
-        await producer.stop()
-        await pool.close()
+        # On a signal, the server's end or our own cancellation: stop everything started here before the
+        # pool and producer close under it. The HTTP server drains instead of dying.
+        server.should_exit = True
+        for task in [*tasks, stopper]:
+            task.cancel()
+        results = await asyncio.gather(server_task, *tasks, stopper, return_exceptions=True)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            event_loop.remove_signal_handler(sig)
+    if isinstance(results[0], Exception) and stopper not in done:
+        raise results[0]
+
+
+class _Replaceable:
+    """The consumer loop, replaced by a new one when it failed: aiokafka's consumer cannot start twice."""
+
+    def __init__(self, make: Callable[[], ConsumerLoop]) -> None:
+        self._make = make
+        self.current = make()
+        self._used = False
+        self._earlier: dict[str, int] = {}  # figures of the replaced loops
+
+    async def run(self) -> None:
+        if self._used:
+            for name in ("applied", "skipped", "dead_lettered"):
+                self._earlier[name] = self.figure(name)
+            self.current = self._make()
+        self._used = True
+        await self.current.run()
+
+    def figure(self, name: str) -> int:
+        return self._earlier.get(name, 0) + int(getattr(self.current, name))
+
+
+def _none() -> None:
+    return None
+
+
+def _reported(component: Any) -> ComponentHealth | None:
+    """A component's own HealthReport, if it keeps one (the consumer loop gets `health`)."""
+    report = getattr(component, "health", None)
+    return report.current if isinstance(report, HealthReport) else None
+
+
+def _job_name(job: Callable[..., object]) -> str:
+    return getattr(job, "__name__", type(job).__name__)

@@ -14,7 +14,7 @@ from services.inventory.app import SERVICE, InventorySettings
 
 
 async def rebuild(conn: asyncpg.Connection, store: EventStore, settings: InventorySettings) -> str:
-    skus = await projections.rebuild(conn, store, settings.priority)
+    skus = await projections.rebuild(conn, store)
     return f"rebuilt the read models of {skus} SKUs from the event log"
 
 

@@ -8,7 +8,7 @@ import uuid
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field, ValidationError
 
 from backbone.contracts.types import Identifier, NonNegativeQuantity, Text
@@ -22,7 +22,7 @@ from services.inventory.domain import (
     SetPolicy,
     StockConflict,
 )
-from services.inventory.handlers import Work, apply_commands, new_repository
+from services.inventory.handlers import apply_commands, new_repository, work_for
 from services.inventory.priority import PriorityPolicy
 
 ATTEMPTS = 5
@@ -55,6 +55,8 @@ class QueueEntry(BaseModel):
 
 
 class StockView(BaseModel):
+    """The SKU's figures and a page of its backorder queue (`queue_offset`, `queue_limit`)."""
+
     sku: str
     version: int
     on_hand: int
@@ -65,6 +67,7 @@ class StockView(BaseModel):
     backorder_cap: int | None
     reorder_point: int
     safety_stock: int
+    waiting_lines: int = Field(description="Lines in the backorder queue; `queue` shows a page of them")
     queue: list[QueueEntry]
 
 
@@ -74,6 +77,7 @@ class CommandResult(BaseModel):
 
 
 class AllocationView(BaseModel):
+    version: int = Field(description="Of the SKU's stream event that allocated: the cursor for paging")
     order_id: str
     line_id: str
     quantity: int
@@ -83,14 +87,25 @@ class AllocationView(BaseModel):
     event_id: str
 
 
-async def stock_view(conn: asyncpg.Connection, sku: str) -> StockView | None:
+_QUEUE_PAGE = """
+SELECT row_number() OVER (ORDER BY priority_score DESC, placed_at, sequence) + $2 AS position,
+       order_id, line_id, quantity
+FROM (SELECT * FROM backorder_queue WHERE sku = $1
+      ORDER BY priority_score DESC, placed_at, sequence OFFSET $2 LIMIT $3) page
+ORDER BY position
+"""
+
+QueueOffset = Annotated[int, Query(ge=0, description="Skip this many waiting lines")]
+QueueLimit = Annotated[int, Query(ge=0, le=1000, description="Show at most this many waiting lines")]
+
+
+async def stock_view(
+    conn: asyncpg.Connection, sku: str, offset: int = 0, limit: int = 100
+) -> StockView | None:
     row = await conn.fetchrow("SELECT * FROM stock WHERE sku = $1", sku)
     if row is None:
         return None
-    queue = await conn.fetch(
-        "SELECT position, order_id, line_id, quantity FROM backorder_queue WHERE sku = $1 ORDER BY position",
-        sku,
-    )
+    queue = await conn.fetch(_QUEUE_PAGE, sku, offset, limit) if limit else []
     return StockView(**dict(row), queue=[QueueEntry(**dict(q)) for q in queue])
 
 
@@ -126,7 +141,7 @@ def make_router(pool: asyncpg.Pool, store: EventStore, priority: PriorityPolicy)
             command: Command = build()
         except ValidationError as e:
             raise HTTPException(422, detail=e.errors(include_url=False, include_context=False)) from None
-        work = [Work(command, correlation_id=str(uuid.uuid4()))]
+        work = [work_for(command, correlation_id=str(uuid.uuid4()))]
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with pool.acquire() as conn, conn.transaction():
@@ -147,9 +162,11 @@ def make_router(pool: asyncpg.Pool, store: EventStore, priority: PriorityPolicy)
         return CommandResult(events=[e.event_type for e in events.get(sku, [])], stock=view)
 
     @router.get("/stock/{sku}", response_model=StockView)
-    async def get_stock(sku: SkuPath) -> StockView:
+    async def get_stock(
+        sku: SkuPath, queue_offset: QueueOffset = 0, queue_limit: QueueLimit = 100
+    ) -> StockView:
         async with pool.acquire() as conn:
-            view = await stock_view(conn, sku)
+            view = await stock_view(conn, sku, queue_offset, queue_limit)
         if view is None:
             raise HTTPException(404, detail=f"unknown SKU {sku!r}")
         return view
@@ -163,11 +180,18 @@ def make_router(pool: asyncpg.Pool, store: EventStore, priority: PriorityPolicy)
         return await run(sku, lambda: AdjustStock(sku=sku, **body.model_dump()))
 
     @router.get("/skus/{sku}/allocations", response_model=list[AllocationView])
-    async def allocations(sku: SkuPath) -> list[AllocationView]:
+    async def allocations(
+        sku: SkuPath,
+        after_version: Annotated[int, Query(ge=0, description="Only allocations after this one")] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+    ) -> list[AllocationView]:
+        """Who got which units, when and why, oldest first; page on with the last one's `version`."""
         rows = await pool.fetch(
-            "SELECT order_id, line_id, quantity, source, priority_reason, at, event_id"
-            " FROM allocation_audit WHERE sku = $1 ORDER BY version",
+            "SELECT version, order_id, line_id, quantity, source, priority_reason, at, event_id"
+            " FROM allocation_audit WHERE sku = $1 AND version > $2 ORDER BY version LIMIT $3",
             sku,
+            after_version,
+            limit,
         )
         return [
             AllocationView(**{**dict(r), "at": r["at"].isoformat(), "event_id": str(r["event_id"])})

@@ -5,8 +5,8 @@ from pathlib import Path
 from fastapi import APIRouter
 
 from backbone.consumer import Handler
-from backbone.contracts import CONTRACT_EVENTS, EventRegistry, Topic
-from backbone.contracts.events import GoodsReceived, OrderCancelled, OrderPlaced
+from backbone.contracts import Topic
+from backbone.contracts.events import GoodsReceived, OrderCancelled, OrderPlaced, contract_registry
 from backbone.runtime import Service, ServiceContext
 from backbone.settings import ServiceSettings
 from services.inventory import api, handlers
@@ -43,6 +43,6 @@ SERVICE = Service(
     consumes=[Topic.ORDERS, Topic.SUPPLIER],
     make_handler=make_handler,
     make_routes=make_routes,
-    registry=EventRegistry((*CONTRACT_EVENTS, *INVENTORY_EVENTS)),
+    registry=contract_registry(INVENTORY_EVENTS),
     handles=(OrderPlaced, OrderCancelled, GoodsReceived),  # see handlers.commands_of
 )

@@ -17,12 +17,15 @@ Rules where a choice had to be made:
 - ReorderPointReached is emitted once per stay at or below the reorder point: after a command that
   leaves available <= reorder point while the alert is armed (a backorder leaves available at 0, so
   it counts). The alert re-arms when available rises above the reorder point. A new SKU starts armed.
+- A waiting line's rank (priority score under the shop's PriorityPolicy, then placement time, then
+  arrival) is fixed when it joins the queue; a changed PRIORITY_MODE ranks the lines that join later.
+  So every change touches one line, and the queue's order is part of the SKU's state and its events.
 - Repeats are no-ops: reserving a line that already holds a reservation or waits in the queue,
   cancelling units that are no longer there, setting the settings a SKU already has. (The consumer's
   inbox is what guarantees exactly-once; this only keeps a duplicate order line harmless.)
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -30,16 +33,18 @@ from functools import reduce
 from typing import Literal, NamedTuple, assert_never
 
 from pydantic import AwareDatetime, BaseModel, Field
+from rpds import HashTrieMap
 
 from backbone.contracts.envelope import STRICT, EventPayload
 from backbone.contracts.events import (
     BackorderFulfilled,
     BackorderQueueChanged,
-    BackorderQueueEntry,
+    BackorderQueueSnapshotV1,
     CustomerTier,
     GoodsReceived,
     OrderCancelled,
     OrderPlaced,
+    QueueChange,
     ReorderPointReached,
     SkuPolicyChanged,
     StockAdjusted,
@@ -48,6 +53,7 @@ from backbone.contracts.events import (
     StockShort,
 )
 from backbone.contracts.types import Identifier, NonNegativeQuantity, Quantity, Sku, Text
+from backbone.ranked import RankedMap
 from services.inventory.events import BackorderQueued, LineValue, StockReceived
 from services.inventory.priority import FIRST_COME_FIRST_SERVED, PriorityPolicy
 
@@ -75,6 +81,36 @@ class BackorderEntry:
     urgent: bool
     line_value: Decimal
     sequence: int  # arrival order within the SKU
+    priority_score: Decimal = Decimal(0)  # under the policy in force when the line joined
+
+    @property
+    def rank(self) -> "QueueRank":
+        return QueueRank(-self.priority_score, self.placed_at, self.sequence)
+
+    def __reduce__(self) -> tuple[type["BackorderEntry"], tuple[object, ...]]:
+        # Pickled (in snapshots) by its fields in order: several times faster than dataclasses' getstate.
+        return BackorderEntry, (
+            self.order_id,
+            self.line_id,
+            self.remaining,
+            self.placed_at,
+            self.tier,
+            self.urgent,
+            self.line_value,
+            self.sequence,
+            self.priority_score,
+        )
+
+
+class QueueRank(NamedTuple):
+    """Allocation order: highest score first, then earliest placement, then earliest arrival."""
+
+    negative_score: Decimal
+    placed_at: datetime
+    sequence: int
+
+
+Queue = RankedMap[LineRef, QueueRank, BackorderEntry]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +123,15 @@ class SkuSettings:
 
 @dataclass(frozen=True, slots=True)
 class SkuState:
+    """Persistent collections (a hash trie, a ranked map): an event changes one entry in O(log n) and
+    the state stays a value, however long the queue."""
+
     sku: str
     on_hand: int = 0
     reserved: int = 0
     settings: SkuSettings = SkuSettings()
-    reservations: Mapping[LineRef, int] = field(default_factory=dict)  # units reserved per order line
-    # Arrival order; the allocation order depends on the shop's PriorityPolicy, see allocation_order().
-    queue: Mapping[LineRef, BackorderEntry] = field(default_factory=dict)
+    reservations: HashTrieMap = field(default_factory=HashTrieMap)  # LineRef -> units reserved
+    queue: Queue = field(default_factory=RankedMap)  # waiting lines in allocation order
     next_sequence: int = 1
     reorder_alerted: bool = False  # ReorderPointReached was emitted and has not re-armed since
 
@@ -103,7 +141,7 @@ class SkuState:
 
     @property
     def backordered(self) -> int:
-        return sum(entry.remaining for entry in self.queue.values())
+        return self.queue.units
 
 
 def initial_state(sku: str) -> SkuState:
@@ -111,9 +149,9 @@ def initial_state(sku: str) -> SkuState:
     return SkuState(sku=sku)
 
 
-def allocation_order(state: SkuState, priority: PriorityPolicy) -> list[BackorderEntry]:
-    """The waiting lines, first to be served first."""
-    return priority.rank(state.queue.values())
+def allocation_order(state: SkuState) -> list[BackorderEntry]:
+    """The waiting lines, first to be served first (O(n): for reports and tests, not per event)."""
+    return [entry for _, entry, _ in state.queue.items()]
 
 
 # --- commands ------------------------------------------------------------------------------------------
@@ -244,7 +282,6 @@ class _Decision:
     """The events decided so far and the state they lead to, so each rule sees the previous ones' effect."""
 
     def __init__(self, state: SkuState) -> None:
-        self.before = state
         self.state = state
         self.events: list[EventPayload] = []
 
@@ -252,15 +289,40 @@ class _Decision:
         self.events.append(event)
         self.state = evolve(self.state, event)
 
-    def close(self, priority: PriorityPolicy) -> None:
-        """Add the consequences every command shares: the queue's new order, the reorder alert."""
+    def emit_queue_change(self, event: BackorderQueued | BackorderFulfilled | StockReleased) -> None:
+        """Emit `event`, which changes one waiting line, and then tell other services how it changed."""
+        line = LineRef(event.order_id, event.line_id)
+        before = self.state.queue.get(line)
+        position_before = self.state.queue.position(line) + 1 if before is not None else None
+        self.emit(event)
+        queue = self.state.queue
+        after = queue.get(line)
+        change: QueueChange
+        if before is None:
+            change, position = "joined", queue.position(line) + 1
+        else:
+            change, position = ("reduced" if after is not None else "left"), position_before or 1
+        ranked = after or before
+        assert ranked is not None
+        self.emit(
+            BackorderQueueChanged(
+                sku=self.state.sku,
+                order_id=line.order_id,
+                line_id=line.line_id,
+                change=change,
+                position=position,
+                remaining=after.remaining if after is not None else 0,
+                priority_score=ranked.priority_score,
+                placed_at=ranked.placed_at,
+                sequence=ranked.sequence,
+                waiting_lines=len(queue),
+                waiting_units=queue.units,
+            )
+        )
+
+    def close(self) -> None:
+        """Add the consequence every command shares: the reorder alert."""
         state = self.state
-        if state.queue != self.before.queue:
-            entries = [
-                BackorderQueueEntry(order_id=e.order_id, line_id=e.line_id, quantity=e.remaining)
-                for e in allocation_order(state, priority)
-            ]
-            self.emit(BackorderQueueChanged(sku=state.sku, entries=entries))
         if self.events and state.available <= state.settings.reorder_point and not state.reorder_alerted:
             self.emit(
                 ReorderPointReached(
@@ -296,7 +358,7 @@ def _decide(state: SkuState, command: Command, priority: PriorityPolicy) -> _Dec
     decision = _Decision(state)
     match command:
         case ReserveLine():
-            _reserve(decision, command)
+            _reserve(decision, command, priority)
         case ReceiveGoods():
             _receive(decision, command, priority)
         case CancelLine():
@@ -307,11 +369,11 @@ def _decide(state: SkuState, command: Command, priority: PriorityPolicy) -> _Dec
             _set_policy(decision, command)
         case _:
             assert_never(command)
-    decision.close(priority)
+    decision.close()
     return decision
 
 
-def _reserve(decision: _Decision, command: ReserveLine) -> None:
+def _reserve(decision: _Decision, command: ReserveLine, priority: PriorityPolicy) -> None:
     state = decision.state
     line = LineRef(command.order_id, command.line_id)
     if line in state.reservations or line in state.queue:
@@ -340,17 +402,28 @@ def _reserve(decision: _Decision, command: ReserveLine) -> None:
         )
     )
     if refusal is None:
-        decision.emit(
+        entry = BackorderEntry(
+            order_id=command.order_id,
+            line_id=command.line_id,
+            remaining=short,
+            placed_at=command.placed_at,
+            tier=command.tier,
+            urgent=command.urgent,
+            line_value=command.line_value,
+            sequence=decision.state.next_sequence,
+        )
+        decision.emit_queue_change(
             BackorderQueued(
-                order_id=command.order_id,
-                line_id=command.line_id,
+                order_id=entry.order_id,
+                line_id=entry.line_id,
                 sku=state.sku,
                 quantity=short,
-                placed_at=command.placed_at,
-                tier=command.tier,
-                urgent=command.urgent,
-                line_value=command.line_value,
-                sequence=decision.state.next_sequence,
+                placed_at=entry.placed_at,
+                tier=entry.tier,
+                urgent=entry.urgent,
+                line_value=entry.line_value,
+                sequence=entry.sequence,
+                priority_score=priority.score(entry),
             )
         )
 
@@ -392,15 +465,17 @@ def _cancel(decision: _Decision, command: CancelLine, priority: PriorityPolicy) 
     released = min(command.quantity - dropped, state.reservations.get(line, 0))
     if not (dropped or released):
         return  # nothing of this line is on the books (any more)
-    decision.emit(
-        StockReleased(
-            order_id=command.order_id,
-            line_id=command.line_id,
-            sku=command.sku,
-            released_reserved=released,
-            dropped_backordered=dropped,
-        )
+    release = StockReleased(
+        order_id=command.order_id,
+        line_id=command.line_id,
+        sku=command.sku,
+        released_reserved=released,
+        dropped_backordered=dropped,
     )
+    if dropped:
+        decision.emit_queue_change(release)
+    else:
+        decision.emit(release)
     _allocate(decision, priority, source=command.cancellation_id)
 
 
@@ -456,14 +531,16 @@ def _within_limit(on_hand: int) -> int:
 
 
 def _allocate(decision: _Decision, priority: PriorityPolicy, source: str) -> None:
-    """Serve waiting lines in priority order from the available stock; partial fills allowed."""
+    """Serve waiting lines in priority order from the available stock; partial fills allowed. Walks only
+    the lines it serves: the queue is already in allocation order."""
     available = decision.state.available
-    for position, entry in enumerate(allocation_order(decision.state, priority), start=1):
-        if available == 0:
-            return
+    if available == 0:
+        return
+    # The queue as it is now: a persistent value, so the fills below do not disturb the walk.
+    for position, (_, entry, _) in enumerate(decision.state.queue.items(), start=1):
         quantity = min(entry.remaining, available)
         available -= quantity
-        decision.emit(
+        decision.emit_queue_change(
             BackorderFulfilled(
                 order_id=entry.order_id,
                 line_id=entry.line_id,
@@ -474,6 +551,8 @@ def _allocate(decision: _Decision, priority: PriorityPolicy, source: str) -> Non
                 priority_reason=priority.reason(entry, position),
             )
         )
+        if available == 0:
+            return
 
 
 # --- evolve ----------------------------------------------------------------------------------------------
@@ -489,7 +568,7 @@ def evolve(state: SkuState, event: EventPayload) -> SkuState:
                 reserved=state.reserved + event.quantity,
                 reservations=_counted(state.reservations, line, event.quantity),
             )
-        case StockShort() | BackorderQueueChanged():
+        case StockShort() | BackorderQueueChanged() | BackorderQueueSnapshotV1():
             return state  # for other services; BackorderQueued and the fills carry the queue
         case BackorderQueued():
             entry = BackorderEntry(
@@ -501,8 +580,11 @@ def evolve(state: SkuState, event: EventPayload) -> SkuState:
                 urgent=event.urgent,
                 line_value=event.line_value,
                 sequence=event.sequence,
+                priority_score=event.priority_score,
             )
-            queue = {**state.queue, LineRef(event.order_id, event.line_id): entry}
+            queue = state.queue.insert(
+                LineRef(event.order_id, event.line_id), entry.rank, entry, entry.remaining
+            )
             state = replace(state, queue=queue, next_sequence=max(state.next_sequence, event.sequence + 1))
         case BackorderFulfilled():
             line = LineRef(event.order_id, event.line_id)
@@ -555,29 +637,21 @@ def _rearmed(state: SkuState) -> SkuState:
     return state
 
 
-def _counted(counts: Mapping[LineRef, int], line: LineRef, delta: int) -> Mapping[LineRef, int]:
-    """`counts` with `line` changed by `delta`; a line at 0 is dropped. Copies: states are values."""
+def _counted(counts: HashTrieMap, line: LineRef, delta: int) -> HashTrieMap:
+    """`counts` with `line` changed by `delta`; a line at 0 is dropped."""
     if delta == 0:
         return counts
-    updated = dict(counts)
-    count = updated.get(line, 0) + delta
-    if count:
-        updated[line] = count
-    else:
-        del updated[line]
-    return updated
+    count = counts.get(line, 0) + delta
+    return counts.insert(line, count) if count else counts.remove(line)
 
 
-def _shortened(
-    queue: Mapping[LineRef, BackorderEntry], line: LineRef, units: int
-) -> Mapping[LineRef, BackorderEntry]:
+def _shortened(queue: Queue, line: LineRef, units: int) -> Queue:
     """`queue` with `units` fewer waiting for `line`; a line with none left leaves the queue."""
     if units == 0:
         return queue
-    updated = dict(queue)
-    entry = updated[line]
+    entry = queue.get(line)
+    if entry is None:
+        raise ValueError(f"{line} is not waiting")
     if entry.remaining > units:
-        updated[line] = replace(entry, remaining=entry.remaining - units)
-    else:
-        del updated[line]
-    return updated
+        return queue.replace(line, replace(entry, remaining=entry.remaining - units), entry.remaining - units)
+    return queue.remove(line)

@@ -2,7 +2,7 @@
 
 They carry what rebuilding a SKU's state needs and the public contract does not: the priority
 attributes of a queued backorder, and the receipt of goods into stock.
-Register them next to the contract's events: `EventRegistry((*CONTRACT_EVENTS, *INVENTORY_EVENTS))`.
+Register them next to the contract's events: `contract_registry(INVENTORY_EVENTS)`.
 """
 
 from decimal import Decimal
@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, Field
 
 from backbone.contracts.envelope import EventPayload
-from backbone.contracts.events import CustomerTier
+from backbone.contracts.events import CustomerTier, PriorityScore
 from backbone.contracts.types import Identifier, NonNegativeQuantity, Quantity, Sku
 
 # Only ranks backorders, so not the contract's Money: quantity x unit price may exceed its 14 digits.
@@ -34,6 +34,10 @@ class BackorderQueued(EventPayload):
     urgent: bool
     line_value: LineValue = Field(description="quantity x unit price of the whole order line")
     sequence: int = Field(ge=1, description="Arrival number within the SKU; the last tie-breaker")
+    # Added later, compatibly: lines queued before it was recorded rank as under first come, first served.
+    priority_score: PriorityScore = Field(
+        default=Decimal(0), description="Under the shop's priority policy when the line joined"
+    )
 
 
 class StockReceived(EventPayload):

@@ -4,8 +4,8 @@ OrderPlaced reserves each line, OrderCancelled cancels lines (the envelope's eve
 cancellation), GoodsReceived receives goods; other events of the consumed topics are not ours.
 
 Concurrency: orders are keyed by order id, so two instances (or the admin API) may work on the same
-SKU at once. Each transaction first takes a transaction-scoped advisory lock per touched SKU (in one
-global order, so no deadlock); writers of one SKU then queue behind each other instead of failing.
+SKU at once. The shared decider runner (backbone.decider) locks each touched SKU for the transaction (in
+one global order, so no deadlock); writers of one SKU then queue behind each other instead of failing.
 The event store's optimistic concurrency stays the guard that makes overselling impossible: a stale
 version raises ConcurrencyError, the transaction rolls back and is retried. A StockConflict raised by
 the domain rolls the batch back too; the loop re-applies it message by message and dead-letters the
@@ -13,17 +13,16 @@ one that fails, with the reason.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from backbone.aggregate import StreamRepository
 from backbone.consumer import Handler
-from backbone.contracts import Envelope, new_envelope
-from backbone.contracts.events import GoodsReceived, OrderCancelled, OrderPlaced
-from backbone.decider import lock_streams
-from backbone.eventstore import EventStore, StreamAppend
+from backbone.contracts import Envelope, EventPayload
+from backbone.contracts.events import BackorderQueueChanged, GoodsReceived, OrderCancelled, OrderPlaced
+from backbone.decider import Input, decide_and_append
+from backbone.eventstore import EventStore
 from services.inventory import projections
 from services.inventory.domain import (
     Command,
@@ -38,16 +37,11 @@ from services.inventory.domain import (
 from services.inventory.priority import PriorityPolicy
 
 
-@dataclass(frozen=True, slots=True)
-class Work:
-    """A command and what its events are an effect of (the consumed event, or an API request's id)."""
-
-    command: Command
-    cause: Envelope[Any] | None = None
-    correlation_id: str | None = None
-
-    def wrap(self, payload: Any) -> Envelope[Any]:
-        return new_envelope(payload, cause=self.cause, correlation_id=self.correlation_id)
+def work_for(
+    command: Command, *, cause: Envelope[Any] | None = None, correlation_id: str | None = None
+) -> Input[Command]:
+    """A command for its SKU's stream, and what its events are an effect of (an event or a request)."""
+    return Input(projections.stream_id(command.sku), command, cause, correlation_id)
 
 
 def new_repository(store: EventStore) -> StreamRepository[SkuState]:
@@ -59,36 +53,26 @@ async def apply_commands(
     repository: StreamRepository[SkuState],
     store: EventStore,
     priority: PriorityPolicy,
-    work: Sequence[Work],
+    work: Sequence[Input[Command]],
 ) -> dict[str, list[Envelope[Any]]]:
     """Run the commands in order against their SKUs, append all events at once, update the read models.
     Returns the new events per SKU. Raises InventoryError (nothing written) or ConcurrencyError."""
-    by_sku: dict[str, list[Work]] = {}
-    for w in work:
-        by_sku.setdefault(w.command.sku, []).append(w)
-    await lock_streams(conn, list(by_sku))
-    appends: list[StreamAppend] = []
-    touched: list[projections.SkuVersion] = []
+
+    def run(state: SkuState, command: Command) -> tuple[SkuState, list[EventPayload]]:
+        return execute(state, command, priority)
+
+    decided = await decide_and_append(conn, store, repository, None, work, execute=run)
     allocations: list[projections.Allocation] = []
-    emitted: dict[str, list[Envelope[Any]]] = {}
-    for sku, items in by_sku.items():
-        loaded = await repository.load(conn, projections.stream_id(sku))
-        state, events = loaded.state, []
-        for w in items:
-            state, payloads = execute(state, w.command, priority)
-            events.extend(w.wrap(p) for p in payloads)
-        if not events:
-            continue
-        advanced, append = repository.advance(loaded, events)
-        appends.append(append)
-        touched.append(projections.SkuVersion(advanced.state, advanced.version))
-        for version, e in enumerate(events, start=loaded.version + 1):
+    queue: list[projections.QueueRow] = []
+    for d in decided:
+        for version, e in enumerate(d.events, start=d.first_version):
             if (row := projections.allocation(e, version)) is not None:
                 allocations.append(row)
-        emitted[sku] = events
-    await store.append_many(conn, appends)
-    await projections.update(conn, touched, allocations, priority)
-    return emitted
+            if isinstance(e.payload, BackorderQueueChanged):
+                queue.append(projections.QueueRow.of(e.payload))
+    touched = [projections.SkuVersion(d.state, d.version) for d in decided]
+    await projections.update(conn, touched, allocations, queue)
+    return {projections.sku_of(d.stream_id): list(d.events) for d in decided}
 
 
 def commands_of(envelope: Envelope[Any]) -> list[Command]:
@@ -107,7 +91,7 @@ def make_handler(store: EventStore, priority: PriorityPolicy) -> Handler:
     repository = new_repository(store)
 
     async def handle(conn: asyncpg.Connection, envelopes: Sequence[Envelope[Any]]) -> None:
-        work = [Work(command, cause=e) for e in envelopes for command in commands_of(e)]
+        work = [work_for(command, cause=e) for e in envelopes for command in commands_of(e)]
         if work:
             await apply_commands(conn, repository, store, priority, work)
 

@@ -1,8 +1,10 @@
 """Read models of the inventory (tables in migrations/001_inventory.sql), derived from the event log.
 
-- `stock` and `backorder_queue` are upserted from the new SkuState of every SKU a transaction touched:
-  the state is already folded (the decider needs it), it is authoritative, and writing it whole is one
-  set-based statement per table whatever events led there, so the read model cannot drift from it.
+- `stock` is upserted from the new SkuState of every SKU a transaction touched (one row per SKU): the
+  state is already folded (the decider needs it) and authoritative.
+- `backorder_queue` changes by the lines that changed: each BackorderQueueChanged inserts, shrinks or
+  deletes its line's row, so the cost follows the change, not the queue's length. Rows carry the rank;
+  positions are numbered when read.
 - `allocation_audit` is appended from the allocating events themselves (StockReserved at placement,
   BackorderFulfilled later), since it is history rather than state.
 
@@ -12,17 +14,17 @@
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 from backbone.contracts import Envelope
-from backbone.contracts.events import BackorderFulfilled, StockReserved
+from backbone.contracts.events import BackorderFulfilled, BackorderQueueChanged, StockReserved
 from backbone.db import columns
 from backbone.eventstore import EventStore
-from services.inventory.domain import SkuState, allocation_order, evolve, initial_state
-from services.inventory.priority import PriorityPolicy
+from services.inventory.domain import SkuState, evolve, initial_state
 
 STREAM_PREFIX = "sku:"
 RESERVED_AT_PLACEMENT = "reserved at placement from stock on hand"
@@ -30,6 +32,10 @@ RESERVED_AT_PLACEMENT = "reserved at placement from stock on hand"
 
 def stream_id(sku: str) -> str:
     return f"{STREAM_PREFIX}{sku}"
+
+
+def sku_of(stream: str) -> str:
+    return stream.removeprefix(STREAM_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,21 @@ class Allocation:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    sku: str
+    order_id: str
+    line_id: str
+    quantity: int  # 0: the line left the queue
+    priority_score: Decimal
+    placed_at: datetime
+    sequence: int
+
+    @classmethod
+    def of(cls, e: BackorderQueueChanged) -> "QueueRow":
+        return cls(e.sku, e.order_id, e.line_id, e.remaining, e.priority_score, e.placed_at, e.sequence)
+
+
 def allocation(envelope: Envelope[Any], version: int) -> Allocation | None:
     """The audit row of an event stored at `version` of its SKU stream, if it allocates stock."""
     e = envelope.payload
@@ -67,20 +88,28 @@ def allocation(envelope: Envelope[Any], version: int) -> Allocation | None:
 
 _UPSERT_STOCK = """
 INSERT INTO stock (sku, version, on_hand, reserved, available, backordered,
-                   backorder_policy, backorder_cap, reorder_point, safety_stock)
-SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::int[], $6::int[],
-                     $7::text[], $8::int[], $9::int[], $10::int[])
+                   backorder_policy, backorder_cap, reorder_point, safety_stock, waiting_lines)
+SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+                     $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])
 ON CONFLICT (sku) DO UPDATE SET
     version = excluded.version, on_hand = excluded.on_hand, reserved = excluded.reserved,
     available = excluded.available, backordered = excluded.backordered,
     backorder_policy = excluded.backorder_policy, backorder_cap = excluded.backorder_cap,
-    reorder_point = excluded.reorder_point, safety_stock = excluded.safety_stock
+    reorder_point = excluded.reorder_point, safety_stock = excluded.safety_stock,
+    waiting_lines = excluded.waiting_lines
 WHERE stock.version < excluded.version
 """
 
-_INSERT_QUEUE = """
-INSERT INTO backorder_queue (sku, position, order_id, line_id, quantity)
-SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[])
+_UPSERT_QUEUE = """
+INSERT INTO backorder_queue (sku, order_id, line_id, quantity, priority_score, placed_at, sequence)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::numeric[], $6::timestamptz[],
+                     $7::bigint[])
+ON CONFLICT (sku, order_id, line_id) DO UPDATE SET quantity = excluded.quantity
+"""
+
+_DELETE_QUEUE = """
+DELETE FROM backorder_queue q USING unnest($1::text[], $2::text[], $3::text[]) AS d(sku, order_id, line_id)
+WHERE q.sku = d.sku AND q.order_id = d.order_id AND q.line_id = d.line_id
 """
 
 _INSERT_AUDIT = """
@@ -96,9 +125,10 @@ async def update(
     conn: asyncpg.Connection,
     skus: Sequence[SkuVersion],
     allocations: Sequence[Allocation],
-    priority: PriorityPolicy,
+    queue: Sequence[QueueRow] = (),
 ) -> None:
-    """Write the given SKUs' states and the new allocations (in the caller's transaction)."""
+    """Write the given SKUs' states, the new allocations and the queue lines that changed, in the order
+    they changed (in the caller's transaction)."""
     if skus:
         stock = [
             (
@@ -112,28 +142,24 @@ async def update(
                 s.state.settings.backorder_cap,
                 s.state.settings.reorder_point,
                 s.state.settings.safety_stock,
+                len(s.state.queue),
             )
             for s in skus
         ]
-        queue = [
-            (s.state.sku, position, e.order_id, e.line_id, e.remaining)
-            for s in skus
-            for position, e in enumerate(allocation_order(s.state, priority), start=1)
-        ]
-        await conn.execute(_UPSERT_STOCK, *columns(stock, 10))
-        await conn.execute(
-            "DELETE FROM backorder_queue WHERE sku = ANY($1::text[])",
-            [s.state.sku for s in skus],
-        )
-        if queue:
-            await conn.execute(_INSERT_QUEUE, *columns(queue, 5))
+        await conn.execute(_UPSERT_STOCK, *columns(stock, 11))
+    if queue:
+        latest = {(r.sku, r.order_id, r.line_id): r for r in queue}  # a line's last change wins
+        waiting = [astuple(r) for r in latest.values() if r.quantity > 0]
+        left = [key for key, r in latest.items() if r.quantity == 0]
+        if left:
+            await conn.execute(_DELETE_QUEUE, *columns(left, 3))
+        if waiting:
+            await conn.execute(_UPSERT_QUEUE, *columns(waiting, 7))
     if allocations:
         await conn.execute(_INSERT_AUDIT, *columns(map(astuple, allocations), 9))
 
 
-async def rebuild(
-    conn: asyncpg.Connection, store: EventStore, priority: PriorityPolicy, page_size: int = 1000
-) -> int:
+async def rebuild(conn: asyncpg.Connection, store: EventStore, page_size: int = 1000) -> int:
     """Truncate the read models and re-derive them from the whole log; returns the SKUs rebuilt.
 
     Run it in a transaction: TRUNCATE locks the tables first, so a live writer waits and then upserts
@@ -153,6 +179,11 @@ async def rebuild(
             skus[sku] = SkuVersion(evolve(state, stored.envelope.payload), stored.stream_version)
             if (row := allocation(stored.envelope, stored.stream_version)) is not None:
                 allocations.append(row)
-        await update(conn, [], allocations, priority)
-    await update(conn, list(skus.values()), [], priority)
+        await update(conn, [], allocations)
+    queue = [
+        QueueRow(sku, e.order_id, e.line_id, e.remaining, e.priority_score, e.placed_at, e.sequence)
+        for sku, s in skus.items()
+        for _, e, _ in s.state.queue.items()
+    ]
+    await update(conn, list(skus.values()), [], queue)
     return len(skus)

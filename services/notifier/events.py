@@ -11,9 +11,16 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from backbone.contracts import CONTRACT_EVENTS, EventPayload, EventRegistry
+from backbone.contracts import EventPayload
 from backbone.contracts.envelope import STRICT
-from backbone.contracts.events import Channel, Customer, LineQuantity, NotificationKind, ShippingPreference
+from backbone.contracts.events import (
+    Channel,
+    Customer,
+    LineQuantity,
+    NotificationKind,
+    ShippingPreference,
+    contract_registry,
+)
 from backbone.contracts.types import (
     Currency,
     Email,
@@ -273,5 +280,5 @@ INTERNAL_EVENTS: tuple[type[EventPayload], ...] = (
     DeliveryRetryScheduled,
 )
 
-NOTIFIER_REGISTRY = EventRegistry((*CONTRACT_EVENTS, *INTERNAL_EVENTS))
+NOTIFIER_REGISTRY = contract_registry(INTERNAL_EVENTS)
 """Decodes everything the notifier's event store holds: contract events and its internal ones."""

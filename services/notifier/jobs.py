@@ -9,9 +9,12 @@ A lane, over and over:
 2. sends them, at most DELIVERY_CONCURRENCY at once, each bounded by its channel's timeout;
 3. records each outcome through the domain (`decide_delivery` on the row's delivery stream) and updates
    the row, in one transaction. The relay publishes NotificationSent / NotificationFailed.
-A crash between 2 and 3 leaves the lease to run out; the row is then sent again, and its receiver can
-recognise the repeat (Message-ID / Idempotency-Key). On shutdown, leases of sends cut short are given
-back at once.
+Once a channel accepted a message, its outcome is kept in memory and recording it is retried, with a
+capped backoff of a few seconds, for as long as the database is away: giving up would let the lease run
+out and the message go a second time. Until it is recorded the lane does not claim that row again, even
+if its lease ran out during a long outage. Only a crash between 2 and 3 leaves the lease to run out; the
+row is then sent again, and its receiver can recognise the repeat (Message-ID / Idempotency-Key). On
+shutdown, leases of sends cut short are given back at once, those of sends that went out are kept.
 
 The announcement pass periodically hands `AnnounceOverdueBackorders` to the orders listed in
 backorder_announcement whose grace period has run out (the domain decides what exactly is due).
@@ -19,7 +22,7 @@ backorder_announcement whose grace period has run out (the domain decides what e
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,10 +32,14 @@ import httpx
 import structlog
 
 from backbone.aggregate import StreamRepository
+from backbone.backoff import Backoff
 from backbone.contracts import Envelope
 from backbone.contracts.events import Channel
+from backbone.db import DATABASE_UNAVAILABLE
 from backbone.decider import Input, decide_and_append
 from backbone.eventstore import ConcurrencyError, EventStore
+from backbone.health import HealthReport
+from backbone.runtime import component_health
 from services.notifier import projections
 from services.notifier.channels import DeliveryFailure, EmailChannel, WebhookChannel
 from services.notifier.domain import (
@@ -58,11 +65,11 @@ Send = Callable[[Notification, str], Awaitable[None]]
 # Worth another try: the database or the network hiccupped, or another writer won a race.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConcurrencyError,
-    OSError,
+    *DATABASE_UNAVAILABLE,
     asyncpg.PostgresError,
-    asyncpg.InterfaceError,
 )
-_RECORD_ATTEMPTS = 5
+_RECORD_CONFLICTS = 10  # a database that answers yet keeps refusing the record: a bug, given up on
+_RECORD_MAX_DELAY = 2.0  # seconds between tries while the database is away; far below any lease
 
 
 def utc_now() -> datetime:
@@ -83,6 +90,7 @@ WITH due AS (
     WHERE status = 'pending' AND next_attempt_at <= $1
       AND (claimed_until IS NULL OR claimed_until <= $1)
       AND (shop_id = ANY($2::text[])) = $3
+      AND NOT (notification_id = ANY($7::text[]))
     ORDER BY next_attempt_at, notification_id
     LIMIT $4
     FOR UPDATE SKIP LOCKED
@@ -94,13 +102,19 @@ RETURNING d.notification::text AS notification, d.attempts, d.correlation_id
 
 _RELEASE = """
 UPDATE notification_delivery SET claimed_until = NULL, claim_token = NULL
-WHERE claim_token = ANY($1::uuid[])
+WHERE claim_token = ANY($1::uuid[]) AND notification_id = ANY($2::text[])
 """
 
 
 class DeliveryWorker:
     def __init__(
-        self, pool: asyncpg.Pool, store: EventStore, settings: NotifierSettings, *, clock: Clock = utc_now
+        self,
+        pool: asyncpg.Pool,
+        store: EventStore,
+        settings: NotifierSettings,
+        *,
+        clock: Clock = utc_now,
+        health: HealthReport | None = None,
     ) -> None:
         self._pool = pool
         self._store = store
@@ -112,6 +126,19 @@ class DeliveryWorker:
             "email": settings.smtp_timeout_seconds,
             "webhook": settings.webhook_timeout_seconds,
         }
+        self.health = health or component_health()
+        self._claim_error: str | None = None
+        # Notification ids whose send went out and whose outcome is not recorded yet: never claimed again
+        # by this worker meanwhile, and their leases are not given back on shutdown.
+        self.unrecorded: set[str] = set()
+
+    def _report(self) -> None:
+        if self._claim_error is not None:
+            self.health.degraded(f"cannot claim notifications: {self._claim_error}")
+        elif self.unrecorded:
+            self.health.degraded(f"{len(self.unrecorded)} sent notifications wait for the database")
+        else:
+            self.health.ok()
 
     async def run(self) -> None:
         """Deliver until cancelled."""
@@ -132,7 +159,7 @@ class DeliveryWorker:
         try:
             while True:
                 free = self._settings.delivery_concurrency - len(in_flight)
-                claimed = await self._claim(channel, free) if free > 0 else []
+                claimed = await self._claim(channel, free, in_flight.values()) if free > 0 else []
                 for c in claimed:
                     in_flight[asyncio.create_task(self._deliver(c, senders))] = c
                 if in_flight:
@@ -144,22 +171,33 @@ class DeliveryWorker:
                 elif not claimed:
                     await asyncio.sleep(poll)
         finally:
+            # Decided before the cancellation ends the recordings: a send that went out keeps its lease.
+            unsent = [c for c in in_flight.values() if c.notification.notification_id not in self.unrecorded]
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
-            if in_flight:
-                await asyncio.shield(self._release({c.token for c in in_flight.values()}))
+            if unsent:
+                await asyncio.shield(self._release(unsent))
 
-    async def _claim(self, channel: Channel, limit: int) -> list[Claimed]:
+    async def _claim(self, channel: Channel, limit: int, busy: Iterable[Claimed]) -> list[Claimed]:
         now, token = self._clock(), uuid.uuid4()
         lease_end = now + timedelta(seconds=self._settings.delivery_lease_seconds)
+        # Rows of sends still in flight or unrecorded here: their lease may have run out in an outage.
+        held = [c.notification.notification_id for c in busy]
         try:
             rows = await self._pool.fetch(
-                _CLAIM, now, self._webhook_shops, channel == "webhook", limit, lease_end, token
+                _CLAIM, now, self._webhook_shops, channel == "webhook", limit, lease_end, token, held
             )
         except TRANSIENT_ERRORS as e:
-            log.warning("could not claim due notifications; trying again", channel=channel, error=repr(e))
+            if self._claim_error is None:
+                log.warning("could not claim due notifications; trying again", channel=channel, error=repr(e))
+            self._claim_error = f"{type(e).__name__}: {e}"
+            self._report()
             return []
+        if self._claim_error is not None:
+            log.info("claiming notifications again", channel=channel)
+            self._claim_error = None
+            self._report()
         claimed = []
         for r in rows:
             try:
@@ -170,10 +208,12 @@ class DeliveryWorker:
             claimed.append(Claimed(notification, r["attempts"] + 1, r["correlation_id"], token))
         return claimed
 
-    async def _release(self, tokens: set[uuid.UUID]) -> None:
+    async def _release(self, claims: Iterable[Claimed]) -> None:
+        claims = list(claims)
+        tokens, ids = {c.token for c in claims}, [c.notification.notification_id for c in claims]
         try:
             async with asyncio.timeout(5):
-                await self._pool.execute(_RELEASE, list(tokens))
+                await self._pool.execute(_RELEASE, list(tokens), ids)
         except Exception as e:  # shutting down: the leases then simply run out
             log.warning("could not give back delivery leases", error=repr(e))
 
@@ -214,27 +254,47 @@ class DeliveryWorker:
         await self._record(outcome, claimed)
 
     async def _record(self, outcome: DeliveryAttempt, claimed: Claimed) -> list[Envelope[Any]]:
-        """Append the outcome to the delivery stream and update the row; the events appended."""
+        """Append the outcome to the delivery stream and update the row; the events appended. Waits for
+        the database as long as it is away: the message went out (or not) and must not go again."""
         notification_id = outcome.notification.notification_id
         work = [Input(delivery_stream_id(notification_id), outcome, correlation_id=claimed.correlation_id)]
-        for attempt in range(1, _RECORD_ATTEMPTS + 1):
-            try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    decided = await decide_and_append(
-                        conn, self._store, self._repository, decide_delivery, work
-                    )
-                    if not decided:  # recorded by another worker already: only our lease is left
-                        await conn.execute(_RELEASE, [claimed.token])
-                    await projections.apply(conn, decided)
-                return [e for d in decided for e in d.events]
-            except TRANSIENT_ERRORS as e:
-                log.warning("recording a delivery failed; retrying", error=repr(e), attempt=attempt)
-                await asyncio.sleep(0.1 * 2**attempt)
-        log.error(
-            "delivery outcome not recorded; the message goes again once its lease runs out",
-            notification_id=notification_id,
-        )
-        return []
+        backoff = Backoff(first=0.1, cap=_RECORD_MAX_DELAY)
+        conflicts = 0
+        self.unrecorded.add(notification_id)
+        try:
+            while True:
+                try:
+                    async with self._pool.acquire() as conn, conn.transaction():
+                        decided = await decide_and_append(
+                            conn, self._store, self._repository, decide_delivery, work
+                        )
+                        if not decided:  # recorded by another worker already: only our lease is left
+                            await conn.execute(_RELEASE, [claimed.token], [notification_id])
+                        await projections.apply(conn, decided)
+                    if backoff.attempt:
+                        log.info("delivery outcome recorded after all", notification_id=notification_id)
+                    return [e for d in decided for e in d.events]
+                except DATABASE_UNAVAILABLE as e:
+                    if not backoff.attempt:
+                        log.warning(
+                            "recording a delivery waits for the database",
+                            notification_id=notification_id,
+                            error=repr(e),
+                        )
+                    self._report()
+                except TRANSIENT_ERRORS as e:
+                    conflicts += 1
+                    log.warning("recording a delivery failed; retrying", error=repr(e), attempt=conflicts)
+                    if conflicts >= _RECORD_CONFLICTS:
+                        log.error(
+                            "delivery outcome not recorded; the message goes again once its lease runs out",
+                            notification_id=notification_id,
+                        )
+                        return []
+                await backoff.wait()
+        finally:
+            self.unrecorded.discard(notification_id)
+            self._report()
 
 
 # --- the grace-period announcements ------------------------------------------------------------------------
@@ -277,9 +337,16 @@ async def announce_overdue(
 
 
 async def announcement_pass(
-    pool: asyncpg.Pool, store: EventStore, settings: NotifierSettings, *, clock: Clock = utc_now
+    pool: asyncpg.Pool,
+    store: EventStore,
+    settings: NotifierSettings,
+    *,
+    clock: Clock = utc_now,
+    health: HealthReport | None = None,
 ) -> None:
-    """Every ANNOUNCEMENT_INTERVAL_SECONDS, until cancelled."""
+    """Every ANNOUNCEMENT_INTERVAL_SECONDS, until cancelled; a failed pass (the database away) is reported
+    in `health` and tried again at the next interval."""
+    health = health or component_health()
     repository = order_repository(store)
     grace = settings.backorder_eta_grace
     while True:
@@ -290,8 +357,11 @@ async def announcement_pass(
                     log.info("overdue backorders announced", orders=seen, notifications=requested)
                 if seen < _BATCH or not requested:
                     break
+            health.ok()
         except TRANSIENT_ERRORS as e:
+            health.degraded(f"announcement pass failed: {type(e).__name__}: {e}")
             log.warning("announcement pass failed; trying again later", error=repr(e))
-        except Exception:
+        except Exception as e:
+            health.degraded(f"announcement pass failed: {type(e).__name__}: {e}")
             log.exception("announcement pass failed; trying again later")
         await asyncio.sleep(settings.announcement_interval_seconds)

@@ -4,6 +4,7 @@ Commands run the domain like the consumer does (handlers.apply: lock, load, deci
 one transaction, retried a few times on ConcurrencyError; the events they append are published on the
 orders topic by the outbox relay. Domain errors: OrderNotFound/LineNotFound -> 404, OrderConflict -> 409,
 InvalidCommand -> 422, with the domain's message as `detail`. Nothing is written when a command fails.
+A POST /orders body over the contract's size limit is refused with 413 before it is parsed.
 """
 
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Respon
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backbone.contracts.events import OrderPlaced
+from backbone.contracts.limits import MAX_EVENT_BYTES
 from backbone.contracts.types import Quantity
 from backbone.decider import Input
 from backbone.eventstore import ConcurrencyError, EventStore
@@ -33,6 +35,9 @@ from services.order.domain import (
 from services.order.handlers import Incoming, apply, new_repository
 
 ATTEMPTS = 5
+# Bodies of POST /orders are refused (413) beyond the contract's event size: a valid order is well below
+# it (tests/unit/backbone/test_edge_limits.py), and the body is never held in memory beyond it.
+MAX_BODY_BYTES = MAX_EVENT_BYTES
 _ID = {"min_length": 1, "max_length": 128, "pattern": r"^\S(?:.*\S)?$"}
 OrderIdPath = Annotated[str, Path(**_ID)]
 LineIdPath = Annotated[str, Path(**_ID)]
@@ -82,6 +87,23 @@ _PLACE_ORDER_BODY = {
 }
 
 
+def _too_large() -> HTTPException:
+    return HTTPException(413, detail=f"the body exceeds the limit of {MAX_BODY_BYTES} bytes")
+
+
+async def _bounded_body(request: Request) -> bytes:
+    """The request body, read only up to MAX_BODY_BYTES: a larger one is refused as soon as that shows."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise _too_large()
+    return bytes(body)
+
+
 def _domain_error(error: OrderError) -> HTTPException:
     match error:
         case OrderNotFound() | LineNotFound():
@@ -128,6 +150,7 @@ def make_router(pool: asyncpg.Pool, store: EventStore, default_max_wait_days: in
         openapi_extra=_PLACE_ORDER_BODY,
         responses={
             409: {"description": "An order with this id exists with other content"},
+            413: {"description": f"The body is larger than {MAX_BODY_BYTES} bytes"},
             422: {"description": "The body is not a valid OrderPlaced payload; `detail` lists the errors"},
         },
     )
@@ -137,7 +160,7 @@ def make_router(pool: asyncpg.Pool, store: EventStore, default_max_wait_days: in
         order's status. Retrying with the identical body is accepted again without a second event."""
         try:
             # The contract model is strict, so it parses the JSON itself (dates and decimals as strings).
-            placed = OrderPlaced.model_validate_json(await request.body())
+            placed = OrderPlaced.model_validate_json(await _bounded_body(request))
         except ValidationError as e:
             # Without the inputs: they may be bytes (not JSON), or echo the whole body for one error.
             detail = e.errors(include_url=False, include_context=False, include_input=False)

@@ -11,8 +11,8 @@ from datetime import date
 
 from pydantic import Field
 
-from backbone.contracts import CONTRACT_EVENTS, EventPayload, EventRegistry
-from backbone.contracts.events import OrderCancelled, OrderPlaced
+from backbone.contracts import EventPayload
+from backbone.contracts.events import OrderCancelled, OrderPlaced, contract_registry
 from backbone.contracts.types import Identifier, NonNegativeQuantity, Quantity, Sku, Text
 
 
@@ -126,5 +126,5 @@ INTERNAL_EVENTS: tuple[type[EventPayload], ...] = (
     LineEtaChanged,
 )
 
-ORDER_REGISTRY = EventRegistry((*CONTRACT_EVENTS, *INTERNAL_EVENTS))
+ORDER_REGISTRY = contract_registry(INTERNAL_EVENTS)
 """Decodes everything the order service's event store holds: contract events and its internal ones."""

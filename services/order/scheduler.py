@@ -6,7 +6,9 @@ on each order's stream in its own transaction (handlers.apply: stream lock, load
 read model only nominates candidates; the decision is taken on the stream's state under its lock, and
 the domain cancels only units still waiting, so the OrderCancelled (reason max_wait_exceeded) and its
 RefundRequested are emitted once, also with several instances, restarts or a lagging read model.
-One order that fails is logged and skipped; the next round tries it again.
+One order that fails is logged and skipped; the next round tries it again. While the database is away
+a round ends at the first failure, the job reports itself degraded (GET /health) and the next round,
+after the interval, tries again.
 """
 
 import asyncio
@@ -16,8 +18,11 @@ import asyncpg
 import structlog
 
 from backbone.aggregate import StreamRepository
+from backbone.db import DATABASE_UNAVAILABLE
 from backbone.decider import Input
 from backbone.eventstore import ConcurrencyError, EventStore
+from backbone.health import HealthReport
+from backbone.runtime import component_health
 from services.order.domain import OrderState, order_stream_id
 from services.order.handlers import AutoCancelCheck, Incoming, apply
 
@@ -79,6 +84,8 @@ async def cancel_overdue(
                 ):
                     cancelled.append(order_id)
                     log.info("overdue backorders cancelled", order_id=order_id)
+            except DATABASE_UNAVAILABLE:
+                raise  # the others would fail alike: the round ends, the next one goes on
             except Exception:
                 log.exception("auto-cancel failed; retrying next round", order_id=order_id)
         if len(rows) < page_size:
@@ -93,13 +100,22 @@ async def run(
     *,
     interval_seconds: float,
     default_max_wait_days: int,
+    health: HealthReport | None = None,
 ) -> None:
-    """Run rounds until cancelled; a failed round (e.g. the database is away) is logged and retried."""
+    """Run rounds until cancelled; a failed round (e.g. the database is away) is logged, reported in
+    `health` and retried after the interval."""
+    health = health or component_health()
     while True:
         try:
             await cancel_overdue(
                 pool, store, repository, now=datetime.now(UTC), default_max_wait_days=default_max_wait_days
             )
-        except Exception:
+            health.ok()
+        except DATABASE_UNAVAILABLE as e:
+            if health.current.status == "ok":
+                log.warning("auto-cancel waits for the database", error=repr(e))
+            health.degraded(f"database unreachable: {type(e).__name__}: {e}")
+        except Exception as e:
+            health.degraded(f"auto-cancel round failed: {type(e).__name__}: {e}")
             log.exception("auto-cancel round failed")
         await asyncio.sleep(interval_seconds)

@@ -153,7 +153,9 @@ class SkuView(BaseModel):
     waiting_lines: int
     updated_at: datetime
     open_purchase_orders: list[PurchaseOrderView]
-    backorders: list[LineEtaView] = Field(description="Waiting lines in queue order, with their ETAs")
+    backorders: list[LineEtaView] = Field(
+        description="A page of the waiting lines in queue order (`lines_offset`, `lines_limit`), with ETAs"
+    )
 
 
 # --- queries -------------------------------------------------------------------------------------------
@@ -164,6 +166,29 @@ _PO_COLUMNS = (
     " status, issued_at, updated_at"
 )
 _LINE_COLUMNS = "order_id, line_id, sku, position, quantity, eta, po_id, reason, updated_at"
+# A line's place in its SKU's queue is not stored (projections.py): it is its number in rank order.
+_POSITION = (
+    "row_number() OVER (PARTITION BY sku"
+    " ORDER BY priority_score DESC, placed_at, sequence, order_id, line_id) AS position"
+)
+# A page of the queue: the index on the rank finds it; positions are numbered from the page's offset.
+_SKU_LINES = f"""
+SELECT {_LINE_COLUMNS.replace("position", "position + $2 AS position")} FROM (
+    SELECT *, {_POSITION} FROM (
+        SELECT * FROM line_etas WHERE sku = $1
+        ORDER BY priority_score DESC, placed_at, sequence, order_id, line_id OFFSET $2 LIMIT $3
+    ) AS page
+) AS ranked
+ORDER BY position
+"""
+_ORDER_LINES = f"""
+SELECT {_LINE_COLUMNS} FROM (
+    SELECT *, {_POSITION} FROM line_etas
+    WHERE sku IN (SELECT sku FROM line_etas WHERE order_id = $1)
+) AS ranked
+WHERE order_id = $1
+ORDER BY line_id, sku
+"""
 
 
 def _purchase_order(row: asyncpg.Record) -> PurchaseOrderView:
@@ -182,7 +207,9 @@ async def catalogue_view(conn: asyncpg.Connection, sku: str) -> CatalogueView | 
     return CatalogueView(sku=sku, suppliers=[SupplierTermsView(**dict(t)) for t in terms], **dict(head))
 
 
-async def sku_view(conn: asyncpg.Connection, sku: str) -> SkuView | None:
+async def sku_view(
+    conn: asyncpg.Connection, sku: str, lines_offset: int = 0, lines_limit: int = 100
+) -> SkuView | None:
     row = await conn.fetchrow("SELECT * FROM procurement_skus WHERE sku = $1", sku)
     if row is None:
         return None
@@ -190,12 +217,17 @@ async def sku_view(conn: asyncpg.Connection, sku: str) -> SkuView | None:
         f"SELECT {_PO_COLUMNS} FROM purchase_orders WHERE sku = $1 AND status = 'open' ORDER BY sequence",
         sku,
     )
-    lines = await conn.fetch(f"SELECT {_LINE_COLUMNS} FROM line_etas WHERE sku = $1 ORDER BY position", sku)
+    lines = await conn.fetch(_SKU_LINES, sku, lines_offset, lines_limit) if lines_limit else []
     return SkuView(
         **dict(row),
         open_purchase_orders=[_purchase_order(r) for r in orders],
         backorders=[LineEtaView(**dict(r)) for r in lines],
     )
+
+
+async def order_lines(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> list[LineEtaView]:
+    """The order's lines still waiting, each with its place in its SKU's queue."""
+    return [LineEtaView(**dict(r)) for r in await conn.fetch(_ORDER_LINES, order_id)]
 
 
 def _unprocessable(error: ValidationError) -> HTTPException:
@@ -243,10 +275,14 @@ def make_router(pool: asyncpg.Pool, store: EventStore, policy: PurchasePolicy, c
         return view
 
     @router.get("/skus/{sku}", response_model=SkuView)
-    async def get_sku(sku: SkuPath) -> SkuView:
-        """The SKU's stock position, its open purchase orders and its waiting lines' ETAs."""
+    async def get_sku(
+        sku: SkuPath,
+        lines_offset: Annotated[int, Query(ge=0, description="Skip this many waiting lines")] = 0,
+        lines_limit: Annotated[int, Query(ge=0, le=1000, description="Show at most this many")] = 100,
+    ) -> SkuView:
+        """The SKU's stock position, its open purchase orders and a page of its waiting lines' ETAs."""
         async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            view = await sku_view(conn, sku)
+            view = await sku_view(conn, sku, lines_offset, lines_limit)
         if view is None:
             raise HTTPException(404, detail=f"procurement knows nothing of SKU {sku!r}")
         return view
@@ -282,9 +318,6 @@ def make_router(pool: asyncpg.Pool, store: EventStore, policy: PurchasePolicy, c
         order_id: Annotated[str, Query(min_length=1, max_length=128, pattern=_ID_PATTERN)],
     ) -> list[LineEtaView]:
         """The ETA of each of the order's lines still waiting for stock ([] if none waits)."""
-        rows = await pool.fetch(
-            f"SELECT {_LINE_COLUMNS} FROM line_etas WHERE order_id = $1 ORDER BY line_id, sku", order_id
-        )
-        return [LineEtaView(**dict(r)) for r in rows]
+        return await order_lines(pool, order_id)
 
     return router

@@ -8,7 +8,8 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from backbone.consumer import Handler
-from backbone.contracts import CONTRACT_EVENTS, EventRegistry, Topic
+from backbone.contracts import Topic
+from backbone.contracts.events import contract_registry
 from backbone.runtime import Service, ServiceContext
 from backbone.settings import ServiceSettings
 from services.procurement import api, handlers
@@ -61,7 +62,7 @@ def policy_of(ctx: ServiceContext) -> PurchasePolicy:
     return settings.policy if isinstance(settings, ProcurementSettings) else DEFAULT_POLICY
 
 
-REGISTRY = EventRegistry((*CONTRACT_EVENTS, *PROCUREMENT_EVENTS))
+REGISTRY = contract_registry(PROCUREMENT_EVENTS)
 
 
 def build_service(clock: Clock = utc_today) -> Service:

@@ -4,37 +4,44 @@ State is per SKU (one stream per SKU) and is rebuilt by folding `evolve` over th
 inputs from other services are first recorded as internal facts (see `events.py`), then the decision
 (buy or not, which ETAs changed) is made on the state those facts produce. No I/O and no clock: the
 caller passes `today`.
+
+Every event costs O(1) or O(log n) to fold, whatever the length of the queue or the history: the queue
+is a persistent ranked map, announced ETAs and receipt ids persistent hash tries, and a decision
+re-plans only the lines whose ETA it can have moved (replan.py).
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Self, TypeAlias
 
 from pydantic import BaseModel, model_validator
+from rpds import HashTrieMap, HashTrieSet
 
 from backbone.contracts.envelope import STRICT, EventPayload
 from backbone.contracts.events import (
     BackorderEtaUpdated,
     BackorderFulfilled,
     BackorderQueueChanged,
-    BackorderQueueEntry,
     GoodsReceived,
     PurchaseOrderAcknowledged,
     PurchaseOrderIssued,
     ReorderPointReached,
     ShipmentNoticed,
     StockReleased,
-    StockShort,
 )
 from backbone.contracts.types import Identifier, Sku
-from services.procurement.eta import ArrivalBatch, LineKey, assign_etas, eta_updates, line_key
+from backbone.ranked import RankedMap
+from services.procurement.eta import ArrivalBatch, LineKey, Supply, line_key
 from services.procurement.events import (
     BackorderLineReduced,
     BackorderQueueRecorded,
     BackorderShortfallRecorded,
     PurchaseOrderConfirmed,
+    QueueLineChanged,
     ReceiptRecorded,
     ReservedStockReleased,
     ShipmentExpected,
@@ -52,6 +59,8 @@ from services.procurement.planning import (
     replenishment_need,
     revised_arrival,
 )
+from services.procurement.queue import WaitingQueue, legacy_queue, queue_rank, reduce_line, set_line
+from services.procurement.replan import LineChange, all_lines, lines_to_replan, updates_for
 
 # --- errors ---------------------------------------------------------------------------------------
 
@@ -80,8 +89,7 @@ class SetSupplierTerms(BaseModel):
 
 
 Incoming: TypeAlias = (
-    StockShort
-    | BackorderQueueChanged
+    BackorderQueueChanged
     | ReorderPointReached
     | BackorderFulfilled
     | StockReleased
@@ -91,9 +99,9 @@ Incoming: TypeAlias = (
     | SetSupplierTerms
 )
 
-# The contract's events procurement consumes (from the inventory and supplier topics).
+# The contract's events procurement consumes (from the inventory and supplier topics). StockShort is not
+# among them: the line's "joined" BackorderQueueChanged that follows it says all procurement needs.
 CONSUMED_EVENTS: tuple[type[EventPayload], ...] = (
-    StockShort,
     BackorderQueueChanged,
     ReorderPointReached,
     BackorderFulfilled,
@@ -116,6 +124,7 @@ class Shipment:
 @dataclass(frozen=True, slots=True)
 class PurchaseOrder:
     po_id: str
+    sequence: int  # the SKU's n-th PO
     supplier_id: str
     revision: int
     quantity: int  # ordered, latest revision
@@ -178,7 +187,6 @@ class StockPosition:
     # inventory's fills may arrive before the receipt they used (different topics), so it may dip
     # below 0 until that receipt arrives. Kept signed so the buy need is the same in either order.
     free_stock: int = 0
-    backordered: int = 0
     reorder_point: int = 0
     safety_stock: int = 0
 
@@ -188,21 +196,34 @@ class ProcurementState:
     sku: str
     suppliers: tuple[SupplierTerms, ...] = ()
     stock: StockPosition = StockPosition()
-    queue: tuple[BackorderQueueEntry, ...] = ()  # waiting lines in allocation order
-    purchase_orders: tuple[PurchaseOrder, ...] = ()  # in issue order; closed ones kept for late receipts
-    announced_etas: Mapping[LineKey, date | None] = field(default_factory=dict)
-    receipt_ids: frozenset[str] = frozenset()  # receipts already counted
+    queue: WaitingQueue = field(default_factory=RankedMap)  # waiting lines in allocation order
+    # Every PO issued, by id; closed ones are kept for late receipts. The open ones, in issue order, are
+    # few (what is in flight), so they are listed apart for the plan.
+    purchase_orders: HashTrieMap[str, PurchaseOrder] = field(default_factory=HashTrieMap)
+    open_po_ids: tuple[str, ...] = ()
+    announced_etas: HashTrieMap[LineKey, date | None] = field(default_factory=HashTrieMap)
+    receipt_ids: HashTrieSet[str] = field(default_factory=HashTrieSet)  # receipts already counted
+
+    @property
+    def backordered(self) -> int:
+        """Units waiting in the queue."""
+        return self.queue.units
 
     @property
     def open_purchase_orders(self) -> tuple[PurchaseOrder, ...]:
-        return tuple(po for po in self.purchase_orders if po.is_open)
+        return tuple(self.purchase_orders[po_id] for po_id in self.open_po_ids)
 
     @property
     def on_order(self) -> int:
-        return sum(po.outstanding for po in self.purchase_orders)
+        return sum(po.outstanding for po in self.open_purchase_orders)
 
     def purchase_order(self, po_id: str) -> PurchaseOrder | None:
-        return next((po for po in self.purchase_orders if po.po_id == po_id), None)
+        return self.purchase_orders.get(po_id)
+
+    def supply(self, today: date) -> Supply:
+        """What serves the queue: free stock today, then the open POs' arrivals."""
+        arrivals = [batch for po in self.open_purchase_orders for batch in po.arrivals()]
+        return Supply.of(arrivals, free_stock=self.stock.free_stock, today=today)
 
 
 def initial_state(sku: str) -> ProcurementState:
@@ -218,20 +239,27 @@ def evolve(state: ProcurementState, event: EventPayload) -> ProcurementState:
         case SupplierTermsSet():
             return replace(state, suppliers=tuple(event.suppliers))
         case StockPositionRecorded():
+            # Inventory's backordered figure is not taken: the queue's units are the waiting demand.
             stock = StockPosition(
                 free_stock=event.available,
-                backordered=event.backordered,
                 reorder_point=event.reorder_point,
                 safety_stock=event.safety_stock,
             )
             return replace(state, stock=stock)
-        case BackorderQueueRecorded():
-            return _with_queue(state, tuple(event.entries), backordered=_total(event.entries))
-        case BackorderShortfallRecorded():
-            stock = replace(state.stock, backordered=state.stock.backordered + event.quantity)
-            return replace(state, stock=stock)
+        case QueueLineChanged():
+            key = line_key(event)
+            rank = queue_rank(key, event.priority_score, event.placed_at, event.sequence)
+            queued = replace(state, queue=set_line(state.queue, key, rank, event.remaining))
+            return queued if event.remaining > 0 else _forget_eta(queued, key)
         case BackorderLineReduced():
             return _reduce_line(state, event)
+        case BackorderQueueRecorded():  # legacy: a whole-queue snapshot (contract 1.x), O(queue)
+            queue = legacy_queue(event.entries)
+            announced = HashTrieMap({k: eta for k, eta in state.announced_etas.items() if k in queue})
+            return replace(state, queue=queue, announced_etas=announced)
+        case BackorderShortfallRecorded():
+            # Legacy: counted a shortfall before the snapshot placed it; the queue now says it all.
+            return state
         case PurchaseOrderIssued():
             return _issue(state, event)
         case PurchaseOrderConfirmed():
@@ -256,13 +284,12 @@ def evolve(state: ProcurementState, event: EventPayload) -> ProcurementState:
             return replace(state, stock=stock)
         case ReceiptRecorded():
             stock = replace(state.stock, free_stock=state.stock.free_stock + event.quantity)
-            received = replace(state, stock=stock, receipt_ids=state.receipt_ids | {event.receipt_id})
+            received = replace(state, stock=stock, receipt_ids=state.receipt_ids.insert(event.receipt_id))
             if event.po_id is None:
                 return received
             return _change_po(received, event.po_id, lambda po: po.receive(event.quantity))
         case BackorderEtaUpdated():
-            key = (event.order_id, event.line_id)
-            return replace(state, announced_etas={**state.announced_etas, key: event.eta})
+            return replace(state, announced_etas=state.announced_etas.insert(line_key(event), event.eta))
         case _:
             raise ValueError(f"{type(event).__name__} is not an event of a procurement stream")
 
@@ -278,32 +305,16 @@ def fold(state: ProcurementState, events: Iterable[EventPayload]) -> Procurement
     return state
 
 
-def _total(entries: Iterable[BackorderQueueEntry]) -> int:
-    return sum(e.quantity for e in entries)
-
-
-def _with_queue(
-    state: ProcurementState, queue: tuple[BackorderQueueEntry, ...], *, backordered: int
-) -> ProcurementState:
-    """Replace the queue; a line that left it is forgotten, so if it ever returns it is announced anew."""
-    waiting = {line_key(e) for e in queue}
-    announced = {k: eta for k, eta in state.announced_etas.items() if k in waiting}
-    stock = replace(state.stock, backordered=max(0, backordered))
-    return replace(state, queue=queue, announced_etas=announced, stock=stock)
+def _forget_eta(state: ProcurementState, key: LineKey) -> ProcurementState:
+    """A line that left the queue is forgotten, so if it ever returns it is announced anew."""
+    return replace(state, announced_etas=state.announced_etas.discard(key))
 
 
 def _reduce_line(state: ProcurementState, event: BackorderLineReduced) -> ProcurementState:
-    key = (event.order_id, event.line_id)
-    queue, left_queue = [], 0
-    for entry in state.queue:
-        if line_key(entry) != key:
-            queue.append(entry)
-            continue
-        # Count only what leaves our copy of the queue: a snapshot may have removed it already.
-        left_queue = entry.quantity - event.remaining
-        if event.remaining > 0:
-            queue.append(entry.model_copy(update={"quantity": event.remaining}))
-    reduced = _with_queue(state, tuple(queue), backordered=state.stock.backordered - max(0, left_queue))
+    key = line_key(event)
+    reduced = replace(state, queue=reduce_line(state.queue, key, event.remaining))
+    if key not in reduced.queue:
+        reduced = _forget_eta(reduced, key)
     if event.cause != "fulfilled":
         return reduced
     # Filled units were taken from free stock (a receipt or released reservations).
@@ -316,6 +327,7 @@ def _issue(state: ProcurementState, event: PurchaseOrderIssued) -> ProcurementSt
     if existing is None:
         po = PurchaseOrder(
             po_id=event.po_id,
+            sequence=len(state.purchase_orders) + 1,
             supplier_id=event.supplier_id,
             revision=event.revision,
             quantity=event.quantity,
@@ -323,7 +335,7 @@ def _issue(state: ProcurementState, event: PurchaseOrderIssued) -> ProcurementSt
             currency=event.currency,
             expected_arrival=event.expected_arrival,
         )
-        return replace(state, purchase_orders=(*state.purchase_orders, po))
+        return _with_po(state, po)
     return _change_po(
         state,
         event.po_id,
@@ -342,8 +354,19 @@ def _change_po(
     state: ProcurementState, po_id: str, change: Callable[[PurchaseOrder], PurchaseOrder]
 ) -> ProcurementState:
     """Apply `change` to the PO; a PO this stream never issued is left alone (nothing to change)."""
-    orders = tuple(change(po) if po.po_id == po_id else po for po in state.purchase_orders)
-    return replace(state, purchase_orders=orders)
+    po = state.purchase_order(po_id)
+    return state if po is None else _with_po(state, change(po))
+
+
+def _with_po(state: ProcurementState, po: PurchaseOrder) -> ProcurementState:
+    """Store the PO and keep the open ones listed (a refused PO closes; a later ack may reopen it)."""
+    orders = state.purchase_orders.insert(po.po_id, po)
+    open_ids = state.open_po_ids
+    if po.is_open and po.po_id not in open_ids:
+        open_ids = tuple(sorted((*open_ids, po.po_id), key=lambda po_id: orders[po_id].sequence))
+    elif not po.is_open and po.po_id in open_ids:
+        open_ids = tuple(po_id for po_id in open_ids if po_id != po.po_id)
+    return replace(state, purchase_orders=orders, open_po_ids=open_ids)
 
 
 # --- decide -----------------------------------------------------------------------------------------
@@ -359,17 +382,29 @@ def decide(
     """Events to append to the SKU's stream for one input: the facts it brings, then any purchase
     (a new PO or a larger revision of an open one), then the ETA of every line whose date changed.
     Raises ProcurementConflict for an input that contradicts the stream (nothing is decided)."""
+    return decide_and_fold(state, incoming, today=today, policy=policy)[1]
+
+
+def decide_and_fold(
+    state: ProcurementState,
+    incoming: Incoming,
+    *,
+    today: date,
+    policy: PurchasePolicy = DEFAULT_POLICY,
+) -> tuple[ProcurementState, list[EventPayload]]:
+    """`decide`, and the state its events lead to (deciding folds them anyway)."""
     if incoming.sku != state.sku:
         raise ValueError(
             f"{type(incoming).__name__} for {incoming.sku!r} sent to the stream of {state.sku!r}"
         )
     facts = _facts(state, incoming, today)
     if not facts:
-        return []
+        return state, []
     informed = fold(state, facts)
     purchases = _purchases(informed, today, policy)
     planned = fold(informed, purchases)
-    return [*facts, *purchases, *_eta_changes(planned, today, _trigger(incoming))]
+    etas = _eta_changes(state, planned, facts, today, replan_trigger(incoming))
+    return fold(planned, etas), [*facts, *purchases, *etas]
 
 
 def _facts(state: ProcurementState, incoming: Incoming, today: date) -> list[EventPayload]:
@@ -392,23 +427,24 @@ def _facts(state: ProcurementState, incoming: Incoming, today: date) -> list[Eve
                 )
             ]
         case BackorderQueueChanged():
-            unchanged = tuple(incoming.entries) == state.queue
-            if unchanged and state.stock.backordered == _total(incoming.entries):
-                return []  # confirms what the fill or release before it told us: nothing to record
-            return [BackorderQueueRecorded(sku=sku, entries=incoming.entries)]
-        case StockShort():
-            already_queued = any(line_key(e) == (incoming.order_id, incoming.line_id) for e in state.queue)
-            if incoming.disposition != "backordered" or already_queued:
-                return []
+            if _queue_knows(state.queue, incoming):
+                return []  # a redelivery, or confirms the fill before it: nothing to record
             return [
-                BackorderShortfallRecorded(
+                QueueLineChanged(
                     sku=sku,
                     order_id=incoming.order_id,
                     line_id=incoming.line_id,
-                    quantity=incoming.short_quantity,
+                    change=incoming.change,
+                    priority_score=incoming.priority_score,
+                    placed_at=incoming.placed_at,
+                    sequence=incoming.sequence,
+                    remaining=incoming.remaining,
                 )
             ]
         case BackorderFulfilled():
+            # Recorded with the line's reduction: free stock and the queue shrink together, so the ETAs
+            # decided on it never count the filled units twice (as free stock and as waiting units).
+            # The "reduced"/"left" BackorderQueueChanged that follows then confirms it.
             return [
                 BackorderLineReduced(
                     sku=sku,
@@ -473,29 +509,35 @@ def _check_supplier(state: ProcurementState, receipt: GoodsReceived) -> None:
         )
 
 
+def _queue_knows(queue: WaitingQueue, change: BackorderQueueChanged) -> bool:
+    """Whether the queue already holds the line as the change leaves it (absent if it left)."""
+    key = line_key(change)
+    if change.remaining == 0:
+        return key not in queue
+    rank = queue_rank(key, change.priority_score, change.placed_at, change.sequence)
+    return key in queue and queue.rank(key) == rank and queue.units_of(key) == change.remaining
+
+
 def _released(state: ProcurementState, released: StockReleased) -> list[EventPayload]:
     """Cancelled units: reserved ones become free stock (which inventory may give to the queue: a fill
-    would follow), backordered ones leave the queue."""
-    facts: list[EventPayload] = []
-    line = {"sku": state.sku, "order_id": released.order_id, "line_id": released.line_id}
-    if released.released_reserved > 0:
-        facts.append(ReservedStockReleased(**line, quantity=released.released_reserved))
-    if released.dropped_backordered > 0:
-        waiting = next((e.quantity for e in state.queue if line_key(e) == line_key(released)), 0)
-        remaining = max(0, waiting - released.dropped_backordered)
-        facts.append(
-            BackorderLineReduced(
-                **line, quantity=released.dropped_backordered, remaining=remaining, cause="released"
-            )
+    would follow). Backordered ones leave the queue with the BackorderQueueChanged that follows."""
+    if released.released_reserved == 0:
+        return []
+    return [
+        ReservedStockReleased(
+            sku=state.sku,
+            order_id=released.order_id,
+            line_id=released.line_id,
+            quantity=released.released_reserved,
         )
-    return facts
+    ]
 
 
 def open_need(state: ProcurementState) -> int:
     """Units the SKU needs that neither free stock nor open POs cover (see planning.replenishment_need).
     After a decision it is 0 unless nothing can be bought: no supplier catalogue."""
     return replenishment_need(
-        backordered=state.stock.backordered,
+        backordered=state.backordered,
         reorder_point=state.stock.reorder_point,
         safety_stock=state.stock.safety_stock,
         free_stock=state.stock.free_stock,
@@ -538,7 +580,7 @@ def _enlargeable(
     state: ProcurementState, supplier_id: str, fresh_arrival: date, policy: PurchasePolicy
 ) -> tuple[PurchaseOrder, date] | None:
     """The supplier's latest amendable PO that a revision would not delay too much, and its new date."""
-    for po in reversed(state.purchase_orders):
+    for po in reversed(state.open_purchase_orders):
         if po.amendable and po.supplier_id == supplier_id:
             revised = revised_arrival(po.expected_arrival, fresh_arrival, policy)
             if revised is not None:
@@ -546,13 +588,48 @@ def _enlargeable(
     return None
 
 
-def _eta_changes(state: ProcurementState, today: date, trigger: str) -> list[BackorderEtaUpdated]:
-    arrivals = [batch for po in state.open_purchase_orders for batch in po.arrivals()]
-    assigned = assign_etas(state.queue, arrivals, free_stock=state.stock.free_stock, today=today)
-    return eta_updates(state.sku, state.queue, assigned, state.announced_etas, trigger)
+def _eta_changes(
+    before: ProcurementState,
+    planned: ProcurementState,
+    facts: Sequence[EventPayload],
+    today: date,
+    trigger: str,
+) -> list[BackorderEtaUpdated]:
+    """The ETA updates of a decision. Every waiting line was announced and matched its supply when the
+    decision began, so only the lines whose ETA the decision can have moved are re-planned (replan.py);
+    a line that moved to another rank (a correction from inventory) makes it re-plan them all."""
+    supply = planned.supply(today)
+    changed = {line_key(f) for f in facts if isinstance(f, QueueLineChanged | BackorderLineReduced)}
+    change = _line_change(before.queue, planned.queue, next(iter(changed))) if len(changed) == 1 else None
+    if changed and change is None:
+        lines = all_lines(planned.queue)
+    else:
+        lines = lines_to_replan(planned.queue, before.supply(today), supply, change)
+    return updates_for(planned.sku, lines, supply, planned.announced_etas, trigger)
 
 
-def _trigger(incoming: Incoming) -> str:
+def _line_change(before: WaitingQueue, after: WaitingQueue, key: LineKey) -> LineChange | None:
+    """How the line changed in the queue, if it kept its rank (None if it moved)."""
+    was, now = key in before, key in after
+    if was and now and before.rank(key) != after.rank(key):
+        return None
+    units_ahead = _units_ahead(after, key) if now else _units_ahead(before, key) if was else 0
+    return LineChange(
+        key=key,
+        units_ahead=units_ahead,
+        before=before.units_of(key) if was else 0,
+        after=after.units_of(key) if now else 0,
+    )
+
+
+def _units_ahead(queue: WaitingQueue, key: LineKey) -> int:
+    """Units ranked before the line; for the last one (where lines join first come, first served)
+    without summing its block."""
+    last, _, units = next(queue.items(len(queue) - 1))
+    return queue.units - units if last == key else queue.units_ahead(key)
+
+
+def replan_trigger(incoming: Incoming) -> str:
     """What prompted a re-plan, in words for the ETA's reason."""
     match incoming:
         case SetSupplierTerms():
@@ -560,9 +637,7 @@ def _trigger(incoming: Incoming) -> str:
         case ReorderPointReached():
             return "stock position updated"
         case BackorderQueueChanged():
-            return "backorder queue changed"
-        case StockShort():
-            return "new backorder"
+            return "new backorder" if incoming.change == "joined" else "backorder queue changed"
         case BackorderFulfilled():
             return "backordered units filled"
         case StockReleased():

@@ -1,11 +1,19 @@
-"""Backorder ETAs: which expected supply serves each waiting line, and which lines' ETA changed."""
+"""Backorder ETAs: which expected supply serves each waiting line, and when a line's ETA is news.
 
+Inventory serves the queue head first with whatever arrives, so the n-th waiting unit arrives with the
+n-th expected unit (free stock first, today; then arrivals by date). A line's ETA therefore depends only
+on where its units end in the queue (`Supply.line_eta`), which lets a decision re-plan just the lines
+whose end moved across a step of the supply (see replan.py). `assign_etas` walks a whole queue: the
+reference the incremental re-plan is tested against, and the fallback for a legacy whole-queue snapshot.
+"""
+
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
-from backbone.contracts.events import BackorderEtaUpdated, BackorderQueueEntry
+from backbone.contracts.events import BackorderEtaUpdated
 
 LineKey = tuple[str, str]  # (order_id, line_id)
 
@@ -17,6 +25,11 @@ class OrderLineRef(Protocol):
     def order_id(self) -> str: ...
     @property
     def line_id(self) -> str: ...
+
+
+class QueuedLine(OrderLineRef, Protocol):
+    @property
+    def quantity(self) -> int: ...
 
 
 def line_key(line: OrderLineRef) -> LineKey:
@@ -40,8 +53,58 @@ class LineEta:
     from_stock: bool = False  # completed by free stock: inventory is about to fill it
 
 
+ON_HAND = "on hand"
+# What serves a unit of the queue, as far as a customer can tell: stock on hand, a day, or nothing (None).
+Step: TypeAlias = date | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Supply:
+    """Expected supply as a step function over the queue's units: free stock first, then arrivals by
+    (date, po_id). `ends[i]` is the last queue unit that `batches[i]` serves."""
+
+    batches: tuple[ArrivalBatch, ...]
+    ends: tuple[int, ...]
+
+    @classmethod
+    def of(cls, arrivals: Iterable[ArrivalBatch], *, free_stock: int, today: date) -> "Supply":
+        batches = [ArrivalBatch(today, "", free_stock)] if free_stock > 0 else []  # po_id "": on hand
+        batches.extend(sorted(arrivals, key=lambda a: (a.expected_date, a.po_id)))
+        ends, total = [], 0
+        for batch in batches:
+            total += batch.quantity
+            ends.append(total)
+        return cls(tuple(batches), tuple(ends))
+
+    @property
+    def total(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    def line_eta(self, units_ahead: int, quantity: int) -> LineEta:
+        """The ETA of a line of `quantity` units behind `units_ahead` waiting units (as `assign_etas`)."""
+        end = units_ahead + quantity
+        if end <= self.total:
+            batch = self.batches[bisect_left(self.ends, end)]
+            return _line_eta(quantity, 0, batch)
+        if units_ahead < self.total:  # partly covered: the last batch completes what it can
+            return _line_eta(quantity, end - self.total, self.batches[-1])
+        return _line_eta(quantity, quantity, None)
+
+    def steps(self) -> list[tuple[int, Step]]:
+        """(last unit, what serves it) per step, adjacent batches of the same day merged; past the last
+        step nothing serves a unit."""
+        steps: list[tuple[int, Step]] = []
+        for batch, end in zip(self.batches, self.ends, strict=True):
+            step: Step = batch.expected_date if batch.po_id else ON_HAND
+            if steps and steps[-1][1] == step:
+                steps[-1] = (end, step)
+            else:
+                steps.append((end, step))
+        return steps
+
+
 def assign_etas(
-    queue: Sequence[BackorderQueueEntry],
+    queue: Sequence[QueuedLine],
     arrivals: Iterable[ArrivalBatch],
     *,
     free_stock: int = 0,
@@ -70,16 +133,16 @@ def assign_etas(
             if left_in_batch == 0:
                 batch_index += 1
                 left_in_batch = supply[batch_index].quantity if batch_index < len(supply) else 0
-        etas[line_key(entry)] = _line_eta(entry, wanted, completing)
+        etas[line_key(entry)] = _line_eta(entry.quantity, wanted, completing)
     return etas
 
 
-def _line_eta(entry: BackorderQueueEntry, missing: int, completing: ArrivalBatch | None) -> LineEta:
+def _line_eta(quantity: int, missing: int, completing: ArrivalBatch | None) -> LineEta:
     if completing is None:
         return LineEta(None, None, NO_COVER)
     if missing > 0:
-        covered = entry.quantity - missing
-        return LineEta(None, None, f"purchase orders cover only {covered} of {entry.quantity} units yet")
+        covered = quantity - missing
+        return LineEta(None, None, f"purchase orders cover only {covered} of {quantity} units yet")
     if not completing.po_id:
         return LineEta(completing.expected_date, None, "covered by stock on hand", from_stock=True)
     return LineEta(
@@ -89,35 +152,42 @@ def _line_eta(entry: BackorderQueueEntry, missing: int, completing: ArrivalBatch
     )
 
 
+def eta_update(
+    sku: str, key: LineKey, new: LineEta, announced: Mapping[LineKey, date | None], trigger: str
+) -> BackorderEtaUpdated | None:
+    """The update to announce for a line given its ETA now, or None if that is no news.
+
+    Only the date counts as a change: a different PO or wording for the same day tells the customer
+    nothing new. Nor does free stock about to fill an announced line: the fill is the news, and a
+    "today" just before it would be noise. A line never announced always hears. `trigger` says what
+    prompted the re-plan, for the audit trail and the message.
+    """
+    if key in announced and (announced[key] == new.eta or new.from_stock):
+        return None
+    order_id, line_id = key
+    return BackorderEtaUpdated(
+        order_id=order_id,
+        line_id=line_id,
+        sku=sku,
+        eta=new.eta,
+        previous_eta=announced.get(key),
+        po_id=new.po_id,
+        reason=f"{new.basis} ({trigger})",
+    )
+
+
 def eta_updates(
     sku: str,
-    queue: Sequence[BackorderQueueEntry],
+    queue: Sequence[QueuedLine],
     assigned: Mapping[LineKey, LineEta],
     announced: Mapping[LineKey, date | None],
     trigger: str,
 ) -> list[BackorderEtaUpdated]:
-    """One update per queued line whose ETA differs from the one last announced, or that has none yet.
-
-    Only the date counts as a change: a different PO or wording for the same day tells the customer
-    nothing new. Nor does free stock about to fill an announced line: the fill is the news, and a
-    "today" just before it would be noise. `trigger` says what prompted the re-plan, for the audit
-    trail and the message.
-    """
+    """One update per queued line whose ETA is news (see `eta_update`), in queue order."""
     updates = []
     for entry in queue:
         key = line_key(entry)
-        new = assigned[key]
-        if key in announced and (announced[key] == new.eta or new.from_stock):
-            continue
-        updates.append(
-            BackorderEtaUpdated(
-                order_id=entry.order_id,
-                line_id=entry.line_id,
-                sku=sku,
-                eta=new.eta,
-                previous_eta=announced.get(key),
-                po_id=new.po_id,
-                reason=f"{new.basis} ({trigger})",
-            )
-        )
+        update = eta_update(sku, key, assigned[key], announced, trigger)
+        if update is not None:
+            updates.append(update)
     return updates

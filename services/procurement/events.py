@@ -4,17 +4,17 @@ A SKU's procurement state must be rebuildable from its own stream alone, but mos
 to arrives as other services' events (inventory's queue and stock figures, suppliers' acks, ASNs and
 receipts). Those cannot be appended to our stream as they are (their topic would make our outbox
 republish them), so each is recorded here as the fact procurement learned from it.
-Register them next to the contract's events: `EventRegistry((*CONTRACT_EVENTS, *PROCUREMENT_EVENTS))`.
+Register them next to the contract's events: `contract_registry(PROCUREMENT_EVENTS)`.
 """
 
 from collections.abc import Sequence
 from datetime import date
 from typing import Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from backbone.contracts.envelope import STRICT, EventPayload
-from backbone.contracts.events import BackorderQueueEntry
+from backbone.contracts.events import BackorderQueueEntry, PriorityScore, QueueChange
 from backbone.contracts.types import (
     Currency,
     Identifier,
@@ -84,8 +84,27 @@ class StockPositionRecorded(EventPayload):
     as_of: date = Field(description="Day procurement learned the figures")
 
 
+class QueueLineChanged(EventPayload):
+    """One waiting line changed in inventory's queue (BackorderQueueChanged v2): it now waits for
+    `remaining` units at its rank, or left it (0). Recorded only when it changes procurement's view."""
+
+    event_type = "QueueLineChanged"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    order_id: Identifier
+    line_id: Identifier
+    change: QueueChange
+    priority_score: PriorityScore
+    placed_at: AwareDatetime
+    sequence: Quantity
+    remaining: NonNegativeQuantity = Field(description="Units of the line still waiting; 0 = it left")
+
+
 class BackorderQueueRecorded(EventPayload):
-    """Inventory reported the SKU's whole waiting queue, in allocation order (BackorderQueueChanged)."""
+    """Legacy, no longer recorded: inventory's whole waiting queue in allocation order (its contract 1.x
+    BackorderQueueChanged). Old logs still hold it; folding it replaces the queue."""
 
     event_type = "BackorderQueueRecorded"
     topic = None
@@ -96,10 +115,8 @@ class BackorderQueueRecorded(EventPayload):
 
 
 class BackorderShortfallRecorded(EventPayload):
-    """A line was backordered (StockShort) before the queue snapshot that will place it arrived.
-
-    Counts towards the demand to buy for; the line gets its place, and so its ETA, from the snapshot.
-    """
+    """Legacy, no longer recorded: a line was backordered (StockShort) before the whole-queue snapshot
+    that placed it arrived. The waiting demand is now the queue's, so folding it changes nothing."""
 
     event_type = "BackorderShortfallRecorded"
     topic = None
@@ -112,7 +129,8 @@ class BackorderShortfallRecorded(EventPayload):
 
 
 class BackorderLineReduced(EventPayload):
-    """Units of a queued line were filled (BackorderFulfilled) or cancelled (StockReleased)."""
+    """Units of a queued line were filled (BackorderFulfilled): free stock and the line shrink together.
+    Logs before contract 2.0 also hold it for cancelled units (StockReleased), cause "released"."""
 
     event_type = "BackorderLineReduced"
     topic = None
@@ -183,6 +201,7 @@ class ReceiptRecorded(EventPayload):
 PROCUREMENT_EVENTS: tuple[type[EventPayload], ...] = (
     SupplierTermsSet,
     StockPositionRecorded,
+    QueueLineChanged,
     BackorderQueueRecorded,
     BackorderShortfallRecorded,
     BackorderLineReduced,

@@ -3,9 +3,10 @@
 Every input names its SKU, and each SKU is one stream (`sku:<sku>`): `decide_and_append` locks the
 touched streams, decides each input on the state its predecessors left, appends everything at once,
 and the read models are then written from the resulting states. Inputs that are none of procurement's
-business (reservations, stock adjustments, rejected shortfalls, ...) are dropped before any stream is
-loaded. A ProcurementConflict raised by the domain rolls the batch back; the consumer loop re-applies
-it message by message and dead-letters the one that fails, with the reason.
+business (reservations, shortfalls, stock adjustments, the retired whole-queue snapshots of contract
+1.x, ...) are dropped before any stream is loaded. A ProcurementConflict raised by the domain rolls the
+batch back; the consumer loop re-applies it message by message and dead-letters the one that fails, with
+the reason.
 """
 
 from collections.abc import Callable, Sequence
@@ -14,18 +15,18 @@ from typing import Any
 
 import asyncpg
 
-from backbone.aggregate import StreamRepository
+from backbone.aggregate import StreamRepository, code_shape
 from backbone.consumer import Handler
 from backbone.contracts import Envelope, EventPayload
-from backbone.contracts.events import StockShort
 from backbone.decider import Decided, Input, decide_and_append
 from backbone.eventstore import EventStore
-from services.procurement import projections
+from backbone.ranked import RankedMap
+from services.procurement import domain, eta, events, projections, queue
 from services.procurement.domain import (
     CONSUMED_EVENTS,
     Incoming,
     ProcurementState,
-    decide,
+    decide_and_fold,
     evolve,
     initial_state,
 )
@@ -34,14 +35,19 @@ from services.procurement.planning import PurchasePolicy
 Clock = Callable[[], date]  # the day a decision is made on (purchase dates and ETAs count from it)
 
 
+# The code that holds and folds a SKU's state: a change to any of it makes older snapshots stale.
+STATE_SHAPE = code_shape(domain, queue, eta, events, RankedMap)
+
+
 def new_repository(store: EventStore) -> StreamRepository[ProcurementState]:
-    return StreamRepository(store, lambda stream: initial_state(projections.sku_of(stream)), evolve)
+    return StreamRepository(
+        store, lambda stream: initial_state(projections.sku_of(stream)), evolve, shape=STATE_SHAPE
+    )
 
 
 def concerns_procurement(payload: EventPayload) -> bool:
-    """Whether a consumed event can change a SKU's procurement (cheap: no stream is loaded for the rest)."""
-    if isinstance(payload, StockShort):
-        return payload.disposition == "backordered"
+    """Whether a consumed event can change a SKU's procurement (cheap: no stream is loaded for the rest).
+    A BackorderQueueChanged of contract 1.x decodes as BackorderQueueSnapshotV1, which is none of them."""
     return isinstance(payload, CONSUMED_EVENTS)
 
 
@@ -56,10 +62,10 @@ async def apply(
 ) -> list[Decided[ProcurementState]]:
     """Decide and append the inputs, then update the read models of the streams that got events."""
 
-    def decide_on(state: ProcurementState, incoming: Incoming) -> list[EventPayload]:
-        return decide(state, incoming, today=today, policy=policy)
+    def execute(state: ProcurementState, incoming: Incoming) -> tuple[ProcurementState, list[EventPayload]]:
+        return decide_and_fold(state, incoming, today=today, policy=policy)
 
-    decided = await decide_and_append(conn, store, repository, decide_on, inputs)
+    decided = await decide_and_append(conn, store, repository, None, inputs, execute=execute)
     await projections.update(conn, [projections.SkuChange.of(d) for d in decided])
     return decided
 

@@ -3,8 +3,10 @@
 Rows are written from the folded state of every SKU a transaction touched (the decider has it, and it
 is authoritative), plus the few facts the state does not keep, taken from the new events themselves
 (`Details`): who set the catalogue and when, when a PO was issued and last changed, and the PO and
-reason of each line's latest ETA announcement. Each table is only rewritten when an event of the batch
-concerns it, so a receipt does not rewrite a long queue.
+reason of each line's latest ETA announcement. Only the rows the batch's events concern are written:
+a waiting line's row when it joined, shrank, left or got a new ETA, never the rest of its SKU's queue.
+Its place in the queue is not stored (one line joining ahead would renumber all behind it): the row
+keeps the line's rank, and queries number the lines by it.
 
 `rebuild(conn)` truncates them and re-derives them from the log through the same `update`, so a rebuilt
 read model equals the live one.
@@ -29,10 +31,12 @@ from services.procurement.events import (
     BackorderLineReduced,
     BackorderQueueRecorded,
     PurchaseOrderConfirmed,
+    QueueLineChanged,
     ReceiptRecorded,
     ShipmentExpected,
     SupplierTermsSet,
 )
+from services.procurement.queue import priority_score_of
 
 STREAM_PREFIX = "sku:"
 NOT_ANNOUNCED = "no ETA announced yet"
@@ -68,7 +72,8 @@ class Details:
     po_issued_at: dict[str, datetime] = field(default_factory=dict)
     po_changed_at: dict[str, datetime] = field(default_factory=dict)
     announcements: dict[LineKey, Announcement] = field(default_factory=dict)
-    queue_touched: bool = False  # the lines, their order or their ETAs may have changed
+    lines: set[LineKey] = field(default_factory=set)  # waiting lines whose units, rank or ETA changed
+    whole_queue: bool = False  # a legacy snapshot replaced the queue (or a rebuild): write all its lines
 
     def add(self, envelope: Envelope[Any]) -> None:
         e, at = envelope.payload, envelope.occurred_at
@@ -85,9 +90,11 @@ class Details:
                 self.po_changed_at[e.po_id] = at
             case BackorderEtaUpdated():
                 self.announcements[line_key(e)] = Announcement(e.po_id, e.reason, at)
-                self.queue_touched = True
-            case BackorderQueueRecorded() | BackorderLineReduced():
-                self.queue_touched = True
+                self.lines.add(line_key(e))
+            case QueueLineChanged() | BackorderLineReduced():
+                self.lines.add(line_key(e))
+            case BackorderQueueRecorded():
+                self.whole_queue = True
             case _:
                 pass
 
@@ -117,8 +124,8 @@ class SkuChange:
 _UPSERT_SKUS = """
 INSERT INTO procurement_skus (sku, version, free_stock, backordered, reorder_point, safety_stock,
                               on_order, open_need, waiting_lines, updated_at)
-SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::int[], $5::int[], $6::int[],
-                     $7::int[], $8::int[], $9::int[], $10::timestamptz[])
+SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+                     $7::bigint[], $8::bigint[], $9::bigint[], $10::timestamptz[])
 ON CONFLICT (sku) DO UPDATE SET
     version = excluded.version, free_stock = excluded.free_stock, backordered = excluded.backordered,
     reorder_point = excluded.reorder_point, safety_stock = excluded.safety_stock,
@@ -145,9 +152,10 @@ INSERT INTO purchase_orders (po_id, sku, sequence, supplier_id, revision, quanti
                              expected_arrival, confirmed_quantity, confirmed_date, shipments,
                              received_quantity, outstanding, expected_complete, status, issued_at,
                              updated_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::int[], $7::numeric[],
-                     $8::text[], $9::date[], $10::int[], $11::date[], $12::jsonb[], $13::int[], $14::int[],
-                     $15::date[], $16::text[], $17::timestamptz[], $18::timestamptz[])
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::bigint[],
+                     $7::numeric[], $8::text[], $9::date[], $10::bigint[], $11::date[], $12::jsonb[],
+                     $13::bigint[], $14::bigint[], $15::date[], $16::text[], $17::timestamptz[],
+                     $18::timestamptz[])
 ON CONFLICT (po_id) DO UPDATE SET
     supplier_id = excluded.supplier_id, revision = excluded.revision, quantity = excluded.quantity,
     unit_cost = excluded.unit_cost, currency = excluded.currency,
@@ -163,10 +171,32 @@ SELECT sku, order_id, line_id, po_id, reason, updated_at FROM line_etas WHERE sk
 """
 
 _INSERT_LINES = """
-INSERT INTO line_etas (sku, order_id, line_id, position, quantity, eta, po_id, reason, updated_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::date[], $7::text[],
-                     $8::text[], $9::timestamptz[])
+INSERT INTO line_etas (sku, order_id, line_id, priority_score, placed_at, sequence, quantity, eta, po_id,
+                       reason, updated_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::timestamptz[], $6::bigint[],
+                     $7::bigint[], $8::date[], $9::text[], $10::text[], $11::timestamptz[])
 """
+
+# A line with a new announcement: everything. Without one (its units or rank changed): the rest stays.
+_UPSERT_ANNOUNCED_LINES = f"""{_INSERT_LINES}
+ON CONFLICT (sku, order_id, line_id) DO UPDATE SET
+    priority_score = excluded.priority_score, placed_at = excluded.placed_at, sequence = excluded.sequence,
+    quantity = excluded.quantity, eta = excluded.eta, po_id = excluded.po_id, reason = excluded.reason,
+    updated_at = excluded.updated_at
+"""
+
+_UPSERT_WAITING_LINES = f"""{_INSERT_LINES}
+ON CONFLICT (sku, order_id, line_id) DO UPDATE SET
+    priority_score = excluded.priority_score, placed_at = excluded.placed_at, sequence = excluded.sequence,
+    quantity = excluded.quantity, eta = excluded.eta
+"""
+
+_DELETE_LINES = """
+DELETE FROM line_etas
+WHERE (sku, order_id, line_id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
+"""
+
+LINE_COLUMNS = 11
 
 
 def _last_event_at(change: SkuChange) -> datetime:
@@ -192,15 +222,15 @@ def _shipments_json(po: PurchaseOrder) -> str:
 
 def _po_rows(change: SkuChange) -> list[tuple[Any, ...]]:
     details, rows = change.details, []
-    for sequence, po in enumerate(change.state.purchase_orders, start=1):
-        changed_at = details.po_changed_at.get(po.po_id)
-        if changed_at is None:
+    for po_id, changed_at in details.po_changed_at.items():
+        po = change.state.purchase_order(po_id)
+        if po is None:  # a receipt against another party's PO
             continue
         rows.append(
             (
                 po.po_id,
                 change.state.sku,
-                sequence,
+                po.sequence,
                 po.supplier_id,
                 po.revision,
                 po.quantity,
@@ -223,12 +253,51 @@ def _po_rows(change: SkuChange) -> list[tuple[Any, ...]]:
     return rows
 
 
-async def _write_lines(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None:
-    """Rewrite the waiting lines of the SKUs whose queue or ETAs changed. A line without a new
-    announcement keeps the PO and reason of its last one, read back from the table."""
-    changes = [c for c in changes if c.details.queue_touched]
-    if not changes:
-        return
+def _line_row(change: SkuChange, key: LineKey, announcement: Announcement | None) -> tuple[Any, ...] | None:
+    """The row of a waiting line, or None if it is not waiting. Without an announcement it keeps the PO
+    and reason of the one stored (the upsert leaves them); a line inserted so (unreachable while every
+    line is announced as it joins) says it was not announced yet."""
+    queue = change.state.queue
+    if key not in queue:
+        return None
+    rank = queue.rank(key)
+    latest = announcement or Announcement(None, NOT_ANNOUNCED, _last_event_at(change))
+    return (
+        change.state.sku,
+        *key,
+        priority_score_of(rank),
+        rank[1],
+        rank[2],
+        queue.units_of(key),
+        change.state.announced_etas.get(key),
+        latest.po_id,
+        latest.reason,
+        latest.at,
+    )
+
+
+async def _write_changed_lines(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None:
+    """Insert, update or delete exactly the rows of the lines the events concern."""
+    announced, waiting, gone = [], [], []
+    for c in changes:
+        for key in sorted(c.details.lines):  # a stable order of row locks
+            announcement = c.details.announcements.get(key)
+            row = _line_row(c, key, announcement)
+            if row is None:
+                gone.append((c.state.sku, *key))
+            else:
+                (waiting if announcement is None else announced).append(row)
+    if gone:
+        await conn.execute(_DELETE_LINES, *columns(gone, 3))
+    if announced:
+        await conn.execute(_UPSERT_ANNOUNCED_LINES, *columns(announced, LINE_COLUMNS))
+    if waiting:
+        await conn.execute(_UPSERT_WAITING_LINES, *columns(waiting, LINE_COLUMNS))
+
+
+async def _rewrite_queues(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None:
+    """Rewrite all waiting lines of the SKUs: after a legacy whole-queue snapshot, and when rebuilding.
+    A line without an announcement among the events keeps the PO and reason of its stored row."""
     skus = [c.state.sku for c in changes]
     stored = {
         (r["sku"], r["order_id"], r["line_id"]): Announcement(r["po_id"], r["reason"], r["updated_at"])
@@ -236,18 +305,23 @@ async def _write_lines(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -
     }
     rows = []
     for c in changes:
-        sku, announced = c.state.sku, c.state.announced_etas
-        for position, entry in enumerate(c.state.queue, start=1):
-            key = line_key(entry)
-            latest = c.details.announcements.get(key) or stored.get((sku, *key))
-            if latest is None:
-                # Unreachable while every line is announced as it joins the queue; kept safe regardless.
-                latest = Announcement(None, NOT_ANNOUNCED, _last_event_at(c))
-            eta = announced.get(key)
-            rows.append((sku, *key, position, entry.quantity, eta, latest.po_id, latest.reason, latest.at))
+        for key in c.state.queue:
+            announcement = c.details.announcements.get(key) or stored.get((c.state.sku, *key))
+            row = _line_row(c, key, announcement)
+            if row is not None:
+                rows.append(row)
     await conn.execute("DELETE FROM line_etas WHERE sku = ANY($1::text[])", skus)
     if rows:
-        await conn.execute(_INSERT_LINES, *columns(rows, 9))
+        await conn.execute(_INSERT_LINES, *columns(rows, LINE_COLUMNS))
+
+
+async def _write_lines(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None:
+    whole = [c for c in changes if c.details.whole_queue]
+    if whole:
+        await _rewrite_queues(conn, whole)
+    changed = [c for c in changes if not c.details.whole_queue and c.details.lines]
+    if changed:
+        await _write_changed_lines(conn, changed)
 
 
 async def update(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None:
@@ -259,7 +333,7 @@ async def update(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None
             c.state.sku,
             c.version,
             c.state.stock.free_stock,
-            c.state.stock.backordered,
+            c.state.backordered,
             c.state.stock.reorder_point,
             c.state.stock.safety_stock,
             c.state.on_order,
@@ -326,5 +400,7 @@ async def rebuild(conn: asyncpg.Connection, store: EventStore, page_size: int = 
             states[sku] = evolve(state, stored.envelope.payload)
             versions[sku] = stored.stream_version
             details.setdefault(sku, Details()).add(stored.envelope)
+    for rebuilt in details.values():
+        rebuilt.whole_queue = True
     await update(conn, [SkuChange(states[sku], versions[sku], details[sku]) for sku in states])
     return len(states)

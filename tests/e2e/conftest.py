@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from backbone.testing.fixtures import unique_name
-from backbone.testing.fleet import Fleet, running_fleet
+from backbone.testing.fleet import Fleet
 from backbone.testing.mailsink import MailSink
 from backbone.testing.outsiders import Outsiders
-from backbone.testing.servers import PROJECT_ROOT, Servers
+from backbone.testing.servers import Servers
+from tests.e2e.fleets import e2e_fleet
 
 pytestmark = pytest.mark.e2e
 
@@ -26,19 +26,7 @@ async def mail() -> AsyncIterator[MailSink]:
 
 @pytest.fixture(scope="module")
 async def fleet(servers: Servers, mail: MailSink) -> AsyncIterator[Fleet]:
-    run = unique_name("e2e")
-    service_env = {
-        "notifier": {
-            "SMTP_HOST": mail.host,
-            "SMTP_PORT": str(mail.port),
-            "SMTP_SENDER": "backorders@shop.example",
-        },
-        "order": {"AUTO_CANCEL_INTERVAL_SECONDS": "0.5"},
-    }
-    log_dir = PROJECT_ROOT / ".state" / "test-logs" / run
-    async with running_fleet(
-        servers, run, log_dir, env={"CONSUMER_BATCH_SIZE": "200"}, service_env=service_env
-    ) as f:
+    async with e2e_fleet(servers, mail, "e2e") as f:
         yield f
 
 

@@ -3,8 +3,10 @@
 Docstrings and field descriptions end up in the generated JSON Schemas and the AsyncAPI document.
 """
 
+from collections.abc import Iterable
 from datetime import date
-from typing import Literal, Self
+from decimal import Decimal
+from typing import Annotated, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
@@ -189,15 +191,58 @@ class BackorderQueueEntry(BaseModel):
     quantity: Quantity
 
 
-class BackorderQueueChanged(EventPayload):
-    """The SKU's waiting queue in allocation order, after any change. Procurement derives ETAs from it."""
+class BackorderQueueSnapshotV1(EventPayload):
+    """Retired (contract 1.x): the SKU's whole waiting queue after any change. Still decoded, so that logs
+    and topics written before 2.0 replay, but no longer published; consumers skip it."""
 
     event_type = "BackorderQueueChanged"
+    schema_version = 1
     topic = Topic.INVENTORY
     key_field = "sku"
 
     sku: Sku
     entries: list[BackorderQueueEntry]
+
+
+QueueChange = Literal["joined", "reduced", "left"]
+PriorityScore = Annotated[Decimal, Field(ge=0, decimal_places=2)]
+
+
+class BackorderQueueChanged(EventPayload):
+    """One waiting line of the SKU's backorder queue changed: it joined, fewer of its units wait, or it left.
+
+    Consumers keep their own ordered view of the queue from these events alone (they arrive in order,
+    key = sku). The allocation order is by `priority_score` (highest first), then `placed_at`, then
+    `sequence`; a line's rank is fixed when it joins. Version 2: version 1 carried the whole queue.
+    """
+
+    event_type = "BackorderQueueChanged"
+    schema_version = 2
+    topic = Topic.INVENTORY
+    key_field = "sku"
+
+    sku: Sku
+    order_id: Identifier
+    line_id: Identifier
+    change: QueueChange
+    position: Quantity = Field(
+        description="The line's place in allocation order (1 = served first): where it joined, or where "
+        "it stood when it was reduced or left"
+    )
+    remaining: NonNegativeQuantity = Field(description="Units of the line still waiting; 0 when it left")
+    priority_score: PriorityScore = Field(description="0 under first come, first served")
+    placed_at: AwareDatetime
+    sequence: Quantity = Field(description="Arrival number of the line within the SKU; the last tie-breaker")
+    waiting_lines: NonNegativeQuantity = Field(description="Lines waiting on the SKU after the change")
+    waiting_units: NonNegativeQuantity = Field(description="Units waiting on the SKU after the change")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.change == "left") != (self.remaining == 0):
+            raise ValueError("remaining is 0 exactly when the line left the queue")
+        if self.remaining > self.waiting_units:
+            raise ValueError("remaining cannot exceed waiting_units")
+        return self
 
 
 class ReorderPointReached(EventPayload):
@@ -402,4 +447,16 @@ CONTRACT_EVENTS: tuple[type[EventPayload], ...] = (
     NotificationFailed,
 )
 
-REGISTRY = EventRegistry(CONTRACT_EVENTS)
+# Old versions that are read but not upcast (see EventRegistry.register_retired).
+RETIRED_EVENTS: tuple[type[EventPayload], ...] = (BackorderQueueSnapshotV1,)
+
+
+def contract_registry(internal: Iterable[type[EventPayload]] = ()) -> EventRegistry:
+    """The contract's events (and retired versions) plus a service's internal events."""
+    registry = EventRegistry((*CONTRACT_EVENTS, *internal))
+    for model in RETIRED_EVENTS:
+        registry.register_retired(model)
+    return registry
+
+
+REGISTRY = contract_registry()

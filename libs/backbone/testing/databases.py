@@ -1,7 +1,7 @@
 """Throwaway databases on a real PostgreSQL server, for tests and benchmarks."""
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -16,22 +16,27 @@ def with_database(admin_url: str, name: str) -> str:
 
 @contextlib.asynccontextmanager
 async def fresh_database(admin_url: str, name: str) -> AsyncIterator[str]:
-    """Create database `name` with the backbone's tables; yield its URL; drop it afterwards."""
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+    """Create database `name` with the backbone's tables; yield its URL; drop it afterwards. No admin
+    connection is held across the block (a test may crash the server): it connects anew to drop it."""
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(admin_url)
         try:
-            url = with_database(admin_url, name)
-            conn = await asyncpg.connect(url)
-            try:
-                await migrate(conn, migration_files(BACKBONE_MIGRATIONS))
-            finally:
-                await conn.close()
-            yield url
+            await conn.execute(sql)
         finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.close()
+
+    await admin(f'CREATE DATABASE "{name}"')
+    try:
+        url = with_database(admin_url, name)
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate(conn, migration_files(BACKBONE_MIGRATIONS))
+        finally:
+            await conn.close()
+        yield url
     finally:
-        await admin.close()
+        await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def table_rows(database_url: str, tables: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
@@ -44,3 +49,43 @@ async def table_rows(database_url: str, tables: Mapping[str, str]) -> dict[str, 
         }
     finally:
         await conn.close()
+
+
+async def rows_written(conn: asyncpg.Connection) -> dict[str, int]:
+    """Rows inserted, updated or deleted per table by the connection, as its statistics count them.
+    Counts of earlier transactions may still be pending in them: compare two readings taken inside one
+    transaction (see `writes_of`)."""
+    rows = await conn.fetch(
+        "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del AS written FROM pg_stat_xact_user_tables"
+    )
+    return {r["relname"]: r["written"] for r in rows if r["written"]}
+
+
+def writes_between(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
+    """Rows written per table between two readings of `rows_written` in the same transaction."""
+    return {table: n - before.get(table, 0) for table, n in after.items() if n != before.get(table, 0)}
+
+
+async def cost_of(
+    conn: asyncpg.Connection, work: Callable[[asyncpg.Connection], Awaitable[Any]]
+) -> dict[str, Any]:
+    """What `work` does in one transaction, counted rather than timed: rows written per table (but
+    snapshots, one row every so many events whatever the stream's length), the event types appended
+    and those of them published."""
+    async with conn.transaction():
+        before = await rows_written(conn)
+        last = await conn.fetchval("SELECT coalesce(max(global_position), 0) FROM event_store")
+        await work(conn)
+        written = writes_between(before, await rows_written(conn))
+        appended = await conn.fetch(
+            "SELECT e.event_type, o.global_position IS NOT NULL AS published FROM event_store e"
+            " LEFT JOIN outbox o USING (global_position) WHERE e.global_position > $1"
+            " ORDER BY e.global_position",
+            last,
+        )
+    written.pop("snapshots", None)
+    return {
+        "rows": written,
+        "appended": [r["event_type"] for r in appended],
+        "published": [r["event_type"] for r in appended if r["published"]],
+    }

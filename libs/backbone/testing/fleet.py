@@ -120,6 +120,7 @@ async def running_fleet(
         fleet = Fleet(servers.kafka_bootstrap_servers, f"{run_name}.", {})
         stack.push_async_callback(fleet.http.aclose)
         for name in names:
+            # Crash-proof: an outage test may restart the server under the fleet.
             database_url = await stack.enter_async_context(
                 fresh_database(servers.pg_admin_url, f"{run_name}_{name}")
             )

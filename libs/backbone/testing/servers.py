@@ -2,8 +2,9 @@
 
 1. KAFKA_BOOTSTRAP_SERVERS and BACKORDER_PG_ADMIN_URL (a superuser URL) from the environment;
 2. testcontainers, when a Docker daemon actually answers a ping;
-3. the project's local infrastructure (deploy/local/infra.py up): Kafka from Maven Central's jars and
-   PostgreSQL from the pgserver package, started here when not running yet.
+3. the project's local infrastructure (deploy/local/infra.py up, state in BACKORDER_STATE_DIR, default
+   .state): Kafka from Maven Central's jars and PostgreSQL from the pgserver package, started here when
+   not running yet.
 Never a silent skip: if none works, the tests fail and say why.
 """
 
@@ -47,16 +48,25 @@ def _containers() -> Iterator[Servers]:
         yield Servers(kafka.get_bootstrap_server(), postgres.get_connection_url(), "testcontainers")
 
 
+def state_dir() -> Path:
+    """The local infrastructure's state folder, as deploy/local/infra.py resolves it."""
+    raw = os.environ.get("BACKORDER_STATE_DIR", "").strip()
+    return Path(raw).expanduser().absolute() if raw else PROJECT_ROOT / ".state"
+
+
 def _local_infrastructure() -> Servers:
+    state = state_dir()
     done = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "deploy" / "local" / "infra.py"), "up"],
         cwd=PROJECT_ROOT,
+        # Absolute, so that infra.py (run from the project root) means the same folder as we do.
+        env={**os.environ, "BACKORDER_STATE_DIR": str(state)},
         capture_output=True,
         text=True,
     )
     if done.returncode != 0:
         raise RuntimeError(f"local infrastructure did not start:\n{done.stdout}\n{done.stderr}")
-    info = json.loads((PROJECT_ROOT / ".state" / "infra.json").read_text())
+    info = json.loads((state / "infra.json").read_text())
     return Servers(info["kafka_bootstrap_servers"], info["pg_admin_url"], "local infrastructure")
 
 

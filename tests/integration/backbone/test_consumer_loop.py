@@ -208,7 +208,9 @@ async def test_a_rebalance_and_a_consumer_killed_mid_stream_lose_and_double_noth
             await publish(producer, topic, events[150:])  # the first consumer is killed mid-stream
         await eventually(lambda: _equals(_total(pool), expected), what="the survivor to apply the rest")
     assert await pool.fetchval("SELECT count(*) FROM inbox") == 300
-    assert first.applied + second.applied == 300  # every event applied once, whoever applied it
+    # The inbox and the total say every event was applied exactly once. The loops' own counters may miss
+    # the batch whose COMMIT the kill interrupted: it committed, but the killed loop never counted it.
+    assert 280 <= first.applied + second.applied <= 300
 
 
 async def _at_least_applied(a: ConsumerLoop, b: ConsumerLoop, count: int) -> bool:

@@ -95,5 +95,6 @@ async def stock_reaches(
 
 async def read_models(database_url: str) -> dict[str, list[dict[str, Any]]]:
     return await table_rows(
-        database_url, {"stock": "sku", "backorder_queue": "sku, position", "allocation_audit": "sku, version"}
+        database_url,
+        {"stock": "sku", "backorder_queue": "sku, order_id, line_id", "allocation_audit": "sku, version"},
     )

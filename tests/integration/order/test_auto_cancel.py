@@ -10,7 +10,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from backbone.contracts.events import BackorderQueueChanged
+from backbone.contracts.events import BackorderQueueSnapshotV1
 from backbone.db import migrate, migration_files
 from backbone.decider import Input
 from backbone.eventstore import EventStore
@@ -129,7 +129,7 @@ async def both_consuming(producer: AIOKafkaProducer, topic: str, instances: list
         await publish(
             producer,
             topic,
-            [envelope(BackorderQueueChanged(sku=f"warm-{wave}-{i}", entries=[])) for i in range(8)],
+            [envelope(BackorderQueueSnapshotV1(sku=f"warm-{wave}-{i}", entries=[])) for i in range(8)],
         )
         return False
 

@@ -3,7 +3,7 @@
 import json
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -13,8 +13,6 @@ from aiokafka import AIOKafkaProducer
 from backbone.contracts import Envelope, new_envelope
 from backbone.contracts.events import (
     BackorderFulfilled,
-    BackorderQueueChanged,
-    BackorderQueueEntry,
     GoodsReceived,
     PurchaseOrderAcknowledged,
     ReorderPointReached,
@@ -28,6 +26,7 @@ from backbone.testing.service import service_settings
 from backbone.testing.service import serving as serving_service
 from backbone.testing.waiting import eventually
 from services.procurement.app import ProcurementSettings, build_service
+from tests.unit.procurement.scenario import InventoryQueue
 
 DAY0 = date(2030, 1, 7)
 
@@ -70,7 +69,7 @@ def serving(
 
 def backordered(sku: str, order_id: str, *, demanded: int, available: int) -> list[Envelope[Any]]:
     """What inventory publishes for a placed line it cannot fully serve: the reservation (if any),
-    then the shortfall. The queue snapshot (BackorderQueueChanged) follows: see `queue`."""
+    then the shortfall. The line's "joined" BackorderQueueChanged follows: see `Inventory.queue`."""
     events: list[Envelope[Any]] = []
     if available:
         events.append(
@@ -88,10 +87,17 @@ def backordered(sku: str, order_id: str, *, demanded: int, available: int) -> li
     return [*events, new_envelope(short)]
 
 
-def queue(sku: str, *lines: tuple[str, int]) -> Envelope[BackorderQueueChanged]:
-    """The SKU's whole waiting queue, lines as (order_id, quantity), each order's line "1"."""
-    entries = [BackorderQueueEntry(order_id=o, line_id="1", quantity=q) for o, q in lines]
-    return new_envelope(BackorderQueueChanged(sku=sku, entries=entries))
+@dataclass
+class Inventory:
+    """Inventory's backorder queues, as far as its BackorderQueueChanged events tell them."""
+
+    queues: dict[str, InventoryQueue] = field(default_factory=dict)
+
+    def queue(self, sku: str, *lines: tuple[str, int]) -> list[Envelope[Any]]:
+        """The one-line changes that make the SKU's queue `lines` (order_id, quantity; each order's line
+        "1"): lines not in it leave, others are reduced, new ones join at the end."""
+        queue = self.queues.setdefault(sku, InventoryQueue(sku=sku))
+        return [new_envelope(change) for change in queue.becomes(*lines)]
 
 
 def reorder_point_reached(sku: str, *, on_hand: int, reserved: int, backordered: int) -> Envelope[Any]:
@@ -241,6 +247,6 @@ async def read_models(database_url: str) -> dict[str, list[dict[str, Any]]]:
             "supplier_catalogues": "sku",
             "supplier_terms": "sku, position",
             "purchase_orders": "po_id",
-            "line_etas": "sku, position",
+            "line_etas": "sku, order_id, line_id",
         },
     )

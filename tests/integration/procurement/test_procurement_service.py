@@ -9,13 +9,15 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from backbone.contracts import dead_letter_topic
+from backbone.contracts import dead_letter_topic, new_envelope
+from backbone.contracts.events import BackorderQueueEntry, BackorderQueueSnapshotV1
 from backbone.testing.fixtures import publish, read_topic, unique_name
 from backbone.testing.service import run_rebuild
 from backbone.testing.waiting import eventually
 from services.procurement.eta import NO_COVER
 from tests.integration.procurement.harness import (
     FixedClock,
+    Inventory,
     acknowledged,
     backordered,
     cancelled,
@@ -24,7 +26,6 @@ from tests.integration.procurement.harness import (
     fulfilled,
     publish_raw,
     purchase_order,
-    queue,
     read_models,
     received,
     reorder_point_reached,
@@ -50,7 +51,7 @@ async def test_shortfalls_become_purchase_orders_with_etas_that_follow_the_suppl
     jacket, boots, scarf = unique_name("JACKET"), unique_name("BOOTS"), unique_name("SCARF")
     po_1, po_2 = f"PO-{jacket}-0001", f"PO-{jacket}-0002"
     inventory, supplier_topic = f"{topic_prefix}inventory", f"{topic_prefix}supplier"
-    clock = FixedClock()
+    clock, queue = FixedClock(), Inventory().queue
     async with serving(settings(database_url, kafka_bootstrap, topic_prefix), clock) as http:
         # Catalogues: the jacket's cheaper alternate is slower, so the primary keeps it; the boots'
         # alternate arrives 25 days sooner for 5 % more, so it wins. The scarf has none yet.
@@ -79,18 +80,18 @@ async def test_shortfalls_become_purchase_orders_with_etas_that_follow_the_suppl
             ["primary", "alternate"],
         )
 
-        # Day 0: inventory backorders a line of each SKU (StockShort, then the queue snapshot).
+        # Day 0: inventory backorders a line of each SKU (StockShort, then the line joins the queue).
         await publish(
             producer,
             inventory,
             [
                 *backordered(jacket, "o1", demanded=5, available=2),
-                queue(jacket, ("o1", 3)),
+                *queue(jacket, ("o1", 3)),
                 reorder_point_reached(jacket, on_hand=2, reserved=2, backordered=3),
                 *backordered(boots, "b1", demanded=4, available=0),
-                queue(boots, ("b1", 4)),
+                *queue(boots, ("b1", 4)),
                 *backordered(scarf, "c1", demanded=2, available=0),
-                queue(scarf, ("c1", 2)),
+                *queue(scarf, ("c1", 2)),
             ],
         )
         view = await sku_reaches(http, jacket, lambda v: etas_of(v) == {"o1": iso(10)}, "o1 has an ETA")
@@ -110,7 +111,7 @@ async def test_shortfalls_become_purchase_orders_with_etas_that_follow_the_suppl
         assert etas_of(view) == {"b1": iso(5)}
 
         # The boots' customer cancels: the line leaves the queue (and its ETA the views); the PO stays.
-        await publish(producer, inventory, [cancelled(boots, "b1", reserved=0, backordered=4), queue(boots)])
+        await publish(producer, inventory, [cancelled(boots, "b1", reserved=0, backordered=4), *queue(boots)])
         view = await sku_reaches(http, boots, lambda v: v["backordered"] == 0, "b1 cancelled")
         assert (view["backorders"], view["waiting_lines"], view["on_order"]) == ([], 0, 4)
         assert (await http.get("/etas", params={"order_id": "b1"})).json() == []
@@ -126,7 +127,7 @@ async def test_shortfalls_become_purchase_orders_with_etas_that_follow_the_suppl
         await publish(
             producer,
             inventory,
-            [*backordered(jacket, "o2", demanded=8, available=0), queue(jacket, ("o1", 3), ("o2", 8))],
+            [*backordered(jacket, "o2", demanded=8, available=0), *queue(jacket, ("o1", 3), ("o2", 8))],
         )
         await sku_reaches(http, jacket, lambda v: etas_of(v) == {"o1": iso(10), "o2": iso(10)}, "o2's ETA")
         enlarged = await purchase_order(http, po_1)
@@ -145,7 +146,7 @@ async def test_shortfalls_become_purchase_orders_with_etas_that_follow_the_suppl
             inventory,
             [
                 *backordered(jacket, "o3", demanded=6, available=0),
-                queue(jacket, ("o1", 3), ("o2", 8), ("o3", 6)),
+                *queue(jacket, ("o1", 3), ("o2", 8), ("o3", 6)),
             ],
         )
         view = await sku_reaches(http, jacket, lambda v: "o3" in etas_of(v), "o3's ETA")
@@ -180,7 +181,7 @@ async def test_shortfalls_become_purchase_orders_with_etas_that_follow_the_suppl
             [
                 fulfilled(jacket, "o1", 3, 0, "GRN-1"),
                 fulfilled(jacket, "o2", 7, 1, "GRN-1"),
-                queue(jacket, ("o2", 1), ("o3", 6)),
+                *queue(jacket, ("o2", 1), ("o3", 6)),
             ],
         )
         view = await sku_reaches(http, jacket, lambda v: v["backordered"] == 7, "both fills")
@@ -248,6 +249,8 @@ async def test_bad_input_is_refused_whole_and_bad_events_are_dead_lettered(
 ) -> None:
     sku, untouched = unique_name("LAMP"), unique_name("UNTOUCHED")
     inventory, supplier_topic = f"{topic_prefix}inventory", f"{topic_prefix}supplier"
+    stock = Inventory()
+    queue = stock.queue
     async with serving(settings(database_url, kafka_bootstrap, topic_prefix), FixedClock()) as http:
         # The admin API: every contradiction or malformed value is a 422 saying what is wrong.
         primary, alternate = (
@@ -283,16 +286,28 @@ async def test_bad_input_is_refused_whole_and_bad_events_are_dead_lettered(
 
         assert (await set_catalogue(http, sku, primary)).status_code == 200
 
-        # Inventory's topic: a message that is not JSON, and a shortfall whose numbers contradict each
-        # other; then a good one, which is applied as usual.
-        good = backordered(sku, "o1", demanded=4, available=0)
+        # Inventory's topic: a message that is not JSON, and a queue change whose fields contradict each
+        # other (a line that left with units still waiting); then the good one, which is applied as usual.
+        [joined] = queue(sku, ("o1", 4))
         await publish_raw(producer, inventory, sku, b"{not json", [])
-        contradicting = tampered(good[0], short_quantity=9)
-        await publish_raw(producer, inventory, sku, contradicting, good[0].headers())
-        await publish(producer, inventory, [*good, queue(sku, ("o1", 4))])
+        contradicting = tampered(joined, change="left")
+        await publish_raw(producer, inventory, sku, contradicting, joined.headers())
+        await publish(producer, inventory, [*backordered(sku, "o1", demanded=4, available=0), joined])
         view = await sku_reaches(http, sku, lambda v: etas_of(v) == {"o1": iso(5)}, "o1's ETA")
         po_id = view["open_purchase_orders"][0]["po_id"]
-        assert view["backordered"] == 4  # the contradicting shortfall counted nothing
+        assert view["backordered"] == 4  # the contradicting change counted nothing
+
+        # A whole-queue snapshot of contract 1.x is skipped (not dead-lettered); a more urgent line joins
+        # ahead of o1, and the places are numbered by rank when read.
+        retired = BackorderQueueSnapshotV1(
+            sku=untouched, entries=[BackorderQueueEntry(order_id="o9", line_id="1", quantity=9)]
+        )
+        urgent = new_envelope(stock.queues[sku].join("o0", 1, priority_score="5.00"))
+        await publish(producer, inventory, [new_envelope(retired), urgent])
+        view = await sku_reaches(http, sku, lambda v: len(v["backorders"]) == 2, "o0 queued")
+        assert [(b["order_id"], b["position"]) for b in view["backorders"]] == [("o0", 1), ("o1", 2)]
+        [o1] = (await http.get("/etas", params={"order_id": "o1"})).json()
+        assert (o1["position"], o1["quantity"]) == (2, 4)
 
         # The supplier topic: a receipt against our PO from another supplier contradicts the PO.
         await publish(producer, supplier_topic, [received(sku, "GRN-X", po_id, 4, supplier_id="IMPOSTOR")])
@@ -306,7 +321,7 @@ async def test_bad_input_is_refused_whole_and_bad_events_are_dead_lettered(
         inventory_dlq = await read_topic(kafka_bootstrap, dead_letter_topic(inventory), 2)
         reasons = [dict(r.headers)["dlq_reason"].decode() for r in inventory_dlq]
         assert reasons[0].startswith("not an event envelope")
-        assert "short_quantity must equal demanded - available" in reasons[1]
+        assert "remaining is 0 exactly when the line left the queue" in reasons[1]
         assert [r.value for r in inventory_dlq] == [b"{not json", contradicting]
         [letter] = await read_topic(kafka_bootstrap, dead_letter_topic(supplier_topic), 1)
         headers = {k: v.decode() for k, v in letter.headers}

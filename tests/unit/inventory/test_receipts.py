@@ -1,19 +1,14 @@
 from decimal import Decimal
 
 from backbone.contracts.envelope import EventPayload
-from backbone.contracts.events import BackorderFulfilled, BackorderQueueChanged, BackorderQueueEntry
+from backbone.contracts.events import BackorderFulfilled, BackorderQueueChanged
 from services.inventory.events import StockReceived
 from services.inventory.priority import WEIGHTED
-from tests.unit.inventory.harness import SKU, SkuHarness, of_type
+from tests.unit.inventory.harness import SKU, SkuHarness, of_type, published_queue
 
 
 def fills(events: list[EventPayload]) -> list[tuple[str, int, int]]:
     return [(e.order_id, e.quantity, e.remaining_backordered) for e in of_type(events, BackorderFulfilled)]
-
-
-def queue(events: list[EventPayload]) -> list[tuple[str, int]]:
-    [changed] = of_type(events, BackorderQueueChanged)
-    return [(e.order_id, e.quantity) for e in changed.entries]
 
 
 def test_a_promotion_sells_the_jacket_out_and_receipts_fill_the_queue_first_come_first_served() -> None:
@@ -33,12 +28,12 @@ def test_a_promotion_sells_the_jacket_out_and_receipts_fill_the_queue_first_come
         "1st in the backorder queue, first come first served: placed 2026-03-01T09:01:00+00:00",
         "2nd in the backorder queue, first come first served: placed 2026-03-01T09:02:00+00:00",
     ]
-    assert queue(first) == [("C", 15), ("D", 20)]
+    assert published_queue(sku.log) == [("C", 15), ("D", 20)]
 
     second = sku.receive(40, receipt_id="R-2")
 
     assert fills(second) == [("C", 15, 0), ("D", 20, 0)]
-    assert queue(second) == []
+    assert published_queue(sku.log) == []
     state = sku.state
     assert (state.on_hand, state.reserved, state.available, state.backordered) == (165, 160, 5, 0)
 
@@ -58,7 +53,7 @@ def test_received_stock_goes_to_the_queue_in_weighted_order() -> None:
         "1st in the backorder queue by weighted priority: score 5.00 "
         "(gold tier +2.00, urgent +2.00, line value 100.00 +1.00), placed 2026-03-01T09:03:00+00:00"
     )
-    assert queue(first) == [("C", 5), ("E", 10), ("B", 10)]
+    assert published_queue(sku.log) == [("C", 5), ("E", 10), ("B", 10)]
 
     second = sku.receive(20)
 
@@ -74,10 +69,14 @@ def test_a_higher_priority_line_jumps_ahead_in_the_published_queue() -> None:
 
     events = sku.reserve("F", 10, minute=2, tier="platinum")
 
-    assert of_type(events, BackorderQueueChanged)[0].entries == [
-        BackorderQueueEntry(order_id="F", line_id="1", quantity=10),
-        BackorderQueueEntry(order_id="B", line_id="1", quantity=10),
-    ]
+    [joined] = of_type(events, BackorderQueueChanged)
+    assert (joined.change, joined.order_id, joined.position, joined.priority_score) == (
+        "joined",
+        "F",
+        1,
+        Decimal("5.00"),
+    )
+    assert published_queue(sku.log) == [("F", 10), ("B", 10)]
 
 
 def test_a_receipt_with_no_one_waiting_only_adds_to_available_stock() -> None:
@@ -96,5 +95,5 @@ def test_allocated_units_become_reserved_for_the_line_that_waited() -> None:
 
     sku.receive(10)
 
-    assert sku.state.reservations == {("A", "1"): 5}
+    assert dict(sku.state.reservations) == {("A", "1"): 5}
     assert (sku.state.reserved, sku.state.available) == (5, 8)

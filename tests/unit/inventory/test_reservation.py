@@ -2,7 +2,6 @@ from decimal import Decimal
 
 from backbone.contracts.events import (
     BackorderQueueChanged,
-    BackorderQueueEntry,
     Customer,
     OrderLine,
     OrderPlaced,
@@ -11,7 +10,7 @@ from backbone.contracts.events import (
 )
 from services.inventory.domain import LineRef, reserve_line_commands
 from services.inventory.events import BackorderQueued
-from tests.unit.inventory.harness import OPENING, SKU, SkuHarness, of_type
+from tests.unit.inventory.harness import OPENING, SKU, SkuHarness, of_type, published_queue
 
 
 def test_400_in_stock_and_500_demanded_reserves_400_and_backorders_100() -> None:
@@ -24,9 +23,9 @@ def test_400_in_stock_and_500_demanded_reserves_400_and_backorders_100() -> None
     [short] = of_type(events, StockShort)
     assert (short.demanded, short.available, short.short_quantity) == (500, 400, 100)
     assert short.disposition == "backordered"
-    assert of_type(events, BackorderQueueChanged)[0].entries == [
-        BackorderQueueEntry(order_id="A", line_id="1", quantity=100)
-    ]
+    [joined] = of_type(events, BackorderQueueChanged)
+    assert (joined.change, joined.order_id, joined.position, joined.remaining) == ("joined", "A", 1, 100)
+    assert published_queue(sku.log) == [("A", 100)]
     state = sku.state
     assert (state.on_hand, state.reserved, state.available, state.backordered) == (400, 400, 0, 100)
 
@@ -38,7 +37,7 @@ def test_a_line_that_stock_covers_is_reserved_without_a_shortfall() -> None:
     events = sku.reserve("A", 4)
 
     assert [type(e) for e in events] == [StockReserved]
-    assert sku.state.reservations == {LineRef("A", "1"): 4}
+    assert dict(sku.state.reservations) == {LineRef("A", "1"): 4}
     assert sku.state.available == 6
 
 

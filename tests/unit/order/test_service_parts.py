@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from backbone.contracts import new_envelope
-from backbone.contracts.events import BackorderQueueChanged, OrderPlaced, RefundRequested
+from backbone.contracts.events import BackorderQueueSnapshotV1, OrderPlaced, RefundRequested
 from services.order.api import _inline_schema
 from services.order.domain import CancelBackorderedUnits
 from services.order.handlers import AutoCancelCheck, decide_incoming, inputs_of
@@ -15,7 +15,7 @@ from tests.unit.order.builders import PLACED_AT, Order, eta, placed, short
 
 def test_consumed_events_go_to_their_order_stream_and_others_are_ignored() -> None:
     shortfall = new_envelope(short("l1", "SKU-A", 5, 2, order_id="o-7"))
-    queue = new_envelope(BackorderQueueChanged(sku="SKU-A", entries=[]))
+    queue = new_envelope(BackorderQueueSnapshotV1(sku="SKU-A", entries=[]))
     refund = new_envelope(
         RefundRequested(
             order_id="o-7",

@@ -1,6 +1,8 @@
-"""A procurement SKU driven through `decide`, keeping its stream the way the handler layer would."""
+"""A procurement SKU driven through `decide`, keeping its stream the way the handler layer would, with
+inventory's side of the backorder queue played by `InventoryQueue`."""
 
-from dataclasses import dataclass, field
+import bisect
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -8,9 +10,9 @@ from backbone.contracts.envelope import EventPayload
 from backbone.contracts.events import (
     BackorderEtaUpdated,
     BackorderQueueChanged,
-    BackorderQueueEntry,
     GoodsReceived,
     PurchaseOrderIssued,
+    QueueChange,
 )
 from services.procurement.domain import (
     Incoming,
@@ -25,6 +27,9 @@ from services.procurement.planning import DEFAULT_POLICY, PurchasePolicy
 
 SKU = "SKU-1"
 DAY0 = date(2025, 3, 3)
+
+
+OPENING = datetime(DAY0.year, DAY0.month, DAY0.day, 9, tzinfo=UTC)
 
 
 def day(n: int) -> date:
@@ -56,10 +61,81 @@ def catalogue(*suppliers: SupplierTerms) -> SetSupplierTerms:
     return SetSupplierTerms(sku=SKU, suppliers=list(suppliers), actor="admin")
 
 
-def queue(*lines: tuple[str, int]) -> BackorderQueueChanged:
-    """Lines as (order_id, quantity); each order has one line, "1"."""
-    entries = [BackorderQueueEntry(order_id=o, line_id="1", quantity=q) for o, q in lines]
-    return BackorderQueueChanged(sku=SKU, entries=entries)
+@dataclass(frozen=True)
+class InventoryLine:
+    order_id: str
+    quantity: int
+    sequence: int
+    priority_score: Decimal
+    placed_at: datetime
+
+    @property
+    def rank(self) -> tuple[Decimal, datetime, int]:
+        return (-self.priority_score, self.placed_at, self.sequence)
+
+
+@dataclass
+class InventoryQueue:
+    """Inventory's waiting queue of one SKU (each order has one line, "1"), and the one-line
+    BackorderQueueChanged events it publishes as it changes. Lines are placed a minute apart."""
+
+    sku: str = SKU
+    lines: list[InventoryLine] = field(default_factory=list)  # in allocation order
+    sequences: int = 0
+    units: int = 0
+
+    def join(self, order_id: str, quantity: int, priority_score: str = "0") -> BackorderQueueChanged:
+        self.sequences += 1
+        placed_at = OPENING + timedelta(minutes=self.sequences)
+        line = InventoryLine(order_id, quantity, self.sequences, Decimal(priority_score), placed_at)
+        position = bisect.bisect_left(self.lines, line.rank, key=lambda w: w.rank)
+        self.lines.insert(position, line)
+        self.units += quantity
+        return self._changed(line, "joined", quantity, position + 1)
+
+    def reduce(self, order_id: str, remaining: int) -> BackorderQueueChanged:
+        index = next(i for i, w in enumerate(self.lines) if w.order_id == order_id)
+        line = self.lines[index]
+        if remaining == 0:
+            del self.lines[index]
+        else:
+            self.lines[index] = replace(line, quantity=remaining)
+        self.units -= line.quantity - remaining
+        return self._changed(line, "left" if remaining == 0 else "reduced", remaining, index + 1)
+
+    def becomes(self, *lines: tuple[str, int]) -> list[BackorderQueueChanged]:
+        """The changes that turn the queue into `lines` (order_id, quantity): lines not in it leave,
+        others are reduced, new ones join at the end in the order given (first come, first served)."""
+        wanted = dict(lines)
+        changes = [self.reduce(w.order_id, 0) for w in list(self.lines) if w.order_id not in wanted]
+        for w in list(self.lines):
+            if wanted[w.order_id] != w.quantity:
+                changes.append(self.reduce(w.order_id, wanted[w.order_id]))
+        known = {w.order_id for w in self.lines}
+        changes.extend(self.join(o, q) for o, q in lines if o not in known)
+        return changes
+
+    def _changed(
+        self, line: InventoryLine, change: QueueChange, remaining: int, position: int
+    ) -> BackorderQueueChanged:
+        return BackorderQueueChanged(
+            sku=self.sku,
+            order_id=line.order_id,
+            line_id="1",
+            change=change,
+            position=position,
+            remaining=remaining,
+            priority_score=line.priority_score,
+            placed_at=line.placed_at,
+            sequence=line.sequence,
+            waiting_lines=len(self.lines),
+            waiting_units=self.units,
+        )
+
+
+def joined(order_id: str, quantity: int) -> BackorderQueueChanged:
+    """A line joining an empty queue."""
+    return InventoryQueue().join(order_id, quantity)
 
 
 def receipt(receipt_id: str, po_id: str | None, quantity: int, on: date) -> GoodsReceived:
@@ -75,6 +151,7 @@ class Scenario:
     stream: list[EventPayload] = field(default_factory=list)
     today: date = DAY0
     policy: PurchasePolicy = DEFAULT_POLICY
+    inventory: InventoryQueue = field(default_factory=InventoryQueue)
 
     def send(self, incoming: Incoming, *, on: date | None = None) -> list[EventPayload]:
         """Decide, then append and fold, as the handler does in one transaction."""
@@ -84,6 +161,10 @@ class Scenario:
         self.state = fold(self.state, events)
         self.stream.extend(events)
         return events
+
+    def queue(self, *lines: tuple[str, int], on: date | None = None) -> list[EventPayload]:
+        """Inventory's queue becomes `lines` (see InventoryQueue.becomes): the events of every change."""
+        return [e for change in self.inventory.becomes(*lines) for e in self.send(change, on=on)]
 
 
 def etas(events: list[EventPayload]) -> dict[str, BackorderEtaUpdated]:

@@ -4,7 +4,7 @@ import pytest
 
 from backbone.contracts.events import GoodsReceived
 from services.procurement.domain import ProcurementConflict, decide, open_need
-from tests.unit.procurement.scenario import Scenario, catalogue, day, queue, receipt, terms
+from tests.unit.procurement.scenario import Scenario, catalogue, day, receipt, terms
 
 
 def from_supplier(supplier_id: str | None, po_id: str | None, receipt_id: str = "R-1") -> GoodsReceived:
@@ -14,7 +14,7 @@ def from_supplier(supplier_id: str | None, po_id: str | None, receipt_id: str = 
 def ordered() -> Scenario:
     sku = Scenario()
     sku.send(catalogue(terms("S1", lead_time_days=10)))
-    sku.send(queue(("A", 4)))
+    sku.queue(("A", 4))
     return sku
 
 
@@ -47,7 +47,7 @@ def test_a_repeated_receipt_is_ignored_before_it_is_checked() -> None:
 
 def test_the_open_need_is_what_no_supply_covers_and_a_catalogue_buys_it() -> None:
     sku = Scenario()
-    sku.send(queue(("A", 4), ("B", 3)))
+    sku.queue(("A", 4), ("B", 3))
     assert open_need(sku.state) == 7
     sku.send(catalogue(terms(moq=10)))
     assert (open_need(sku.state), sku.state.on_order) == (0, 10)

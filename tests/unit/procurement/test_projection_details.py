@@ -7,8 +7,10 @@ from typing import Any
 from backbone.contracts import Envelope, EventPayload, new_envelope
 from backbone.contracts.events import BackorderEtaUpdated, PurchaseOrderIssued
 from services.procurement.events import (
+    BackorderLineReduced,
     BackorderQueueRecorded,
     PurchaseOrderConfirmed,
+    QueueLineChanged,
     ReceiptRecorded,
     StockPositionRecorded,
     SupplierTermsSet,
@@ -69,11 +71,11 @@ def test_the_latest_fact_wins_except_when_a_po_was_issued() -> None:
     assert details.po_issued_at == {"PO-1": T0 + timedelta(minutes=1)}
     assert details.po_changed_at == {"PO-1": T0 + timedelta(minutes=5)}
     assert details.announcements == {("A", "1"): Announcement("PO-1", "second", T0 + timedelta(minutes=4))}
-    assert details.queue_touched
+    assert (details.lines, details.whole_queue) == ({("A", "1")}, False)
     assert details.last_event_at == T0 + timedelta(minutes=6)
 
 
-def test_only_queue_and_eta_events_touch_the_waiting_lines() -> None:
+def test_only_queue_and_eta_events_touch_the_waiting_lines_and_only_theirs() -> None:
     position = StockPositionRecorded(
         sku=SKU,
         on_hand=0,
@@ -86,9 +88,24 @@ def test_only_queue_and_eta_events_touch_the_waiting_lines() -> None:
     )
     receipt = ReceiptRecorded(sku=SKU, receipt_id="R-1", po_id=None, quantity=3, received_on=day(1))
     quiet = Details.of([at(0, position), at(1, receipt)])
-    assert not quiet.queue_touched
+    assert (quiet.lines, quiet.whole_queue) == (set(), False)
     assert (quiet.po_changed_at, quiet.catalogue) == ({}, None)  # a receipt without a PO changes no PO
-    assert Details.of([at(0, BackorderQueueRecorded(sku=SKU, entries=[]))]).queue_touched
+    fill = BackorderLineReduced(
+        sku=SKU, order_id="B", line_id="2", quantity=1, remaining=0, cause="fulfilled"
+    )
+    queued = QueueLineChanged(
+        sku=SKU,
+        order_id="A",
+        line_id="1",
+        change="joined",
+        priority_score=Decimal(0),
+        placed_at=T0,
+        sequence=1,
+        remaining=2,
+    )
+    lines = Details.of([at(0, queued), at(1, fill)])
+    assert (lines.lines, lines.whole_queue) == ({("A", "1"), ("B", "2")}, False)
+    assert Details.of([at(0, BackorderQueueRecorded(sku=SKU, entries=[]))]).whole_queue
 
 
 def test_stream_ids_name_the_sku() -> None:

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 from backbone.contracts import new_envelope
 from backbone.contracts.events import (
     CONTRACT_EVENTS,
-    BackorderQueueChanged,
+    BackorderQueueEntry,
+    BackorderQueueSnapshotV1,
     StockAdjusted,
     StockReserved,
     StockShort,
@@ -20,6 +21,7 @@ from services.procurement.app import REGISTRY, ProcurementSettings, utc_today
 from services.procurement.events import PROCUREMENT_EVENTS, SupplierTerms
 from services.procurement.handlers import concerns_procurement
 from services.procurement.planning import DEFAULT_POLICY, PurchasePolicy
+from tests.unit.procurement.scenario import joined
 
 
 def body(**changes: Any) -> dict[str, Any]:
@@ -109,9 +111,12 @@ def test_streams_are_loaded_only_for_events_that_can_change_procurement() -> Non
             }
         )
 
-    assert concerns_procurement(short("backordered"))
-    assert concerns_procurement(BackorderQueueChanged(sku="S", entries=[]))
+    assert concerns_procurement(joined("A", 2))
+    # The line's "joined" says what a shortfall would; the retired whole-queue snapshot is skipped.
+    assert not concerns_procurement(short("backordered"))
     assert not concerns_procurement(short("rejected"))
+    entries = [BackorderQueueEntry(order_id="o", line_id="1", quantity=2)]
+    assert not concerns_procurement(BackorderQueueSnapshotV1(sku="S", entries=entries))
     assert not concerns_procurement(StockReserved(order_id="o", line_id="1", sku="S", quantity=1))
     adjusted = StockAdjusted(sku="S", delta=1, on_hand_after=1, reason="count", actor="ann")
     assert not concerns_procurement(adjusted)
@@ -120,5 +125,6 @@ def test_streams_are_loaded_only_for_events_that_can_change_procurement() -> Non
 def test_the_registry_decodes_the_contract_and_procurements_own_events() -> None:
     for model in (*CONTRACT_EVENTS, *PROCUREMENT_EVENTS):
         assert REGISTRY.model(model.event_type) is model
-    envelope = new_envelope(BackorderQueueChanged(sku="S", entries=[]))
-    assert REGISTRY.decode(envelope.to_json()).payload == envelope.payload
+    for payload in (joined("A", 2), BackorderQueueSnapshotV1(sku="S", entries=[])):
+        envelope = new_envelope(payload)
+        assert REGISTRY.decode(envelope.to_json()).payload == envelope.payload

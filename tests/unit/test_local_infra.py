@@ -1,0 +1,135 @@
+"""deploy/local: the state folder, copies of the PostgreSQL binaries, the supervisor's backoff; no servers."""
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from backbone.testing import servers
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = ROOT / "deploy" / "local"
+
+
+def _load(name: str) -> ModuleType:
+    # deploy/local is not a package and services.py would shadow the `services` package: load by path.
+    if str(LOCAL) not in sys.path:
+        sys.path.append(str(LOCAL))  # services.py imports infra.py as `infra`
+    spec = importlib.util.spec_from_file_location(f"backorder_local_{name}", LOCAL / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+infra = _load("infra")
+local_services = _load("services")
+
+
+def test_the_state_folder_is_backorder_state_dir_made_absolute_else_dot_state(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("BACKORDER_STATE_DIR", raising=False)
+    assert infra.state_dir() == servers.state_dir() == ROOT / ".state"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BACKORDER_STATE_DIR", "private")
+    # Both sides resolve a relative folder the same way, though infra.py runs from the project root.
+    assert infra.state_dir() == servers.state_dir() == tmp_path / "private"
+
+
+def test_the_kafka_jars_are_cached_per_user_not_per_state_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere/cache")
+    assert infra.cache_dir() == Path("/somewhere/cache/backorder")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert infra.cache_dir() == Path.home() / ".cache" / "backorder"
+
+
+def test_each_state_folder_gets_its_own_postgres_folder_as_root() -> None:
+    assert infra.state_key(Path("/a/.state")) != infra.state_key(Path("/b/.state"))
+    assert infra.state_key(Path("/a/.state")) == infra.state_key(Path("/a/.state"))
+    assert len(infra.state_key(Path("/a"))) == 16
+
+
+def _tree(base: Path, *files: str) -> None:
+    for name in files:
+        path = base / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(name)
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+
+
+def test_a_copy_of_pgserver_keeps_its_libraries_where_the_rpath_expects_them(tmp_path: Path) -> None:
+    site = tmp_path / "site-packages"
+    _tree(site, "pgserver/pginstall/bin/postgres", "pgserver/pginstall/lib/x.so", "pgserver.libs/libpq.so")
+    base, parts = infra._pg_installation(site / "pgserver" / "pginstall" / "bin")
+    assert base == site
+    assert parts == [site / "pgserver" / "pginstall", site / "pgserver.libs"]
+
+    other = tmp_path / "usr" / "lib" / "postgresql"
+    _tree(other, "bin/postgres", "share/postgresql.conf.sample")
+    assert infra._pg_installation(other / "bin") == (other.parent, [other])
+
+
+def test_the_same_build_in_two_checkouts_shares_one_copy(tmp_path: Path) -> None:
+    first, second = tmp_path / "one", tmp_path / "two"
+    _tree(first, "pgserver/pginstall/bin/postgres", "pgserver.libs/libpq.so")
+    shutil.copytree(first, second)  # copy2 keeps the modification times
+    signature = infra._pg_tree_signature(first, [first / "pgserver" / "pginstall", first / "pgserver.libs"])
+    same = infra._pg_tree_signature(second, [second / "pgserver" / "pginstall", second / "pgserver.libs"])
+    assert signature == same
+    (second / "pgserver.libs" / "libpq.so").write_text("another build")
+    assert infra._pg_tree_signature(second, [second / "pgserver.libs"]) != signature
+
+
+def test_clean_refuses_a_state_folder_that_holds_the_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(infra, "STATE_DIR", ROOT.parent)
+
+    def down() -> list[str]:
+        raise AssertionError("clean must refuse before it stops anything")
+
+    monkeypatch.setattr(infra, "down", down)
+    with pytest.raises(infra.InfraError, match="refusing"):
+        infra.clean()
+
+
+def test_restarts_back_off_from_1_s_doubling_to_30_s_and_reset_after_a_stable_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(local_services, "SERVICES_DIR", tmp_path)
+    service = local_services.Service("fake", 1, "fake.module")
+    supervisor = local_services._Supervisor([service])
+    watched = supervisor.watched[0]
+    clock = [1000.0]
+    monkeypatch.setattr(local_services.time, "monotonic", lambda: clock[0])
+
+    def crash_after(seconds: float) -> float:
+        watched.started_at = clock[0]
+        clock[0] += seconds
+        supervisor.exited(watched, "signal 9 (SIGKILL)")
+        assert watched.restart_at is not None
+        return watched.restart_at - clock[0]
+
+    assert [crash_after(0.5) for _ in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    assert crash_after(local_services.RESTART_RESET_AFTER) == 1
+    assert crash_after(0.5) == 2
+    assert watched.last_exit == "signal 9 (SIGKILL)"
+    assert watched.as_json()["pid"] is None and watched.as_json()["restart_due_at"] is not None
+
+
+def test_the_supervisor_reports_how_a_child_ended(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    service = local_services.Service("fake", 1, "fake.module")
+    watched = local_services._Watched(service)
+    watched.process = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), 9)"])
+    watched.pid = watched.process.pid
+    watched.process.wait()
+    assert watched.exit_status() == "signal 9 (SIGKILL)"
+    watched.process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    watched.pid = watched.process.pid
+    watched.process.wait()
+    assert watched.exit_status() == "exit status 3"
