@@ -56,6 +56,21 @@ async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
     await p.stop()
 
 
+@pytest.fixture
+async def gzip_producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    """A producer as a careless checkout system might run it: a 10 MB value compresses below the broker's
+    1 MiB limit, so the broker accepts it (and the consumers must refuse it)."""
+    p = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap,
+        compression_type="gzip",
+        max_request_size=32 * 1024 * 1024,
+        acks="all",
+    )
+    await p.start()
+    yield p
+    await p.stop()
+
+
 async def publish(producer: AIOKafkaProducer, topic: str, envelopes: Sequence[Envelope[Any]]) -> None:
     """Publish as the services do: JSON body, partition key, routing headers; one ack at a time."""
     for e in envelopes:

@@ -133,21 +133,6 @@ async def setup(
     await pool.close()
 
 
-@pytest.fixture
-async def gzip_producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    """A producer as a careless checkout system might run it: its 10 MB value compresses below the broker's
-    1 MiB limit, so the broker accepts it."""
-    p = AIOKafkaProducer(
-        bootstrap_servers=kafka_bootstrap,
-        compression_type="gzip",
-        max_request_size=32 * 1024 * 1024,
-        acks="all",
-    )
-    await p.start()
-    yield p
-    await p.stop()
-
-
 def headers_of(record: ConsumerRecord[bytes, bytes]) -> dict[str, bytes]:
     return dict(record.headers)
 

@@ -39,19 +39,6 @@ def padded(event: Envelope[Any], size: int) -> bytes:
     return json.dumps(data).encode()
 
 
-@pytest.fixture
-async def gzip_producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(
-        bootstrap_servers=kafka_bootstrap,
-        compression_type="gzip",
-        max_request_size=32 * 1024 * 1024,
-        acks="all",
-    )
-    await p.start()
-    yield p
-    await p.stop()
-
-
 async def test_post_orders_refuses_a_body_over_the_limit_with_413(
     database_url: str, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
