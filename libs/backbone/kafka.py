@@ -68,9 +68,10 @@ async def started_producer(bootstrap_servers: str) -> AIOKafkaProducer:
 
 
 class KafkaProbe:
-    """Asks the broker for its metadata every few seconds, for /health. The producer and the consumer wait
-    for a lost broker quietly on their own, so without this an outage would not show until something had
-    to be published."""
+    """Checks every few seconds that a broker answers on the producer's connection, for /health. The
+    producer and the consumer wait for a lost broker quietly on their own, so without this an outage would
+    not show until something had to be published. (Not a metadata request: one for all topics is the
+    whole cluster's, thousands of partitions to parse every time.)"""
 
     def __init__(self, producer: AIOKafkaProducer, *, interval: float = 2.0, timeout: float = 10.0) -> None:
         self._producer = producer
@@ -81,7 +82,7 @@ class KafkaProbe:
         while True:
             try:
                 async with asyncio.timeout(self._timeout):
-                    await self._producer.client.fetch_all_metadata()
+                    await self._broker_answers()
             except (KafkaError, TimeoutError, OSError) as e:
                 if self.health.current.status == "ok":
                     log.warning("Kafka unreachable; the service waits for it", error=repr(e))
@@ -91,3 +92,11 @@ class KafkaProbe:
                     log.info("Kafka reachable again")
                 self.health.ok()
             await asyncio.sleep(self._interval)
+
+    async def _broker_answers(self) -> None:
+        client = self._producer.client
+        node = client.get_random_node()
+        if node is None:  # no metadata yet: the bootstrap servers must answer
+            await client.fetch_all_metadata()
+        elif not await client.ready(node):  # connects (and handshakes) again if the connection was lost
+            raise KafkaError(f"broker {node} does not answer")
