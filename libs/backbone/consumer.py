@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from backbone import inbox
+from backbone.backoff import Backoff
 from backbone.contracts import REGISTRY, DecodeError, Envelope, EventRegistry, Topic
 from backbone.contracts.limits import check_event_size
 from backbone.db import is_database_unavailable
@@ -234,31 +235,29 @@ class ConsumerLoop:
     async def _with_retries(self, envelopes: Sequence[Envelope[Any]]) -> None:
         """Apply in one transaction; an outage is waited out however long it lasts, conflicts are retried
         up to a bound (for ConcurrencyError) and any other error is raised to the caller."""
-        attempt = conflicts = 0
+        outage, conflict = Backoff(first=0.1, cap=_MAX_DELAY), Backoff(first=0.1, cap=_MAX_DELAY)
         outage_since: float | None = None
         while True:
             try:
                 await self._transaction(envelopes)
             except Exception as e:
-                attempt += 1
                 if is_database_unavailable(e):
                     outage_since = outage_since or time.monotonic()
-                    delay = min(0.1 * 2 ** (attempt - 1), _MAX_DELAY)
+                    delay = outage.next_delay()
                     self.health.degraded(f"database unreachable: {type(e).__name__}: {e}")
                     log.warning(
                         "database unreachable; retrying",
                         error=repr(e),
-                        attempt=attempt,
+                        attempt=outage.attempt,
                         delay=delay,
                         unreachable_for=round(time.monotonic() - outage_since, 1),
                         events=len(envelopes),
                     )
                 elif isinstance(e, CONFLICT_ERRORS):
-                    conflicts += 1
-                    if isinstance(e, ConcurrencyError) and conflicts > _MAX_CONFLICT_RETRIES:
+                    if isinstance(e, ConcurrencyError) and conflict.attempt >= _MAX_CONFLICT_RETRIES:
                         raise
-                    delay = min(0.05 * 2**conflicts, _MAX_DELAY)
-                    log.warning("conflict; retrying", error=repr(e), attempt=conflicts, delay=delay)
+                    delay = conflict.next_delay()
+                    log.warning("conflict; retrying", error=repr(e), attempt=conflict.attempt, delay=delay)
                 else:
                     raise
                 await asyncio.sleep(delay)

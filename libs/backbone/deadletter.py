@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
 from aiokafka.structs import ConsumerRecord
 
+from backbone.backoff import Backoff
 from backbone.contracts import dead_letter_topic
 from backbone.contracts.limits import MAX_EVENT_BYTES
 from backbone.health import HealthReport
@@ -189,7 +190,7 @@ async def send_dead_letters(
     degraded meanwhile."""
     failed_at = datetime.now(UTC).isoformat().encode()
     pending = [_Pending(letter, service, failed_at) for letter in letters]
-    attempt = 0
+    backoff = Backoff(first=_FIRST_DELAY, cap=_MAX_DELAY)
     while pending:
         results = await _send_round(producer, pending)
         retry, trouble = [], None
@@ -218,17 +219,16 @@ async def send_dead_letters(
                 raise result  # CancelledError and the like: not ours to swallow
         pending = retry
         if trouble is not None:
-            attempt += 1
-            delay = min(_FIRST_DELAY * 2 ** (attempt - 1), _MAX_DELAY)
+            delay = backoff.next_delay()
             if health is not None:
                 health.degraded(f"dead letters cannot be sent: {type(trouble).__name__}: {trouble}")
             log.error(
                 "dead letters cannot be sent; retrying",
                 error=repr(trouble),
                 letters=len(pending),
-                attempt=attempt,
+                attempt=backoff.attempt,
                 delay=delay,
             )
             await asyncio.sleep(delay)
-    if health is not None and attempt:
+    if health is not None and backoff.attempt:
         health.ok()

@@ -402,28 +402,18 @@ def _reserve(decision: _Decision, command: ReserveLine, priority: PriorityPolicy
         )
     )
     if refusal is None:
-        entry = BackorderEntry(
-            order_id=command.order_id,
-            line_id=command.line_id,
-            remaining=short,
-            placed_at=command.placed_at,
-            tier=command.tier,
-            urgent=command.urgent,
-            line_value=command.line_value,
-            sequence=decision.state.next_sequence,
-        )
         decision.emit_queue_change(
             BackorderQueued(
-                order_id=entry.order_id,
-                line_id=entry.line_id,
+                order_id=command.order_id,
+                line_id=command.line_id,
                 sku=state.sku,
                 quantity=short,
-                placed_at=entry.placed_at,
-                tier=entry.tier,
-                urgent=entry.urgent,
-                line_value=entry.line_value,
-                sequence=entry.sequence,
-                priority_score=priority.score(entry),
+                placed_at=command.placed_at,
+                tier=command.tier,
+                urgent=command.urgent,
+                line_value=command.line_value,
+                sequence=decision.state.next_sequence,
+                priority_score=priority.score(command),
             )
         )
 

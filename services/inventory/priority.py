@@ -24,17 +24,22 @@ _DEFAULT_TIER_POINTS: dict[CustomerTier, Decimal] = {
 }
 
 
-class Prioritised(Protocol):
-    """What the policy needs to know about a waiting line."""
+class Scored(Protocol):
+    """What a line's weighted score is made of (an order line being reserved has it already)."""
 
-    @property
-    def placed_at(self) -> datetime: ...
     @property
     def tier(self) -> CustomerTier: ...
     @property
     def urgent(self) -> bool: ...
     @property
     def line_value(self) -> Decimal: ...
+
+
+class Prioritised(Scored, Protocol):
+    """What the policy needs to know about a waiting line."""
+
+    @property
+    def placed_at(self) -> datetime: ...
     @property
     def sequence(self) -> int: ...
 
@@ -64,7 +69,7 @@ class PriorityPolicy(BaseModel):
     )
     max_value_points: Decimal = Field(default=Decimal(2), ge=0)
 
-    def score(self, entry: Prioritised) -> Decimal:
+    def score(self, entry: Scored) -> Decimal:
         """The weighted score (higher is served first); 0 for every entry in first-come mode."""
         if self.mode == "first_come_first_served":
             return Decimal(0)
@@ -88,7 +93,7 @@ class PriorityPolicy(BaseModel):
         detail = f" ({', '.join(parts)})" if parts else ""
         return f"{place} by weighted priority: score {self.score(entry)}{detail}, {placed}"
 
-    def _components(self, entry: Prioritised) -> dict[str, Decimal]:
+    def _components(self, entry: Scored) -> dict[str, Decimal]:
         value_points = min(entry.line_value * self.points_per_value_unit, self.max_value_points)
         return {
             f"{entry.tier} tier": self.tier_points.get(entry.tier, Decimal(0)),
