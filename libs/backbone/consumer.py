@@ -6,6 +6,8 @@ Guarantees, given at-least-once delivery:
   rollback, rebalance or failed commit leads to redelivery, never loss;
 - one failing message does not hold back the others: a batch that fails is re-applied one message per
   transaction, and the message that still fails goes to the dead-letter topic with the reason;
+- a business fact re-sent under a new event id (backbone.business_keys) is dropped the same way, and
+  one that reuses a business key with other content is dead-lettered, saying so;
 - a message that breaks the contract (too large, unknown or misplaced event type, headers that disagree
   with the body, invalid) is dead-lettered before any handler sees it;
 - an unreachable database is waited for, however long, and never dead-letters a good message; stale
@@ -26,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from backbone import inbox
+from backbone import business_keys, inbox
 from backbone.backoff import Backoff
 from backbone.contracts import REGISTRY, DecodeError, Envelope, EventRegistry, Topic
 from backbone.contracts.limits import check_event_size
@@ -150,6 +152,7 @@ class ConsumerLoop:
         self.health = HealthReport()
         self.skipped = 0  # not for this service, by their header
         self.applied = 0  # events applied for the first time (for benchmarks and health)
+        self.replayed = 0  # new event ids for business facts already applied (backbone.business_keys)
         self.dead_lettered = 0
 
     async def run(self) -> None:
@@ -222,6 +225,9 @@ class ConsumerLoop:
         for record, envelope in decoded:
             try:
                 await self._with_retries([envelope])
+            except business_keys.BusinessKeyConflict as e:
+                log.warning("business key reused with other content", event_id=str(envelope.event_id))
+                dead.append(DeadLetter(record, str(e)))
             except Exception as e:
                 log.exception(
                     "message failed",
@@ -278,8 +284,10 @@ class ConsumerLoop:
                         if e.event_id in first_seen:
                             first_seen.discard(e.event_id)
                             fresh.append(e)
-                    if fresh:
-                        await self._handler(conn, fresh)
+                    facts = await business_keys.first_applications(conn, fresh)
+                    replayed = len(fresh) - len(facts)
+                    if facts:
+                        await self._handler(conn, facts)
             except Exception as e:
                 # A connection that failed mid-protocol may look open; closed, the pool replaces it. (One
                 # that asyncpg saw die is already detached from the pool, and refuses the call.)
@@ -287,7 +295,10 @@ class ConsumerLoop:
                     with contextlib.suppress(asyncpg.InterfaceError):
                         conn.terminate()
                 raise
-        self.applied += len(fresh)
+        self.applied += len(facts)
+        if replayed:
+            self.replayed += replayed
+            log.info("facts re-sent under new event ids were dropped", count=replayed)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:

@@ -21,9 +21,21 @@ class EventPayload(BaseModel):
     schema_version: ClassVar[int] = 1
     topic: ClassVar[Topic | None]  # None: a service-internal event, kept in its log and never published
     key_field: ClassVar[str]
+    # Fields that name the business fact (a receipt line, a shipment); () = the event id alone names it.
+    # Consumers apply one fact once, whatever its event id (backbone.business_keys).
+    business_key_fields: ClassVar[tuple[str, ...]] = ()
 
     def partition_key(self) -> str:
         return str(getattr(self, self.key_field))
+
+    def business_key(self) -> str | None:
+        """`<event_type>:<field values>`, or None when the event has no business key (or leaves it out)."""
+        if not self.business_key_fields:
+            return None
+        values = [getattr(self, name) for name in self.business_key_fields]
+        if any(value is None for value in values):
+            return None
+        return f"{self.event_type}:" + "\x1f".join(str(value) for value in values)
 
 
 P = TypeVar("P", bound=EventPayload)

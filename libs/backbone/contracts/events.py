@@ -1,5 +1,8 @@
 """Every integration event of the public contract (version 1 unless said otherwise).
 
+`business_key_fields` names the fact an event states (a receipt line, a shipment, an order): a consumer
+applies it once, whatever its event id, and dead-letters a different content under a key it has seen.
+
 Docstrings and field descriptions end up in the generated JSON Schemas and the AsyncAPI document.
 """
 
@@ -26,6 +29,7 @@ from backbone.contracts.types import (
 
 CustomerTier = Literal["standard", "silver", "gold", "platinum"]
 ShippingPreference = Literal["ship_available", "ship_complete"]
+CancelReason = Literal["customer_request", "max_wait_exceeded", "shop_request"]
 
 
 class Customer(BaseModel):
@@ -60,6 +64,7 @@ class OrderPlaced(EventPayload):
     event_type = "OrderPlaced"
     topic = Topic.ORDERS
     key_field = "order_id"
+    business_key_fields = ("order_id",)
 
     order_id: Identifier
     shop_id: Identifier = "default"
@@ -85,16 +90,33 @@ class OrderPlaced(EventPayload):
 
 
 class OrderCancelled(EventPayload):
-    """Units of an order are cancelled: a whole order, or the backordered part of lines."""
+    """Units of an order are cancelled: a whole order, or the backordered part of lines.
+
+    Inventory decides which units actually leave its books and says so in StockReleased (what it
+    released from stock and dropped from the queue); refunds follow that answer, not this request. A
+    cancellation that arrives before inventory decided the line is kept and applied when it does.
+    """
 
     event_type = "OrderCancelled"
     topic = Topic.ORDERS
     key_field = "order_id"
+    business_key_fields = ("cancellation_id",)
 
     order_id: Identifier
     lines: list[LineQuantity] = Field(min_length=1, description="Units to cancel per line")
-    reason: Literal["customer_request", "max_wait_exceeded", "shop_request"]
+    reason: CancelReason
     cancelled_at: AwareDatetime
+    only_waiting: bool = Field(
+        default=False,
+        description="True: cancel only units still waiting for stock; units a fill reached first are "
+        "kept and ship (cancel-backordered, the maximum wait). False: waiting units first, then "
+        "reserved ones, never shipped ones",
+    )
+    cancellation_id: Identifier | None = Field(
+        default=None,
+        description="Names the cancellation: re-sent with the same id (and another event_id), it "
+        "changes nothing. Set by the order service; recommended for checkout systems",
+    )
 
 
 class RefundRequested(EventPayload):
@@ -110,7 +132,43 @@ class RefundRequested(EventPayload):
     quantity: Quantity
     amount: Money
     currency: Currency
-    reason: Literal["customer_request", "max_wait_exceeded", "shop_request"]
+    reason: CancelReason
+
+
+class ShippableLine(BaseModel):
+    model_config = STRICT
+    line_id: Identifier
+    sku: Sku
+    quantity: NonNegativeQuantity = Field(
+        description="Units that may leave the warehouse now (reserved, not yet shipped); 0 = none, "
+        "e.g. after a cancellation withdrew them"
+    )
+    shipped: NonNegativeQuantity = Field(description="Units of the line shipped so far")
+
+
+class FulfilmentRequested(EventPayload):
+    """What of an order may ship now, honouring its shipping preference: the warehouse's pick list.
+
+    Published by the order service whenever that changes (a reservation, a fill, a cancellation, a
+    shipment). Each revision replaces the previous ones: a warehouse adapter keeps the highest revision
+    per order and ships at most its quantities, then reports a ShipmentDispatched.
+    """
+
+    event_type = "FulfilmentRequested"
+    topic = Topic.ORDERS
+    key_field = "order_id"
+    business_key_fields = ("order_id", "revision")
+
+    order_id: Identifier
+    revision: int = Field(ge=1, description="Increases by one per change of the order's pick list")
+    customer_id: Identifier
+    shipping_preference: ShippingPreference
+    lines: list[ShippableLine] = Field(
+        min_length=1, max_length=500, description="Every line with units to ship now or shipped"
+    )
+    complete: bool = Field(
+        description="True when shipping these quantities leaves nothing of the order to ship or wait for"
+    )
 
 
 # --- inventory topic (inventory service); key = sku ---------------------------------------------------
@@ -182,6 +240,7 @@ class StockReleased(EventPayload):
     sku: Sku
     released_reserved: NonNegativeQuantity
     dropped_backordered: NonNegativeQuantity
+    reason: CancelReason | None = Field(default=None, description="The cancellation's reason")
 
 
 class BackorderQueueEntry(BaseModel):
@@ -281,6 +340,68 @@ class StockAdjusted(EventPayload):
         return self
 
 
+class StockCounted(EventPayload):
+    """An audited count of a SKU (cycle count): stock on hand is set to what was counted; `difference`
+    explains the change (counted - on hand before)."""
+
+    event_type = "StockCounted"
+    topic = Topic.INVENTORY
+    key_field = "sku"
+    business_key_fields = ("count_id",)
+
+    sku: Sku
+    count_id: Identifier
+    counted: NonNegativeQuantity
+    on_hand_before: NonNegativeQuantity
+    difference: int = Field(description="counted - on_hand_before; 0 when the books were right")
+    reason: Text
+    actor: Identifier
+    counted_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _arithmetic(self) -> Self:
+        if self.difference != self.counted - self.on_hand_before:
+            raise ValueError("difference must equal counted - on_hand_before")
+        return self
+
+
+class StockShipped(EventPayload):
+    """Units of an order line left the warehouse in a shipment: out of reserved and out of on hand."""
+
+    event_type = "StockShipped"
+    topic = Topic.INVENTORY
+    key_field = "sku"
+
+    shipment_id: Identifier
+    order_id: Identifier
+    line_id: Identifier
+    sku: Sku
+    quantity: Quantity = Field(description="Taken from the line's reservation (never more than it holds)")
+    on_hand_after: NonNegativeQuantity
+
+
+class StockLevelChanged(EventPayload):
+    """The SKU's figures after a change of stock on hand, reserved or waiting units (one per command
+    that changed them, after its other events). What other services (procurement) plan from, instead of
+    re-deriving inventory's books; they arrive in order (key = sku)."""
+
+    event_type = "StockLevelChanged"
+    topic = Topic.INVENTORY
+    key_field = "sku"
+
+    sku: Sku
+    on_hand: NonNegativeQuantity
+    reserved: NonNegativeQuantity
+    available: NonNegativeQuantity = Field(description="on_hand - reserved")
+    backordered: NonNegativeQuantity = Field(description="Units waiting in the SKU's backorder queue")
+
+    @model_validator(mode="after")
+    def _arithmetic(self) -> Self:
+        if self.available != self.on_hand - self.reserved:
+            raise ValueError("available must equal on_hand - reserved")
+        return self
+
+
 class SkuPolicyChanged(EventPayload):
     """An audited change of a SKU's backorder policy, reorder point or safety stock."""
 
@@ -306,7 +427,8 @@ class SkuPolicyChanged(EventPayload):
 
 
 class PurchaseOrderIssued(EventPayload):
-    """A purchase order was issued, or enlarged (revision > 1, quantity is the new total)."""
+    """A purchase order was issued, or changed before the supplier confirmed it (revision > 1: enlarged
+    or reduced, quantity is the new total)."""
 
     event_type = "PurchaseOrderIssued"
     topic = Topic.PROCUREMENT
@@ -322,8 +444,27 @@ class PurchaseOrderIssued(EventPayload):
     expected_arrival: date
 
 
+class PurchaseOrderCancelled(EventPayload):
+    """An unconfirmed purchase order is no longer needed (the backorders it was for were cancelled)."""
+
+    event_type = "PurchaseOrderCancelled"
+    topic = Topic.PROCUREMENT
+    key_field = "sku"
+
+    po_id: Identifier
+    supplier_id: Identifier
+    sku: Sku
+    reason: Text
+
+
+EtaBasis = Literal["purchase_order", "stock_on_hand", "awaiting_purchase_order", "no_supplier"]
+
+
 class BackorderEtaUpdated(EventPayload):
-    """A backordered line's ETA was set or changed; eta null means no purchase order covers it yet."""
+    """A backordered line's ETA was set or changed; eta null means no purchase order covers it yet.
+
+    An ETA is never before the day it is announced: an overdue purchase order is re-planned.
+    """
 
     event_type = "BackorderEtaUpdated"
     topic = Topic.PROCUREMENT
@@ -336,6 +477,22 @@ class BackorderEtaUpdated(EventPayload):
     previous_eta: date | None
     po_id: Identifier | None
     reason: Text
+    basis: EtaBasis | None = Field(
+        default=None,
+        description="What the ETA rests on: a purchase order, stock on hand, none yet (a purchase order "
+        "is being placed), or none because no supplier is known for the SKU (no date can be promised)",
+    )
+
+
+class SkuSourcingChanged(EventPayload):
+    """The suppliers procurement can buy a SKU from changed; none = the SKU cannot be procured."""
+
+    event_type = "SkuSourcingChanged"
+    topic = Topic.PROCUREMENT
+    key_field = "sku"
+
+    sku: Sku
+    supplier_ids: list[Identifier] = Field(max_length=100, description="Empty: no supplier is known")
 
 
 # --- supplier topic (supplier EDI adapters); key = sku --------------------------------------------------
@@ -347,6 +504,7 @@ class GoodsReceived(EventPayload):
     event_type = "GoodsReceived"
     topic = Topic.SUPPLIER
     key_field = "sku"
+    business_key_fields = ("receipt_id", "sku")  # a receipt may hold several SKUs, one event each
 
     receipt_id: Identifier
     po_id: Identifier | None = Field(default=None, description="Null for stock that arrived without a PO")
@@ -362,11 +520,15 @@ class PurchaseOrderAcknowledged(EventPayload):
     event_type = "PurchaseOrderAcknowledged"
     topic = Topic.SUPPLIER
     key_field = "sku"
+    business_key_fields = ("acknowledgement_id",)
 
     po_id: Identifier
     sku: Sku
     confirmed_quantity: NonNegativeQuantity
     confirmed_date: date
+    acknowledgement_id: Identifier | None = Field(
+        default=None, description="The supplier's message id (e.g. the EDI 855 control number)"
+    )
 
 
 class ShipmentNoticed(EventPayload):
@@ -375,6 +537,7 @@ class ShipmentNoticed(EventPayload):
     event_type = "ShipmentNoticed"
     topic = Topic.SUPPLIER
     key_field = "sku"
+    business_key_fields = ("asn_id", "sku")
 
     asn_id: Identifier
     po_id: Identifier
@@ -383,10 +546,52 @@ class ShipmentNoticed(EventPayload):
     expected_date: date
 
 
+# --- fulfilment topic (warehouse adapters); key = order_id ------------------------------------------------
+
+
+class ShippedLine(BaseModel):
+    model_config = STRICT
+    line_id: Identifier
+    sku: Sku
+    quantity: Quantity
+
+
+class ShipmentDispatched(EventPayload):
+    """The warehouse shipped units of an order (possibly part of it). Re-sent with the same shipment_id,
+    it changes nothing; with the same id and other content, it is dead-lettered."""
+
+    event_type = "ShipmentDispatched"
+    topic = Topic.FULFILMENT
+    key_field = "order_id"
+    business_key_fields = ("shipment_id",)
+
+    shipment_id: Identifier
+    order_id: Identifier
+    lines: list[ShippedLine] = Field(min_length=1, max_length=500)
+    carrier: Text | None = None
+    tracking_number: Text | None = None
+    tracking_url: Text | None = None
+    shipped_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _unique_lines(self) -> Self:
+        ids = [line.line_id for line in self.lines]
+        if len(set(ids)) != len(ids):
+            raise ValueError("line_id values must be unique within a shipment")
+        return self
+
+
 # --- notifier topic (notifier service); key = customer_id -----------------------------------------------
 
 NotificationKind = Literal[
-    "backordered", "eta_changed", "fulfilled", "cancelled", "refunded", "rejected", "back_in_stock"
+    "backordered",
+    "eta_changed",
+    "fulfilled",
+    "cancelled",
+    "refunded",
+    "rejected",
+    "back_in_stock",
+    "shipped",
 ]
 Channel = Literal["email", "webhook"]
 
@@ -430,6 +635,7 @@ CONTRACT_EVENTS: tuple[type[EventPayload], ...] = (
     OrderPlaced,
     OrderCancelled,
     RefundRequested,
+    FulfilmentRequested,
     StockReserved,
     StockShort,
     BackorderFulfilled,
@@ -437,12 +643,18 @@ CONTRACT_EVENTS: tuple[type[EventPayload], ...] = (
     BackorderQueueChanged,
     ReorderPointReached,
     StockAdjusted,
+    StockCounted,
+    StockShipped,
+    StockLevelChanged,
     SkuPolicyChanged,
     PurchaseOrderIssued,
+    PurchaseOrderCancelled,
     BackorderEtaUpdated,
+    SkuSourcingChanged,
     GoodsReceived,
     PurchaseOrderAcknowledged,
     ShipmentNoticed,
+    ShipmentDispatched,
     NotificationSent,
     NotificationFailed,
 )

@@ -9,6 +9,7 @@ class Topic(StrEnum):
     PROCUREMENT = "procurement"  # procurement service; key = sku
     SUPPLIER = "supplier"  # supplier EDI adapters; key = sku
     NOTIFIER = "notifier"  # notifier service; key = customer_id
+    FULFILMENT = "fulfilment"  # warehouse (WMS) adapters; key = order_id
 
     def qualified(self, prefix: str) -> str:
         return f"{prefix}{self.value}"
