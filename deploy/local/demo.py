@@ -2,10 +2,11 @@
 """`make demo`: a winter promotion at an outdoor shop, played against the services `make run` started.
 
 Everything happens as the system's users do it: the checkout publishes OrderPlaced to Kafka, the
-supplier's EDI adapter publishes acknowledgements, shipment notices and receipts, staff and customers call
-the HTTP APIs. Each run uses SKUs and orders of its own (the deployment keeps earlier runs' data), waits
-for every step with a deadline, and ends with a summary: orders and their status, backorders with ETAs,
-purchase orders, the messages the notifier sent (readable in the mail sink, http://127.0.0.1:8025/messages)
+supplier's EDI adapter publishes acknowledgements, shipment notices and receipts, the warehouse's adapter
+ships what the order service releases to it (FulfilmentRequested -> ShipmentDispatched), staff and
+customers call the HTTP APIs. Each run uses SKUs and orders of its own (the deployment keeps earlier
+runs' data), waits for every step with a deadline, and ends with a summary: orders, their status and
+shipments, backorders with ETAs, purchase orders, the messages the notifier sent (readable in the mail sink, http://127.0.0.1:8025/messages)
 and the backorder rate.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 from infra import HOST, SERVICES, InfraInfo
 
 from backbone.kafka import reliable_producer
-from backbone.testing.outsiders import Json, Outsiders, RunningServices
+from backbone.testing.outsiders import Json, Outsiders, RunningServices, Warehouse
 from backbone.testing.waiting import eventually
 
 TIMEOUT = 60.0
@@ -49,7 +50,7 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
             print("  " + "  ".join("-" * w for w in widths))
 
 
-async def play(shop: Outsiders, run: str) -> None:
+async def play(shop: Outsiders, warehouse: Warehouse, run: str) -> None:
     jacket, boots, lamp = f"JACKET-{run}", f"BOOTS-{run}", f"LAMP-{run}"
     customers = ["ana", "ben", "chloe", "dev", "emma", "farid", "gus", "hana"]
     order_ids = {c: f"{run}-{c}" for c in customers}
@@ -111,6 +112,22 @@ async def play(shop: Outsiders, run: str) -> None:
     await shop.receive_goods(jacket, 20, po_id=po["po_id"])
     await wait_for(shop, order_ids["dev"], "filled", lambda v: first_line(v)["filled"] > 0)
 
+    say("The warehouse ships what may leave now (partial shipments for ship_available orders)")
+    shipped = []
+    for customer in customers:
+        order_id = order_ids[customer]
+        ready = (await shop.call("order", "GET", f"/orders/{order_id}"))["shippable_now_units"]
+        if not ready:
+            continue
+        pick_list = await warehouse.pick_list(
+            order_id, f"{ready} units", lambda p, n=ready: sum(line.quantity for line in p.lines) == n
+        )
+        await warehouse.ship(pick_list, tracking_number=f"JD{uuid.uuid4().int % 10**10:010d}")
+        shipped.append(order_id)
+    for order_id in shipped:
+        await wait_for(shop, order_id, "shipped", lambda v: v["status"] in ("shipped", "partially_shipped"))
+    print(f"  {len(shipped)} parcels left the warehouse, each with tracking; the customers were told")
+
     say("Ivan's lamp: 3 of 5 units sold, 2 refused; a subscriber hears when it is back")
     watcher = f"{run}-julia"
     body = {"customer_id": watcher, "email": f"{watcher}@example.com"}
@@ -130,7 +147,9 @@ async def play(shop: Outsiders, run: str) -> None:
 
 def describe(line: Json) -> str:
     text = f"{line['sku'].split('-')[0]} x{line['ordered']}: {line['allocated']} allocated"
-    for field, label in (("waiting", "waiting"), ("rejected", "refused"), ("cancelled", "cancelled")):
+    for field, label in (
+        ("shipped", "shipped"), ("waiting", "waiting"), ("rejected", "refused"), ("cancelled", "cancelled")
+    ):  # fmt: skip
         if line[field]:
             text += f", {line[field]} {label}"
     return text
@@ -142,11 +161,19 @@ async def summary(shop: Outsiders, run: str, order_ids: Sequence[str], skus: Seq
     print("\nOrders")
     table(
         [
-            (o["order_id"], o["customer"]["tier"], o["status"], "; ".join(map(describe, o["lines"])))
+            (
+                o["order_id"],
+                o["customer"]["tier"],
+                o["status"] + (" (closed)" if o.get("closed") else ""),
+                "; ".join(map(describe, o["lines"])),
+            )
             for o in orders
         ],
         ["order", "tier", "status", "lines"],
     )
+    partly = sum(o["status"] == "partially_shipped" for o in orders)
+    wholly = sum(o["status"] == "shipped" for o in orders)
+    print(f"  shipped: {wholly + partly} of {len(orders)} orders ({wholly} wholly, {partly} in part)")
     print("\nBackorders still waiting (oldest first)")
     backorders = [
         b for sku in skus for b in await shop.call("order", "GET", "/backorders", params={"sku": sku})
@@ -193,7 +220,8 @@ async def main() -> int:
     producer = reliable_producer(info.kafka_bootstrap_servers)
     await producer.start()
     try:
-        await play(Outsiders(services, producer), run)
+        async with Warehouse(services, producer, info.kafka_bootstrap_servers) as warehouse:
+            await play(Outsiders(services, producer), warehouse, run)
     finally:
         await producer.stop()
         await services.http.aclose()

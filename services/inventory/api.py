@@ -1,15 +1,20 @@
-"""HTTP API of the inventory: stock queries and the audited admin commands.
+"""HTTP API of the inventory: stock queries and the audited admin commands (policy, adjustment, count).
 
 Admin commands run the domain like the consumer does (lock, load, decide, append, project) in one
 transaction, retried a few times on ConcurrencyError. InvalidCommand -> 422, StockConflict -> 409.
+Adjustments (adjustment_id) and counts (count_id) are idempotent: the request is recorded in the
+transaction that applies it, a retry of the same request answers 200 with no new events and the
+current stock, the same id with other content answers 409.
 """
 
 import uuid
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
 
 import asyncpg
 from fastapi import APIRouter, HTTPException, Path, Query
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from backbone.contracts.types import Identifier, NonNegativeQuantity, Text
 from backbone.eventstore import ConcurrencyError, EventStore
@@ -18,9 +23,11 @@ from services.inventory.domain import (
     AdjustStock,
     BackorderPolicy,
     Command,
+    CountStock,
     InvalidCommand,
     SetPolicy,
     StockConflict,
+    UnknownSkuPolicy,
 )
 from services.inventory.handlers import apply_commands, new_repository, work_for
 from services.inventory.priority import PriorityPolicy
@@ -47,6 +54,14 @@ class AdjustmentRequest(BaseModel):
     )
 
 
+class CountRequest(BaseModel):
+    count_id: Identifier = Field(description="Idempotency key: a repeated request is applied once")
+    counted: NonNegativeQuantity = Field(description="Units found; becomes stock on hand")
+    reason: Text
+    actor: Identifier
+    counted_at: AwareDatetime | None = Field(default=None, description="When counted; default: now")
+
+
 class QueueEntry(BaseModel):
     position: int
     order_id: str
@@ -68,6 +83,11 @@ class StockView(BaseModel):
     reorder_point: int
     safety_stock: int
     waiting_lines: int = Field(description="Lines in the backorder queue; `queue` shows a page of them")
+    known: bool = Field(
+        description="Ever stocked, counted, given a policy or a supplier; orders for an unknown SKU follow "
+        "UNKNOWN_SKU_POLICY"
+    )
+    sourced: bool = Field(description="Procurement knows at least one supplier for the SKU")
     queue: list[QueueEntry]
 
 
@@ -109,6 +129,18 @@ async def stock_view(
     return StockView(**dict(row), queue=[QueueEntry(**dict(q)) for q in queue])
 
 
+Claim = Callable[[asyncpg.Connection], Awaitable[bool]]
+C = TypeVar("C", bound=BaseModel)
+
+
+def built(build: Callable[[], C]) -> C:
+    """The command `build` makes from a request; a request the command's rules refuse -> 422."""
+    try:
+        return build()
+    except ValidationError as e:
+        raise HTTPException(422, detail=e.errors(include_url=False, include_context=False)) from None
+
+
 async def _claim(conn: asyncpg.Connection, command: AdjustStock) -> bool:
     """True if this adjustment_id is new; False for a retry of the same request; 409 if it was used for
     another adjustment. A concurrent duplicate waits on the primary key until the first one commits."""
@@ -132,22 +164,50 @@ async def _claim(conn: asyncpg.Connection, command: AdjustStock) -> bool:
     return False
 
 
-def make_router(pool: asyncpg.Pool, store: EventStore, priority: PriorityPolicy) -> APIRouter:
+async def _claim_count(conn: asyncpg.Connection, command: CountStock, *, timed: bool) -> bool:
+    """Like _claim, for a count_id. `timed`: the request gave counted_at; a retry that leaves it out (so
+    got another "now") is the same request."""
+    inserted = await conn.fetchval(
+        "INSERT INTO count_requests (count_id, sku, counted, reason, actor, counted_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true",
+        command.count_id,
+        command.sku,
+        command.counted,
+        command.reason,
+        command.actor,
+        command.counted_at,
+    )
+    if inserted:
+        return True
+    earlier = await conn.fetchrow(
+        "SELECT sku, counted, reason, actor, counted_at FROM count_requests WHERE count_id = $1",
+        command.count_id,
+    )
+    if earlier is not None:
+        same = tuple(earlier)[:4] == (command.sku, command.counted, command.reason, command.actor)
+        if not same or (timed and earlier["counted_at"] != command.counted_at):
+            raise StockConflict(f"count_id {command.count_id!r} was used for another count")
+    return False
+
+
+def make_router(
+    pool: asyncpg.Pool,
+    store: EventStore,
+    priority: PriorityPolicy,
+    unknown_sku: UnknownSkuPolicy = "reject",
+) -> APIRouter:
     router = APIRouter(tags=["inventory"])
     repository = new_repository(store)
 
-    async def run(sku: str, build: Any) -> CommandResult:
-        try:
-            command: Command = build()
-        except ValidationError as e:
-            raise HTTPException(422, detail=e.errors(include_url=False, include_context=False)) from None
+    async def run(sku: str, command: Command, claim: Claim | None = None) -> CommandResult:
+        """Apply `command`, unless `claim` (in the same transaction) says the request was applied before."""
         work = [work_for(command, correlation_id=str(uuid.uuid4()))]
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with pool.acquire() as conn, conn.transaction():
                     events = {}
-                    if not isinstance(command, AdjustStock) or await _claim(conn, command):
-                        events = await apply_commands(conn, repository, store, priority, work)
+                    if claim is None or await claim(conn):
+                        events = await apply_commands(conn, repository, store, priority, work, unknown_sku)
                     view = await stock_view(conn, sku)
                 break
             except ConcurrencyError:
@@ -173,11 +233,21 @@ def make_router(pool: asyncpg.Pool, store: EventStore, priority: PriorityPolicy)
 
     @router.put("/skus/{sku}/policy", response_model=CommandResult)
     async def set_policy(sku: SkuPath, body: PolicyRequest) -> CommandResult:
-        return await run(sku, lambda: SetPolicy(sku=sku, **body.model_dump()))
+        return await run(sku, built(lambda: SetPolicy(sku=sku, **body.model_dump())))
 
     @router.post("/skus/{sku}/adjustments", response_model=CommandResult)
     async def adjust(sku: SkuPath, body: AdjustmentRequest) -> CommandResult:
-        return await run(sku, lambda: AdjustStock(sku=sku, **body.model_dump()))
+        command = built(lambda: AdjustStock(sku=sku, **body.model_dump()))
+        return await run(sku, command, lambda conn: _claim(conn, command))
+
+    @router.post("/skus/{sku}/counts", response_model=CommandResult)
+    async def count(sku: SkuPath, body: CountRequest) -> CommandResult:
+        """Record a cycle count: stock on hand becomes `counted` (StockCounted explains the difference);
+        a count above on hand serves waiting lines. 409 if fewer were counted than are reserved."""
+        counted_at = body.counted_at or datetime.now(UTC)
+        command = built(lambda: CountStock(sku=sku, **{**body.model_dump(), "counted_at": counted_at}))
+        timed = body.counted_at is not None
+        return await run(sku, command, lambda conn: _claim_count(conn, command, timed=timed))
 
     @router.get("/skus/{sku}/allocations", response_model=list[AllocationView])
     async def allocations(

@@ -21,8 +21,27 @@ Rules where a choice had to be made:
   arrival) is fixed when it joins the queue; a changed PRIORITY_MODE ranks the lines that join later.
   So every change touches one line, and the queue's order is part of the SKU's state and its events.
 - Repeats are no-ops: reserving a line that already holds a reservation or waits in the queue,
-  cancelling units that are no longer there, setting the settings a SKU already has. (The consumer's
-  inbox is what guarantees exactly-once; this only keeps a duplicate order line harmless.)
+  cancelling units that are no longer there, setting the settings a SKU already has, recording the
+  sourcing a SKU already has. (The consumer's inbox and business keys guarantee exactly-once; this only
+  keeps a duplicate order line harmless.)
+- Shipping takes units out of the line's reservation: reserved and on hand both go down by the units
+  shipped (available is unchanged, so nothing is allocated). A line leaves `reservations` when its last
+  reserved unit ships. Shipping more than the line holds reserved is refused (StockConflict) naming the
+  shipment, the line and the units reserved; a shipment's lines are applied together or not at all.
+- A count sets stock on hand to what was counted (StockCounted explains the difference, also when it is
+  0). A count below what is reserved is refused: those units must be shipped or released first. A count
+  above on hand allocates the extra units to waiting lines like a receipt (source = the count_id).
+- A cancellation copies its reason into StockReleased. With `only_waiting` it drops only units still
+  waiting and releases nothing reserved: a fill that reached the line first is kept (and ships). Without
+  it: waiting units first, then reserved ones (shipped units are no longer on the books).
+- Unknown SKU: a SKU is known once it had a receipt, an adjustment or a count, a policy change, or a
+  supplier (SourcingRecorded with sourced=True); known never reverts. Setting an unknown SKU's policy
+  is recorded even when it equals the defaults (a staff decision to carry the SKU). An order line for
+  an unknown SKU is, under the shop's UnknownSkuPolicy "reject", rejected whole with
+  UNKNOWN_SKU_REASON; under "backorder" it is treated like any other SKU.
+- Every command whose events changed on hand, reserved or backordered ends with one StockLevelChanged
+  (the figures after it), the very last of its events, after a ReorderPointReached. Recording a SKU's
+  sourcing changes no figure and emits neither event (it is procurement's own fact, fed back).
 """
 
 from collections.abc import Iterable
@@ -40,24 +59,32 @@ from backbone.contracts.events import (
     BackorderFulfilled,
     BackorderQueueChanged,
     BackorderQueueSnapshotV1,
+    CancelReason,
     CustomerTier,
     GoodsReceived,
     OrderCancelled,
     OrderPlaced,
     QueueChange,
     ReorderPointReached,
+    ShipmentDispatched,
     SkuPolicyChanged,
+    SkuSourcingChanged,
     StockAdjusted,
+    StockCounted,
+    StockLevelChanged,
     StockReleased,
     StockReserved,
+    StockShipped,
     StockShort,
 )
 from backbone.contracts.types import Identifier, NonNegativeQuantity, Quantity, Sku, Text
 from backbone.ranked import RankedMap
-from services.inventory.events import BackorderQueued, LineValue, StockReceived
+from services.inventory.events import BackorderQueued, LineValue, SourcingRecorded, StockReceived
 from services.inventory.priority import FIRST_COME_FIRST_SERVED, PriorityPolicy
 
 BackorderPolicy = Literal["deny", "allow", "cap"]
+UnknownSkuPolicy = Literal["reject", "backorder"]  # the shop's UNKNOWN_SKU_POLICY
+UNKNOWN_SKU_REASON = "unknown SKU: never stocked and no supplier is known"
 MAX_ON_HAND = 1_000_000_000  # the contract's largest quantity
 
 
@@ -134,6 +161,8 @@ class SkuState:
     queue: Queue = field(default_factory=RankedMap)  # waiting lines in allocation order
     next_sequence: int = 1
     reorder_alerted: bool = False  # ReorderPointReached was emitted and has not re-armed since
+    known: bool = False  # ever stocked, counted, given a policy or a supplier (see the module docstring)
+    sourced: bool = False  # procurement's last word: at least one supplier can deliver it
 
     @property
     def available(self) -> int:
@@ -143,9 +172,15 @@ class SkuState:
     def backordered(self) -> int:
         return self.queue.units
 
+    @property
+    def levels(self) -> tuple[int, int, int]:
+        """What StockLevelChanged reports a change of: on hand, reserved, backordered."""
+        return self.on_hand, self.reserved, self.queue.units
+
 
 def initial_state(sku: str) -> SkuState:
-    """A never-seen SKU: nothing on hand, backorders allowed, reorder point and safety stock 0."""
+    """A never-seen SKU: nothing on hand, backorders allowed, reorder point and safety stock 0, unknown
+    (see UnknownSkuPolicy) and without a supplier."""
     return SkuState(sku=sku)
 
 
@@ -183,7 +218,8 @@ class ReceiveGoods(BaseModel):
 
 
 class CancelLine(BaseModel):
-    """Cancel units of an order line: its backordered units first, then its reserved ones."""
+    """Cancel units of an order line: its backordered units first, then (unless only_waiting) its
+    reserved ones."""
 
     model_config = STRICT
 
@@ -194,6 +230,42 @@ class CancelLine(BaseModel):
     cancellation_id: Identifier = Field(
         description="Names the cancellation (e.g. its event id) as the source of fills its stock makes"
     )
+    only_waiting: bool = Field(default=False, description="Drop waiting units only; release no reservation")
+    reason: CancelReason | None = Field(default=None, description="Copied into StockReleased")
+
+
+class ShipLine(BaseModel):
+    """Units of an order line left the warehouse in a shipment: take them out of the line's reservation."""
+
+    model_config = STRICT
+
+    sku: Sku
+    shipment_id: Identifier
+    order_id: Identifier
+    line_id: Identifier
+    quantity: Quantity
+
+
+class CountStock(BaseModel):
+    """An audited cycle count: stock on hand becomes `counted`."""
+
+    model_config = STRICT
+
+    sku: Sku
+    count_id: Identifier
+    counted: NonNegativeQuantity
+    reason: Text
+    actor: Identifier
+    counted_at: AwareDatetime
+
+
+class RecordSourcing(BaseModel):
+    """Procurement's catalogue for the SKU changed: whether any supplier can deliver it."""
+
+    model_config = STRICT
+
+    sku: Sku
+    sourced: bool
 
 
 class AdjustStock(BaseModel):
@@ -223,7 +295,9 @@ class SetPolicy(BaseModel):
     actor: Identifier
 
 
-Command = ReserveLine | ReceiveGoods | CancelLine | AdjustStock | SetPolicy
+Command = (
+    ReserveLine | ReceiveGoods | CancelLine | AdjustStock | SetPolicy | ShipLine | CountStock | RecordSourcing
+)
 
 
 def reserve_line_commands(order: OrderPlaced) -> list[ReserveLine]:
@@ -251,9 +325,29 @@ def cancel_line_commands(cancellation: OrderCancelled, cancellation_id: str) -> 
             line_id=line.line_id,
             quantity=line.quantity,
             cancellation_id=cancellation_id,
+            only_waiting=cancellation.only_waiting,
+            reason=cancellation.reason,
         )
         for line in cancellation.lines
     ]
+
+
+def ship_line_commands(shipment: ShipmentDispatched) -> list[ShipLine]:
+    """One ShipLine per shipped line, on its SKU's stream."""
+    return [
+        ShipLine(
+            sku=line.sku,
+            shipment_id=shipment.shipment_id,
+            order_id=shipment.order_id,
+            line_id=line.line_id,
+            quantity=line.quantity,
+        )
+        for line in shipment.lines
+    ]
+
+
+def record_sourcing_command(sourcing: SkuSourcingChanged) -> RecordSourcing:
+    return RecordSourcing(sku=sourcing.sku, sourced=bool(sourcing.supplier_ids))
 
 
 def receive_goods_command(receipt: GoodsReceived) -> ReceiveGoods:
@@ -283,6 +377,7 @@ class _Decision:
 
     def __init__(self, state: SkuState) -> None:
         self.state = state
+        self.levels_before = state.levels
         self.events: list[EventPayload] = []
 
     def emit(self, event: EventPayload) -> None:
@@ -321,7 +416,8 @@ class _Decision:
         )
 
     def close(self) -> None:
-        """Add the consequence every command shares: the reorder alert."""
+        """Add the consequences every command shares: the reorder alert, then the stock level (last, so
+        that it reports the figures after everything the command did)."""
         state = self.state
         if self.events and state.available <= state.settings.reorder_point and not state.reorder_alerted:
             self.emit(
@@ -335,30 +431,48 @@ class _Decision:
                     safety_stock=state.settings.safety_stock,
                 )
             )
+        if state.levels != self.levels_before:
+            self.emit(
+                StockLevelChanged(
+                    sku=state.sku,
+                    on_hand=state.on_hand,
+                    reserved=state.reserved,
+                    available=state.available,
+                    backordered=state.backordered,
+                )
+            )
 
 
 def decide(
-    state: SkuState, command: Command, priority: PriorityPolicy = FIRST_COME_FIRST_SERVED
+    state: SkuState,
+    command: Command,
+    priority: PriorityPolicy = FIRST_COME_FIRST_SERVED,
+    unknown_sku: UnknownSkuPolicy = "reject",
 ) -> list[EventPayload]:
     """The events that carry out `command`; [] if it changes nothing. Raises InventoryError to refuse."""
-    return _decide(state, command, priority).events
+    return _decide(state, command, priority, unknown_sku).events
 
 
 def execute(
-    state: SkuState, command: Command, priority: PriorityPolicy = FIRST_COME_FIRST_SERVED
+    state: SkuState,
+    command: Command,
+    priority: PriorityPolicy = FIRST_COME_FIRST_SERVED,
+    unknown_sku: UnknownSkuPolicy = "reject",
 ) -> tuple[SkuState, list[EventPayload]]:
     """decide, and the state its events lead to (handy for applying several commands to one SKU)."""
-    decision = _decide(state, command, priority)
+    decision = _decide(state, command, priority, unknown_sku)
     return decision.state, decision.events
 
 
-def _decide(state: SkuState, command: Command, priority: PriorityPolicy) -> _Decision:
+def _decide(
+    state: SkuState, command: Command, priority: PriorityPolicy, unknown_sku: UnknownSkuPolicy
+) -> _Decision:
     if command.sku != state.sku:
         raise ValueError(f"a command for SKU {command.sku!r} was given the state of {state.sku!r}")
     decision = _Decision(state)
     match command:
         case ReserveLine():
-            _reserve(decision, command, priority)
+            _reserve(decision, command, priority, unknown_sku)
         case ReceiveGoods():
             _receive(decision, command, priority)
         case CancelLine():
@@ -367,17 +481,41 @@ def _decide(state: SkuState, command: Command, priority: PriorityPolicy) -> _Dec
             _adjust(decision, command, priority)
         case SetPolicy():
             _set_policy(decision, command)
+        case ShipLine():
+            _ship(decision, command)
+        case CountStock():
+            _count(decision, command, priority)
+        case RecordSourcing():
+            _record_sourcing(decision, command)
+            return decision  # no figure changed: neither a reorder alert nor a stock level
         case _:
             assert_never(command)
     decision.close()
     return decision
 
 
-def _reserve(decision: _Decision, command: ReserveLine, priority: PriorityPolicy) -> None:
+def _reserve(
+    decision: _Decision, command: ReserveLine, priority: PriorityPolicy, unknown_sku: UnknownSkuPolicy
+) -> None:
     state = decision.state
     line = LineRef(command.order_id, command.line_id)
     if line in state.reservations or line in state.queue:
         return  # a repeated order line: it is on the books already
+    if not state.known and unknown_sku == "reject":
+        # Never stocked: nothing to reserve, and no one would ever fill a backorder.
+        decision.emit(
+            StockShort(
+                order_id=command.order_id,
+                line_id=command.line_id,
+                sku=state.sku,
+                demanded=command.quantity,
+                available=0,
+                short_quantity=command.quantity,
+                disposition="rejected",
+                reason=UNKNOWN_SKU_REASON,
+            )
+        )
+        return
     reserved = min(command.quantity, state.available)
     if reserved:
         decision.emit(
@@ -452,15 +590,18 @@ def _cancel(decision: _Decision, command: CancelLine, priority: PriorityPolicy) 
     line = LineRef(command.order_id, command.line_id)
     entry = state.queue.get(line)
     dropped = min(command.quantity, entry.remaining if entry else 0)
-    released = min(command.quantity - dropped, state.reservations.get(line, 0))
+    # Reserved units stay with only_waiting: a fill that reached the line before the cancellation wins.
+    releasable = 0 if command.only_waiting else state.reservations.get(line, 0)
+    released = min(command.quantity - dropped, releasable)
     if not (dropped or released):
-        return  # nothing of this line is on the books (any more)
+        return  # nothing of this line that may be cancelled is on the books (any more)
     release = StockReleased(
         order_id=command.order_id,
         line_id=command.line_id,
         sku=command.sku,
         released_reserved=released,
         dropped_backordered=dropped,
+        reason=command.reason,
     )
     if dropped:
         decision.emit_queue_change(release)
@@ -500,8 +641,8 @@ def _set_policy(decision: _Decision, command: SetPolicy) -> None:
         reorder_point=command.reorder_point,
         safety_stock=command.safety_stock,
     )
-    if settings == decision.state.settings:
-        return
+    if settings == decision.state.settings and decision.state.known:
+        return  # an unknown SKU's defaults were never set: setting them is what makes it known
     decision.emit(
         SkuPolicyChanged(
             sku=command.sku,
@@ -512,6 +653,54 @@ def _set_policy(decision: _Decision, command: SetPolicy) -> None:
             actor=command.actor,
         )
     )
+
+
+def _ship(decision: _Decision, command: ShipLine) -> None:
+    state = decision.state
+    held = state.reservations.get(LineRef(command.order_id, command.line_id), 0)
+    if command.quantity > held:
+        raise StockConflict(
+            f"shipment {command.shipment_id} ships {command.quantity} units of line {command.line_id} of "
+            f"order {command.order_id} ({state.sku}), but only {held} units are reserved for that line"
+        )
+    decision.emit(
+        StockShipped(
+            shipment_id=command.shipment_id,
+            order_id=command.order_id,
+            line_id=command.line_id,
+            sku=state.sku,
+            quantity=command.quantity,
+            on_hand_after=state.on_hand - command.quantity,
+        )
+    )
+
+
+def _count(decision: _Decision, command: CountStock, priority: PriorityPolicy) -> None:
+    state = decision.state
+    counted = _within_limit(command.counted)
+    if counted < state.reserved:
+        raise StockConflict(
+            f"count {command.count_id} of {state.sku} found {counted} units, but {state.reserved} are "
+            "reserved for orders: ship or release the reserved units first"
+        )
+    decision.emit(
+        StockCounted(
+            sku=state.sku,
+            count_id=command.count_id,
+            counted=counted,
+            on_hand_before=state.on_hand,
+            difference=counted - state.on_hand,
+            reason=command.reason,
+            actor=command.actor,
+            counted_at=command.counted_at,
+        )
+    )
+    _allocate(decision, priority, source=command.count_id)
+
+
+def _record_sourcing(decision: _Decision, command: RecordSourcing) -> None:
+    if command.sourced != decision.state.sourced:
+        decision.emit(SourcingRecorded(sku=command.sku, sourced=command.sourced))
 
 
 def _within_limit(on_hand: int) -> int:
@@ -558,7 +747,7 @@ def evolve(state: SkuState, event: EventPayload) -> SkuState:
                 reserved=state.reserved + event.quantity,
                 reservations=_counted(state.reservations, line, event.quantity),
             )
-        case StockShort() | BackorderQueueChanged() | BackorderQueueSnapshotV1():
+        case StockShort() | BackorderQueueChanged() | BackorderQueueSnapshotV1() | StockLevelChanged():
             return state  # for other services; BackorderQueued and the fills carry the queue
         case BackorderQueued():
             entry = BackorderEntry(
@@ -594,10 +783,22 @@ def evolve(state: SkuState, event: EventPayload) -> SkuState:
             )
         case ReorderPointReached():
             return replace(state, reorder_alerted=True)
+        case StockShipped():
+            line = LineRef(event.order_id, event.line_id)
+            state = replace(
+                state,
+                on_hand=state.on_hand - event.quantity,
+                reserved=state.reserved - event.quantity,
+                reservations=_counted(state.reservations, line, -event.quantity),
+            )
         case StockReceived():
-            state = replace(state, on_hand=state.on_hand + event.quantity)
+            state = replace(state, on_hand=state.on_hand + event.quantity, known=True)
         case StockAdjusted():
-            state = replace(state, on_hand=state.on_hand + event.delta)
+            state = replace(state, on_hand=state.on_hand + event.delta, known=True)
+        case StockCounted():
+            state = replace(state, on_hand=event.counted, known=True)
+        case SourcingRecorded():
+            return replace(state, sourced=event.sourced, known=state.known or event.sourced)
         case SkuPolicyChanged():
             settings = SkuSettings(
                 backorder_policy=event.backorder_policy,
@@ -605,7 +806,7 @@ def evolve(state: SkuState, event: EventPayload) -> SkuState:
                 reorder_point=event.reorder_point,
                 safety_stock=event.safety_stock,
             )
-            state = replace(state, settings=settings)
+            state = replace(state, settings=settings, known=True)
         case _:
             raise TypeError(f"{type(event).__name__} is not an event of a SKU's stream")
     return _rearmed(state)

@@ -1,7 +1,8 @@
 """Service-internal events of the inventory: kept in its event log (and so in its state), never published.
 
 They carry what rebuilding a SKU's state needs and the public contract does not: the priority
-attributes of a queued backorder, and the receipt of goods into stock.
+attributes of a queued backorder, the receipt of goods into stock, and whether procurement knows a
+supplier for the SKU (which makes it a known SKU, see services.inventory.domain).
 Register them next to the contract's events: `contract_registry(INVENTORY_EVENTS)`.
 """
 
@@ -53,4 +54,16 @@ class StockReceived(EventPayload):
     on_hand_after: NonNegativeQuantity
 
 
-INVENTORY_EVENTS: tuple[type[EventPayload], ...] = (BackorderQueued, StockReceived)
+class SourcingRecorded(EventPayload):
+    """Procurement's SkuSourcingChanged, as far as inventory cares: whether any supplier can deliver the
+    SKU. Recorded only when that changes."""
+
+    event_type = "SourcingRecorded"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    sourced: bool = Field(description="At least one supplier is known for the SKU")
+
+
+INVENTORY_EVENTS: tuple[type[EventPayload], ...] = (BackorderQueued, StockReceived, SourcingRecorded)

@@ -1,15 +1,19 @@
 """Consumed events -> SKU commands -> one append for the batch + projections, in the loop's transaction.
 
-OrderPlaced reserves each line, OrderCancelled cancels lines (the envelope's event id names the
-cancellation), GoodsReceived receives goods; other events of the consumed topics are not ours.
+OrderPlaced reserves each line, OrderCancelled cancels lines (its cancellation_id, else the envelope's
+event id, names the cancellation), GoodsReceived receives goods, ShipmentDispatched ships each line from
+its reservation, SkuSourcingChanged records whether the SKU has a supplier; other events of the
+consumed topics are not ours. A re-sent fact (same business key) never reaches here: the consumer loop
+drops it (backbone.business_keys).
 
 Concurrency: orders are keyed by order id, so two instances (or the admin API) may work on the same
 SKU at once. The shared decider runner (backbone.decider) locks each touched SKU for the transaction (in
 one global order, so no deadlock); writers of one SKU then queue behind each other instead of failing.
 The event store's optimistic concurrency stays the guard that makes overselling impossible: a stale
 version raises ConcurrencyError, the transaction rolls back and is retried. A StockConflict raised by
-the domain rolls the batch back too; the loop re-applies it message by message and dead-letters the
-one that fails, with the reason.
+the domain (e.g. a shipment of more than a line holds reserved) rolls the batch back too; the loop
+re-applies it message by message and dead-letters the one that fails, with the reason. So a shipment's
+lines are applied together or not at all.
 """
 
 from collections.abc import Sequence
@@ -20,19 +24,29 @@ import asyncpg
 from backbone.aggregate import StreamRepository
 from backbone.consumer import Handler
 from backbone.contracts import Envelope, EventPayload
-from backbone.contracts.events import BackorderQueueChanged, GoodsReceived, OrderCancelled, OrderPlaced
+from backbone.contracts.events import (
+    BackorderQueueChanged,
+    GoodsReceived,
+    OrderCancelled,
+    OrderPlaced,
+    ShipmentDispatched,
+    SkuSourcingChanged,
+)
 from backbone.decider import Input, decide_and_append
 from backbone.eventstore import EventStore
 from services.inventory import projections
 from services.inventory.domain import (
     Command,
     SkuState,
+    UnknownSkuPolicy,
     cancel_line_commands,
     evolve,
     execute,
     initial_state,
     receive_goods_command,
+    record_sourcing_command,
     reserve_line_commands,
+    ship_line_commands,
 )
 from services.inventory.priority import PriorityPolicy
 
@@ -54,12 +68,13 @@ async def apply_commands(
     store: EventStore,
     priority: PriorityPolicy,
     work: Sequence[Input[Command]],
+    unknown_sku: UnknownSkuPolicy = "reject",
 ) -> dict[str, list[Envelope[Any]]]:
     """Run the commands in order against their SKUs, append all events at once, update the read models.
     Returns the new events per SKU. Raises InventoryError (nothing written) or ConcurrencyError."""
 
     def run(state: SkuState, command: Command) -> tuple[SkuState, list[EventPayload]]:
-        return execute(state, command, priority)
+        return execute(state, command, priority, unknown_sku)
 
     decided = await decide_and_append(conn, store, repository, None, work, execute=run)
     allocations: list[projections.Allocation] = []
@@ -80,19 +95,27 @@ def commands_of(envelope: Envelope[Any]) -> list[Command]:
         case OrderPlaced() as order:
             return list(reserve_line_commands(order))
         case OrderCancelled() as cancellation:
-            return list(cancel_line_commands(cancellation, str(envelope.event_id)))
+            return list(
+                cancel_line_commands(cancellation, cancellation.cancellation_id or str(envelope.event_id))
+            )
         case GoodsReceived() as receipt:
             return [receive_goods_command(receipt)]
+        case ShipmentDispatched() as shipment:
+            return list(ship_line_commands(shipment))
+        case SkuSourcingChanged() as sourcing:
+            return [record_sourcing_command(sourcing)]
         case _:
             return []
 
 
-def make_handler(store: EventStore, priority: PriorityPolicy) -> Handler:
+def make_handler(
+    store: EventStore, priority: PriorityPolicy, unknown_sku: UnknownSkuPolicy = "reject"
+) -> Handler:
     repository = new_repository(store)
 
     async def handle(conn: asyncpg.Connection, envelopes: Sequence[Envelope[Any]]) -> None:
         work = [work_for(command, cause=e) for e in envelopes for command in commands_of(e)]
         if work:
-            await apply_commands(conn, repository, store, priority, work)
+            await apply_commands(conn, repository, store, priority, work, unknown_sku)
 
     return handle

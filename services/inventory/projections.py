@@ -1,7 +1,8 @@
 """Read models of the inventory (tables in migrations/001_inventory.sql), derived from the event log.
 
 - `stock` is upserted from the new SkuState of every SKU a transaction touched (one row per SKU): the
-  state is already folded (the decider needs it) and authoritative.
+  state is already folded (the decider needs it) and authoritative. It includes whether the SKU is
+  known and sourced (migrations/004).
 - `backorder_queue` changes by the lines that changed: each BackorderQueueChanged inserts, shrinks or
   deletes its line's row, so the cost follows the change, not the queue's length. Rows carry the rank;
   positions are numbered when read.
@@ -87,16 +88,17 @@ def allocation(envelope: Envelope[Any], version: int) -> Allocation | None:
 
 
 _UPSERT_STOCK = """
-INSERT INTO stock (sku, version, on_hand, reserved, available, backordered,
-                   backorder_policy, backorder_cap, reorder_point, safety_stock, waiting_lines)
+INSERT INTO stock (sku, version, on_hand, reserved, available, backordered, backorder_policy,
+                   backorder_cap, reorder_point, safety_stock, waiting_lines, known, sourced)
 SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
-                     $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])
+                     $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bool[],
+                     $13::bool[])
 ON CONFLICT (sku) DO UPDATE SET
     version = excluded.version, on_hand = excluded.on_hand, reserved = excluded.reserved,
     available = excluded.available, backordered = excluded.backordered,
     backorder_policy = excluded.backorder_policy, backorder_cap = excluded.backorder_cap,
     reorder_point = excluded.reorder_point, safety_stock = excluded.safety_stock,
-    waiting_lines = excluded.waiting_lines
+    waiting_lines = excluded.waiting_lines, known = excluded.known, sourced = excluded.sourced
 WHERE stock.version < excluded.version
 """
 
@@ -115,7 +117,7 @@ WHERE q.sku = d.sku AND q.order_id = d.order_id AND q.line_id = d.line_id
 _INSERT_AUDIT = """
 INSERT INTO allocation_audit (sku, version, event_id, order_id, line_id, quantity, source,
                               priority_reason, at)
-SELECT * FROM unnest($1::text[], $2::int[], $3::uuid[], $4::text[], $5::text[], $6::int[],
+SELECT * FROM unnest($1::text[], $2::int[], $3::uuid[], $4::text[], $5::text[], $6::bigint[],
                      $7::text[], $8::text[], $9::timestamptz[])
 ON CONFLICT DO NOTHING
 """
@@ -143,10 +145,12 @@ async def update(
                 s.state.settings.reorder_point,
                 s.state.settings.safety_stock,
                 len(s.state.queue),
+                s.state.known,
+                s.state.sourced,
             )
             for s in skus
         ]
-        await conn.execute(_UPSERT_STOCK, *columns(stock, 11))
+        await conn.execute(_UPSERT_STOCK, *columns(stock, 13))
     if queue:
         latest = {(r.sku, r.order_id, r.line_id): r for r in queue}  # a line's last change wins
         waiting = [astuple(r) for r in latest.values() if r.quantity > 0]

@@ -43,9 +43,10 @@ SERVICE = Service(
     name="notifier",
     settings_type=NotifierSettings,
     migrations=Path(__file__).parent / "migrations",
-    # orders: contact details, cancellations, refunds; inventory: shortfalls, fills, stock added, SKU
-    # policies; procurement: ETAs; supplier: goods received (back in stock).
-    consumes=[Topic.ORDERS, Topic.INVENTORY, Topic.PROCUREMENT, Topic.SUPPLIER],
+    # orders: contact details, cancellations requested, refunds; inventory: shortfalls, fills, units a
+    # cancellation released, stock added, SKU policies; procurement: ETAs; supplier: goods received
+    # (back in stock); fulfilment: shipments.
+    consumes=[Topic.ORDERS, Topic.INVENTORY, Topic.PROCUREMENT, Topic.SUPPLIER, Topic.FULFILMENT],
     make_handler=make_handler,
     make_routes=make_routes,
     registry=NOTIFIER_REGISTRY,

@@ -25,10 +25,37 @@ within a grace period, `due_backorder_announcements` makes the message go out wi
 date then follows as eta_changed. Messages also wait for the order's contact details (OrderPlaced) if
 inventory's answer overtook it.
 
+One story per line. The topics interleave freely (only one topic's events of one key keep their order),
+so a line's facts are kept as sums (filled, released, dropped, shipped, cancellation units requested)
+that any arrival order adds up the same, next to what the customer was told (`LineFacts`). After every
+event the notifier requests each message the facts call for that was not requested before (`_due`):
+- waiting = backordered - filled - dropped - shipped units beyond what the notifier knows was reserved
+  (inventory ships only reserved units, so such a shipment proves a fill not seen yet).
+- rejected: once per line; an unknown SKU (reason "unknown SKU...") says so plainly.
+- backordered: once, while units wait; never once nothing waits any more (filled, shipped or dropped
+  before the announcement: the customer hears the outcome instead). It names the ETA's basis: no date
+  promised when no supplier is known, a purchase order being placed.
+- eta_changed: only while units wait and the promise (a date; none yet; none, no supplier) changed.
+- A requested cancellation (OrderCancelled) is not news: only inventory's StockReleased says what left
+  its books. Until it answers (cancelled units < units requested), backordered and eta_changed wait if
+  units still wait (the request is about to take them), and fulfilled waits if the request may take
+  reserved units too (not `only_waiting`). A request inventory cannot serve leaves nothing waiting, so
+  such a hold never outlives the line's last news.
+- fulfilled: units that arrived since the customer last heard of the line and are still reserved for
+  them (not shipped, not released), once the backorder was announced; a fill that only_waiting
+  cancellations raced is kept and told.
+- cancelled: per line, the units StockReleased reports (released_reserved + dropped_backordered), with
+  its reason; nothing when it cancelled nothing.
+- refunded: per RefundRequested, after the cancelled message that covers its units (it may overtake
+  StockReleased on its own topic).
+- shipped: per shipment (ShipmentDispatched, order-wide: its lines, carrier and tracking).
+So nothing contradicts an earlier message, and the last message about a line matches its final state.
+
 Distinguishing values: backordered and rejected happen once per line; eta_changed by its sequence number
-and new ETA (so A -> B -> A is two messages, the same B twice is one); fulfilled by the units still
-waiting afterwards; cancelled and refunded by the id of the causing event; back_in_stock by the id of the
-stock arrival.
+and new promise (so A -> B -> A is two messages, the same B twice is one); fulfilled by the units filled
+so far; cancelled by the units cancelled so far; refunded by the id of the RefundRequested; shipped by the
+shipment id; back_in_stock by the id of the stock arrival. Additive facts (cancellations, releases,
+refunds, shipments) are applied once per event id or shipment id (`OrderFacts.observed`).
 """
 
 import uuid
@@ -44,7 +71,9 @@ from backbone.contracts import Envelope, EventPayload
 from backbone.contracts.events import (
     BackorderEtaUpdated,
     BackorderFulfilled,
+    CancelReason,
     Channel,
+    EtaBasis,
     GoodsReceived,
     LineQuantity,
     NotificationFailed,
@@ -53,8 +82,10 @@ from backbone.contracts.events import (
     OrderCancelled,
     OrderPlaced,
     RefundRequested,
+    ShipmentDispatched,
     SkuPolicyChanged,
     StockAdjusted,
+    StockReleased,
     StockShort,
 )
 from services.notifier.events import (
@@ -70,6 +101,7 @@ from services.notifier.events import (
     FulfilledContent,
     LineEtaObserved,
     LineFillObserved,
+    LineReleaseObserved,
     LineShortObserved,
     MessageContent,
     Notification,
@@ -77,9 +109,15 @@ from services.notifier.events import (
     NotifierLineEvent,
     OrderContactRecorded,
     RefundedContent,
+    RefundObserved,
     RejectedContent,
+    ShipmentObserved,
+    ShippedContent,
     SkuPolicyObserved,
 )
+
+# Inventory's rejection of a SKU it has never stocked and has no supplier for (cross-service agreement 5).
+UNKNOWN_SKU_PREFIX = "unknown SKU"
 
 
 class NotifierError(Exception):
@@ -121,25 +159,74 @@ def subscription_subject(sku: str, customer_id: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class LineFacts:
+    """What the notifier knows of one order line (facts, as sums, so arrival order does not matter) and
+    what the customer has been told about it."""
+
     line_id: str
     sku: str
     ordered: int = 0
     disposition: Literal["backordered", "rejected"] | None = None  # set once inventory fell short
-    available: int = 0
+    available: int = 0  # reserved at placement
     short_quantity: int = 0
     rejection_reason: str | None = None
     short_at: datetime | None = None
-    waiting: int = 0
+    filled: int = 0  # units fills brought (BackorderFulfilled)
+    released: int = 0  # reserved units a cancellation released (StockReleased)
+    dropped: int = 0  # waiting units a cancellation dropped (StockReleased)
+    shipped: int = 0  # ShipmentDispatched
+    cancel_requested: int = 0  # units OrderCancelled asked for, answered or not
+    full_cancel_requested: int = 0  # of those, by cancellations that may take reserved units too
+    cancel_reason: CancelReason | None = None  # of the last cancellation seen
     eta: date | None = None
     eta_known: bool = False  # procurement answered, possibly with "no purchase order" (eta None)
+    basis: EtaBasis | None = None
+    refunds_pending: tuple[RefundObserved, ...] = ()  # waiting for their cancellation to be told
+    # What the customer was told:
     backorder_announced: bool = False
-    announced_eta: date | None = None  # the ETA the customer was last told
+    announced_eta: date | None = None
+    announced_basis: EtaBasis | None = None
     eta_announcements: int = 0
+    told_filled: int = 0  # fills up to this total are told (or were absorbed by a later message)
+    told_cancelled: int = 0
+    told_refunded: int = 0
 
     @property
-    def backorder_pending(self) -> bool:
-        """Backordered units wait and the customer has not been told yet."""
-        return self.disposition == "backordered" and self.waiting > 0 and not self.backorder_announced
+    def reserved_basis(self) -> int:
+        """Reserved at placement: a line inventory did not fall short on is (assumed) reserved in full."""
+        return self.available if self.disposition is not None else self.ordered
+
+    @property
+    def unshipped(self) -> int:
+        """Units allocated to the line and not shipped. Negative: shipments reported units whose fill the
+        notifier has not seen yet (inventory ships only from a reservation, so those fills happened)."""
+        return self.reserved_basis + self.filled - self.released - self.shipped
+
+    @property
+    def waiting(self) -> int:
+        """Backordered units still waiting for stock, as far as the notifier knows."""
+        if self.disposition != "backordered":
+            return 0
+        unseen_fills = max(-self.unshipped, 0)
+        return max(self.short_quantity - self.filled - self.dropped - unseen_fills, 0)
+
+    @property
+    def cancelled(self) -> int:
+        return self.released + self.dropped
+
+    @property
+    def cancellation_unanswered(self) -> bool:
+        """A cancellation was requested and inventory has not (yet) said what it cancelled."""
+        return self.cancel_requested > self.cancelled
+
+    @property
+    def waiting_news_held(self) -> bool:
+        """backordered/eta_changed wait: a cancellation is about to take the waiting units."""
+        return self.waiting > 0 and self.cancellation_unanswered
+
+    @property
+    def fill_news_held(self) -> bool:
+        """fulfilled waits: a whole-line cancellation may release the filled units."""
+        return self.full_cancel_requested > 0 and self.cancellation_unanswered
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +235,10 @@ class OrderFacts:
     contact: OrderContactRecorded | None = None  # None until OrderPlaced: nobody to write to yet
     lines: Mapping[str, LineFacts] = field(default_factory=dict)
     requested: frozenset[str] = frozenset()  # ids of every notification requested for this order
+    # Additive facts applied (cancellation/release/refund event ids, shipment ids): a redelivery adds
+    # nothing. Bounded by the order's own lifecycle, like `requested`.
+    observed: frozenset[str] = frozenset()
+    shipments_pending: tuple[ShipmentObserved, ...] = ()  # not told yet (no contact yet)
 
 
 def initial_order_facts(order_id: str) -> OrderFacts:
@@ -175,16 +266,25 @@ def decide_order(
 ) -> list[EventPayload]:
     """What the notifier records about the order and which notifications it requests, for one message.
 
-    `incoming` is the consumed envelope (its event id and time distinguish some changes) or the
-    grace-period command.
+    `incoming` is the consumed envelope or the grace-period command. Whatever arrived, every message the
+    facts now call for is requested: a message held back by an earlier rule goes out with the event that
+    lifts the hold.
     """
     if isinstance(incoming, AnnounceOverdueBackorders):
-        return _announce_overdue(state, incoming)
+        overdue = {
+            line.line_id
+            for line in state.lines.values()
+            if (due_at := _announcement_due_at(state, line, incoming.grace)) is not None
+            and due_at <= incoming.now
+        }
+        return _requests(state, _due(state, overdue)) if overdue else []
     if _already_handled(state, incoming):
         return []
     observed = _observe(state, incoming)
+    if not observed:
+        return []
     after = reduce(evolve_order, observed, state)
-    return [*observed, *_requests(after, _notifications(after, incoming))]
+    return [*observed, *_requests(after, _due(after))]
 
 
 def due_backorder_announcements(
@@ -203,33 +303,34 @@ def backorder_announcement_due_at(state: OrderFacts, grace: timedelta) -> dateti
     return min(due, default=None)
 
 
-def _announce_overdue(state: OrderFacts, command: AnnounceOverdueBackorders) -> list[EventPayload]:
-    overdue = [
-        line
-        for line in state.lines.values()
-        if (due_at := _announcement_due_at(state, line, command.grace)) is not None and due_at <= command.now
-    ]
-    return _requests(state, [_backordered(state, line) for line in overdue])
-
-
 def _announcement_due_at(state: OrderFacts, line: LineFacts, grace: timedelta) -> datetime | None:
-    if state.contact is None or not line.backorder_pending or line.eta_known or line.short_at is None:
+    if not _backordered_due(state, line) or line.eta_known or line.short_at is None:
         return None
     return line.short_at + grace
 
 
 def _already_handled(state: OrderFacts, incoming: Envelope[Any]) -> bool:
-    """Changes identified by their causing event: a redelivered one was handled before."""
+    """Additive facts identified by their causing event (or shipment): a redelivered one was applied."""
     match incoming.payload:
-        case OrderCancelled():
-            return _cancelled_id(state.order_id, incoming) in state.requested
+        case OrderCancelled() | StockReleased():
+            return _event_key(incoming.event_id) in state.observed
         case RefundRequested(line_id=line_id):
-            return _refunded_id(state.order_id, line_id, incoming) in state.requested
+            # Streams written before issue 8 requested the refund directly, under the same id.
+            return (
+                _event_key(incoming.event_id) in state.observed
+                or _refunded_id(state.order_id, line_id, incoming) in state.requested
+            )
+        case ShipmentDispatched(shipment_id=shipment_id):
+            return _shipment_key(shipment_id) in state.observed
     return False
 
 
-def _cancelled_id(order_id: str, cause: Envelope[Any]) -> str:
-    return notification_id(order_subject(order_id), "cancelled", str(cause.event_id))
+def _event_key(event_id: object) -> str:
+    return f"event:{event_id}"
+
+
+def _shipment_key(shipment_id: str) -> str:
+    return f"shipment:{shipment_id}"
 
 
 def _refunded_id(order_id: str, line_id: str, cause: Envelope[Any]) -> str:
@@ -277,17 +378,31 @@ def _observe(state: OrderFacts, incoming: Envelope[Any]) -> list[EventPayload]:
             ]
         case BackorderEtaUpdated():
             known = lines.get(payload.line_id)
-            if known is not None and known.eta_known and known.eta == payload.eta:
+            if (
+                known is not None
+                and known.eta_known
+                and (known.eta, known.basis) == (payload.eta, payload.basis)
+            ):
                 return []
             return [
                 LineEtaObserved(
-                    order_id=payload.order_id, line_id=payload.line_id, sku=payload.sku, eta=payload.eta
+                    order_id=payload.order_id,
+                    line_id=payload.line_id,
+                    sku=payload.sku,
+                    eta=payload.eta,
+                    basis=payload.basis,
                 )
             ]
         case BackorderFulfilled():
             known = lines.get(payload.line_id)
-            if known is not None and known.waiting <= payload.remaining_backordered:
-                return []  # a fill seen before: waiting only ever goes down
+            # Inventory's events of one SKU arrive in order, so what still waited in its books is
+            # short - filled - dropped; a fill seen before (re-sent) left no more than that waiting.
+            if (
+                known is not None
+                and known.disposition is not None
+                and known.short_quantity - known.filled - known.dropped <= payload.remaining_backordered
+            ):
+                return []
             return [
                 LineFillObserved(
                     order_id=payload.order_id,
@@ -297,54 +412,165 @@ def _observe(state: OrderFacts, incoming: Envelope[Any]) -> list[EventPayload]:
                     remaining_backordered=payload.remaining_backordered,
                 )
             ]
+        case StockReleased():
+            return [
+                LineReleaseObserved(
+                    order_id=payload.order_id,
+                    line_id=payload.line_id,
+                    sku=payload.sku,
+                    released_reserved=payload.released_reserved,
+                    dropped_backordered=payload.dropped_backordered,
+                    reason=payload.reason,
+                    source_event_id=str(incoming.event_id),
+                )
+            ]
         case OrderCancelled():
-            return [CancellationObserved(order_id=payload.order_id, lines=payload.lines)]
+            return [
+                CancellationObserved(
+                    order_id=payload.order_id,
+                    lines=payload.lines,
+                    reason=payload.reason,
+                    only_waiting=payload.only_waiting,
+                    source_event_id=str(incoming.event_id),
+                )
+            ]
+        case RefundRequested():
+            return [
+                RefundObserved(
+                    order_id=payload.order_id,
+                    line_id=payload.line_id,
+                    sku=payload.sku,
+                    notification_id=_refunded_id(state.order_id, payload.line_id, incoming),
+                    quantity=payload.quantity,
+                    amount=payload.amount,
+                    currency=payload.currency,
+                    reason=payload.reason,
+                    source_event_id=str(incoming.event_id),
+                )
+            ]
+        case ShipmentDispatched():
+            return [
+                ShipmentObserved(
+                    order_id=payload.order_id,
+                    shipment_id=payload.shipment_id,
+                    lines=[
+                        LineQuantity(line_id=line.line_id, sku=line.sku, quantity=line.quantity)
+                        for line in payload.lines
+                    ],
+                    carrier=payload.carrier,
+                    tracking_number=payload.tracking_number,
+                    tracking_url=payload.tracking_url,
+                    shipped_at=payload.shipped_at,
+                )
+            ]
     return []
 
 
-def _notifications(state: OrderFacts, incoming: Envelope[Any]) -> list[Notification]:
-    payload = incoming.payload
+# --- per order: the story rules -----------------------------------------------------------------------------
+
+
+def _due(state: OrderFacts, overdue: frozenset[str] | set[str] = frozenset()) -> list[Notification]:
+    """Every message the facts call for now (`_requests` drops those requested before), line by line in
+    story order, then the shipments. `overdue`: lines whose backordered message goes out without an ETA."""
     if state.contact is None:
         return []  # inventory overtook OrderPlaced: the messages go out when it arrives
-    match payload:
-        case OrderPlaced():
-            return [n for line in state.lines.values() for n in _due_from_facts(state, line)]
-        case StockShort() | BackorderEtaUpdated():
-            line = state.lines.get(payload.line_id)
-            return _due_from_facts(state, line) if line else []
-        case BackorderFulfilled():
-            return _fulfilled(state, payload)
-        case OrderCancelled():
-            cancelled = CancelledContent(reason=payload.reason, lines=payload.lines)
-            return [_notification(state, None, _cancelled_id(state.order_id, incoming), cancelled)]
-        case RefundRequested():
-            refunded = RefundedContent(
-                sku=payload.sku,
-                quantity=payload.quantity,
-                amount=payload.amount,
-                currency=payload.currency,
-                reason=payload.reason,
-            )
-            refund_id = _refunded_id(state.order_id, payload.line_id, incoming)
-            return [_notification(state, payload.line_id, refund_id, refunded)]
-    return []
-
-
-def _due_from_facts(state: OrderFacts, line: LineFacts) -> list[Notification]:
-    """Messages the line's facts call for and the customer has not had: rejected, backordered, new ETA."""
-    if line.disposition == "rejected":
-        return [_rejected(state, line)]
-    if line.disposition != "backordered" or line.waiting == 0 or not line.eta_known:
-        return []
-    if not line.backorder_announced:
-        return [_backordered(state, line)]
-    if line.eta != line.announced_eta:
-        content = EtaChangedContent(
-            sku=line.sku, waiting=line.waiting, previous_eta=line.announced_eta, eta=line.eta
+    due: list[Notification] = []
+    for line in state.lines.values():
+        due += _due_for_line(state, line, line.line_id in overdue)
+    for shipment in state.shipments_pending:
+        content = ShippedContent(
+            shipment_id=shipment.shipment_id,
+            lines=shipment.lines,
+            carrier=shipment.carrier,
+            tracking_number=shipment.tracking_number,
+            tracking_url=shipment.tracking_url,
+            shipped_at=shipment.shipped_at,
         )
-        change = f"{line.eta_announcements + 1}:{line.eta.isoformat() if line.eta else 'none'}"
-        return [_line_notification(state, line, change, content)]
-    return []
+        shipped_id = notification_id(order_subject(state.order_id), "shipped", shipment.shipment_id)
+        due.append(_notification(state, None, shipped_id, content))
+    return due
+
+
+def _due_for_line(state: OrderFacts, line: LineFacts, overdue: bool) -> list[Notification]:
+    due: list[Notification] = []
+    if line.disposition == "rejected":
+        due.append(_rejected(state, line))
+    if _backordered_due(state, line) and (line.eta_known or overdue):
+        due.append(_backordered(state, line))
+    elif (
+        line.backorder_announced
+        and line.waiting > 0
+        and not line.waiting_news_held
+        and _promise(line.eta, line.basis) != _promise(line.announced_eta, line.announced_basis)
+    ):
+        content = EtaChangedContent(
+            sku=line.sku,
+            waiting=line.waiting,
+            previous_eta=line.announced_eta,
+            eta=line.eta,
+            basis=line.basis,
+        )
+        change = f"{line.eta_announcements + 1}:{_promise(line.eta, line.basis)}"
+        due.append(_line_notification(state, line, change, content))
+    fill = _fill_to_tell(line)
+    if fill:
+        content = FulfilledContent(
+            sku=line.sku,
+            filled=fill,
+            still_waiting=line.waiting,
+            order_ready=all(other.waiting == 0 for other in state.lines.values()),
+        )
+        due.append(_line_notification(state, line, f"filled:{line.filled}", content))
+    if line.cancelled > line.told_cancelled:
+        content = CancelledContent(
+            reason=line.cancel_reason or "customer_request",
+            lines=[
+                LineQuantity(
+                    line_id=line.line_id, sku=line.sku, quantity=line.cancelled - line.told_cancelled
+                )
+            ],
+        )
+        due.append(_line_notification(state, line, f"{line.cancelled}", content))
+    refunded = line.told_refunded
+    for refund in line.refunds_pending:
+        if refunded + refund.quantity > line.cancelled:
+            break  # its cancellation has not been told yet: refunds follow what was cancelled
+        refunded += refund.quantity
+        content = RefundedContent(
+            sku=refund.sku,
+            quantity=refund.quantity,
+            amount=refund.amount,
+            currency=refund.currency,
+            reason=refund.reason,
+        )
+        due.append(_notification(state, line.line_id, refund.notification_id, content))
+    return due
+
+
+def _backordered_due(state: OrderFacts, line: LineFacts) -> bool:
+    """The line's backordered message is owed (once the first ETA answer came, or the grace ran out)."""
+    return (
+        state.contact is not None
+        and line.disposition == "backordered"
+        and not line.backorder_announced
+        and line.waiting > 0
+        and not line.waiting_news_held
+    )
+
+
+def _fill_to_tell(line: LineFacts) -> int:
+    """Units that arrived since the customer last heard of the line and are still reserved for them: a
+    fill before the backorder was announced, or whose units shipped or were released, is not news."""
+    if not line.backorder_announced or line.fill_news_held:
+        return 0
+    return max(min(line.filled - line.told_filled, line.unshipped), 0)
+
+
+def _promise(eta: date | None, basis: EtaBasis | None) -> str:
+    """What a customer is promised: a date, no date yet, or no date because no supplier is known."""
+    if eta is not None:
+        return eta.isoformat()
+    return "no_supplier" if basis == "no_supplier" else "none"
 
 
 def _rejected(state: OrderFacts, line: LineFacts) -> Notification:
@@ -354,6 +580,7 @@ def _rejected(state: OrderFacts, line: LineFacts) -> Notification:
         available=line.available,
         rejected=line.short_quantity,
         reason=line.rejection_reason,
+        unknown_sku=(line.rejection_reason or "").startswith(UNKNOWN_SKU_PREFIX),
     )
     return _line_notification(state, line, "", content)
 
@@ -373,6 +600,7 @@ def _backordered(state: OrderFacts, line: LineFacts) -> Notification:
         cancel_by=cancel_by,
         shipping_preference=contact.shipping_preference,
         options=_backorder_options(state, line),
+        basis=line.basis if line.eta_known else None,
     )
     return _line_notification(state, line, "", content)
 
@@ -385,20 +613,6 @@ def _backorder_options(state: OrderFacts, line: LineFacts) -> list[BackorderOpti
     if in_stock:
         options.append("ship_available_now")
     return options
-
-
-def _fulfilled(state: OrderFacts, fill: BackorderFulfilled) -> list[Notification]:
-    line = state.lines.get(fill.line_id)
-    if line is None or not line.backorder_announced:
-        return []  # filled before the customer heard of the backorder: nothing changed for them
-    content = FulfilledContent(
-        sku=line.sku,
-        filled=fill.quantity,
-        still_waiting=line.waiting,
-        order_ready=all(other.waiting == 0 for other in state.lines.values()),
-    )
-    change = f"remaining:{fill.remaining_backordered}"
-    return [_line_notification(state, line, change, content)]
 
 
 def _line_notification(
@@ -451,22 +665,40 @@ def evolve_order(state: OrderFacts, event: EventPayload) -> OrderFacts:
         case NotifierLineEvent():
             # Creates the line if inventory's or procurement's answer came before the order.
             line = state.lines.get(event.line_id) or LineFacts(line_id=event.line_id, sku=event.sku)
-            return replace(state, lines={**state.lines, event.line_id: _line_after(line, event)})
+            after = replace(state, lines={**state.lines, event.line_id: _line_after(line, event)})
+            if isinstance(event, LineReleaseObserved | RefundObserved):
+                return replace(after, observed=after.observed | {_event_key(event.source_event_id)})
+            return after
         case CancellationObserved():
             lines = dict(state.lines)
             for cancelled in event.lines:
-                if (cancelled_line := lines.get(cancelled.line_id)) is not None:
-                    # The same rule as inventory's: a cancellation takes waiting units first.
-                    waiting = max(cancelled_line.waiting - cancelled.quantity, 0)
-                    lines[cancelled.line_id] = replace(cancelled_line, waiting=waiting)
-            return replace(state, lines=lines)
+                line = lines.get(cancelled.line_id) or LineFacts(line_id=cancelled.line_id, sku=cancelled.sku)
+                lines[cancelled.line_id] = replace(
+                    line,
+                    cancel_requested=line.cancel_requested + cancelled.quantity,
+                    full_cancel_requested=line.full_cancel_requested
+                    + (0 if event.only_waiting else cancelled.quantity),
+                    cancel_reason=event.reason or line.cancel_reason,
+                )
+            observed = state.observed | (
+                {_event_key(event.source_event_id)} if event.source_event_id else set()
+            )
+            return replace(state, lines=lines, observed=observed)
+        case ShipmentObserved():
+            lines = dict(state.lines)
+            for shipped in event.lines:
+                line = lines.get(shipped.line_id) or LineFacts(line_id=shipped.line_id, sku=shipped.sku)
+                lines[shipped.line_id] = replace(line, shipped=line.shipped + shipped.quantity)
+            return replace(
+                state,
+                lines=lines,
+                observed=state.observed | {_shipment_key(event.shipment_id)},
+                shipments_pending=(*state.shipments_pending, event),
+            )
         case NotificationRequested(notification=notification):
-            base = replace(state, requested=state.requested | {notification.notification_id})
-            announced_line = base.lines.get(notification.line_id or "")
-            if announced_line is None:
-                return base
-            announced = _announced(announced_line, notification.content)
-            return replace(base, lines={**base.lines, announced.line_id: announced})
+            return _told(
+                replace(state, requested=state.requested | {notification.notification_id}), notification
+            )
     raise TypeError(f"{type(event).__name__} is not an event of a notifier order stream")
 
 
@@ -481,26 +713,65 @@ def _line_after(line: LineFacts, event: NotifierLineEvent) -> LineFacts:
                 short_quantity=event.short_quantity,
                 rejection_reason=event.reason,
                 short_at=event.observed_at,
-                waiting=event.short_quantity if event.disposition == "backordered" else 0,
             )
         case LineEtaObserved():
-            return replace(line, eta=event.eta, eta_known=True)
+            return replace(line, eta=event.eta, eta_known=True, basis=event.basis)
         case LineFillObserved():
-            return replace(line, waiting=min(line.waiting, event.remaining_backordered))
+            return replace(line, filled=line.filled + event.quantity)
+        case LineReleaseObserved():
+            return replace(
+                line,
+                released=line.released + event.released_reserved,
+                dropped=line.dropped + event.dropped_backordered,
+                cancel_reason=event.reason or line.cancel_reason,
+            )
+        case RefundObserved():
+            return replace(line, refunds_pending=(*line.refunds_pending, event))
     raise TypeError(f"{type(event).__name__} is not an event of an order line")
+
+
+def _told(state: OrderFacts, notification: Notification) -> OrderFacts:
+    """What the customer now knows, after `notification`."""
+    content = notification.content
+    if isinstance(content, ShippedContent):
+        pending = tuple(s for s in state.shipments_pending if s.shipment_id != content.shipment_id)
+        return replace(state, shipments_pending=pending)
+    line = state.lines.get(notification.line_id or "")
+    if line is None:
+        return state  # e.g. an order-wide cancellation message of a stream written before issue 8
+    match content:
+        case BackorderedContent():
+            # Fills before the announcement are in its figures: not news later.
+            told = replace(
+                line,
+                backorder_announced=True,
+                announced_eta=content.eta,
+                announced_basis=content.basis,
+                told_filled=line.filled,
+            )
+        case EtaChangedContent():
+            told = replace(
+                line,
+                announced_eta=content.eta,
+                announced_basis=content.basis,
+                eta_announcements=line.eta_announcements + 1,
+            )
+        case FulfilledContent():
+            told = replace(line, told_filled=line.filled)
+        case CancelledContent():
+            told = replace(line, told_cancelled=line.told_cancelled + sum(c.quantity for c in content.lines))
+        case RefundedContent():
+            pending = tuple(
+                r for r in line.refunds_pending if r.notification_id != notification.notification_id
+            )
+            told = replace(line, refunds_pending=pending, told_refunded=line.told_refunded + content.quantity)
+        case _:
+            return state
+    return replace(state, lines={**state.lines, line.line_id: told})
 
 
 def rebuild_order(order_id: str, events: Iterable[EventPayload]) -> OrderFacts:
     return reduce(evolve_order, events, initial_order_facts(order_id))
-
-
-def _announced(line: LineFacts, content: MessageContent) -> LineFacts:
-    match content:
-        case BackorderedContent():
-            return replace(line, backorder_announced=True, announced_eta=content.eta)
-        case EtaChangedContent():
-            return replace(line, announced_eta=content.eta, eta_announcements=line.eta_announcements + 1)
-    return line
 
 
 # The consumed events a customer may hear about, per order and per SKU (back in stock); no other matters.
@@ -510,7 +781,9 @@ ORDER_EVENTS: tuple[type[EventPayload], ...] = (
     RefundRequested,
     StockShort,
     BackorderFulfilled,
+    StockReleased,
     BackorderEtaUpdated,
+    ShipmentDispatched,
 )
 SKU_EVENTS: tuple[type[EventPayload], ...] = (SkuPolicyChanged, GoodsReceived, StockAdjusted)
 CONSUMED_EVENTS = (*ORDER_EVENTS, *SKU_EVENTS)

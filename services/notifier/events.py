@@ -16,6 +16,7 @@ from backbone.contracts.envelope import STRICT
 from backbone.contracts.events import (
     Channel,
     Customer,
+    EtaBasis,
     LineQuantity,
     NotificationKind,
     ShippingPreference,
@@ -49,6 +50,9 @@ class BackorderedContent(BaseModel):
     cancel_by: date | None = Field(description="When waiting units are cancelled and refunded, if known")
     shipping_preference: ShippingPreference
     options: list[BackorderOption] = Field(min_length=1)
+    basis: EtaBasis | None = Field(
+        default=None, description="What the ETA rests on; no_supplier: no date can be promised"
+    )
 
 
 class EtaChangedContent(BaseModel):
@@ -58,6 +62,9 @@ class EtaChangedContent(BaseModel):
     waiting: Quantity
     previous_eta: date | None
     eta: date | None
+    basis: EtaBasis | None = Field(
+        default=None, description="What the ETA rests on; no_supplier: no date can be promised"
+    )
 
 
 class FulfilledContent(BaseModel):
@@ -70,6 +77,8 @@ class FulfilledContent(BaseModel):
 
 
 class CancelledContent(BaseModel):
+    """Units of a line that left inventory's books (StockReleased): one line per message."""
+
     model_config = STRICT
     kind: Literal["cancelled"] = "cancelled"
     reason: CancelReason
@@ -94,6 +103,20 @@ class RejectedContent(BaseModel):
     available: NonNegativeQuantity
     rejected: Quantity
     reason: Text | None
+    unknown_sku: bool = Field(default=False, description="The shop does not know the SKU at all")
+
+
+class ShippedContent(BaseModel):
+    """One shipment of an order (it may span several lines)."""
+
+    model_config = STRICT
+    kind: Literal["shipped"] = "shipped"
+    shipment_id: Identifier
+    lines: list[LineQuantity] = Field(min_length=1)
+    carrier: Text | None
+    tracking_number: Text | None
+    tracking_url: Text | None
+    shipped_at: AwareDatetime
 
 
 class BackInStockContent(BaseModel):
@@ -109,6 +132,7 @@ MessageContent = Annotated[
     | CancelledContent
     | RefundedContent
     | RejectedContent
+    | ShippedContent
     | BackInStockContent,
     Field(discriminator="kind"),
 ]
@@ -179,6 +203,7 @@ class LineEtaObserved(NotifierLineEvent):
     event_type = "notifier.LineEtaObserved"
 
     eta: date | None
+    basis: EtaBasis | None = None
 
 
 class LineFillObserved(NotifierLineEvent):
@@ -188,13 +213,59 @@ class LineFillObserved(NotifierLineEvent):
     remaining_backordered: NonNegativeQuantity
 
 
+class LineReleaseObserved(NotifierLineEvent):
+    """Inventory's answer to a cancellation (StockReleased): the units that actually left its books."""
+
+    event_type = "notifier.LineReleaseObserved"
+
+    released_reserved: NonNegativeQuantity
+    dropped_backordered: NonNegativeQuantity
+    reason: CancelReason | None
+    source_event_id: Identifier
+
+
+class RefundObserved(NotifierLineEvent):
+    """A refund the order service requested; told once the cancellation it refunds has been told."""
+
+    event_type = "notifier.RefundObserved"
+
+    notification_id: Identifier
+    quantity: Quantity
+    amount: Money
+    currency: Currency
+    reason: CancelReason
+    source_event_id: Identifier
+
+
 class CancellationObserved(EventPayload):
+    """A cancellation was requested; only inventory's StockReleased says what it cancelled. Until that
+    answer, messages the request may make untrue wait (see the domain's story rules)."""
+
     event_type = "notifier.CancellationObserved"
     topic = None
     key_field = "order_id"
 
     order_id: Identifier
     lines: list[LineQuantity] = Field(min_length=1)
+    reason: CancelReason | None = None  # None in streams written before issue 8
+    only_waiting: bool = False
+    source_event_id: Identifier | None = None
+
+
+class ShipmentObserved(EventPayload):
+    """The warehouse shipped units of the order (ShipmentDispatched)."""
+
+    event_type = "notifier.ShipmentObserved"
+    topic = None
+    key_field = "order_id"
+
+    order_id: Identifier
+    shipment_id: Identifier
+    lines: list[LineQuantity] = Field(min_length=1)
+    carrier: Text | None
+    tracking_number: Text | None
+    tracking_url: Text | None
+    shipped_at: AwareDatetime
 
 
 class NotificationRequested(EventPayload):
@@ -272,7 +343,10 @@ INTERNAL_EVENTS: tuple[type[EventPayload], ...] = (
     LineShortObserved,
     LineEtaObserved,
     LineFillObserved,
+    LineReleaseObserved,
+    RefundObserved,
     CancellationObserved,
+    ShipmentObserved,
     NotificationRequested,
     SkuPolicyObserved,
     BackInStockSubscribed,

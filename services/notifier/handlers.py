@@ -2,7 +2,8 @@
 transaction.
 
 An event about an order's customer (`order_id_of`: OrderPlaced, OrderCancelled, RefundRequested,
-StockShort, BackorderFulfilled, BackorderEtaUpdated) goes to its order stream; one that can matter to
+StockShort, BackorderFulfilled, StockReleased, BackorderEtaUpdated, ShipmentDispatched) goes to its order
+stream; one that can matter to
 back-in-stock subscribers (`sku_of`: SkuPolicyChanged, GoodsReceived, StockAdjusted with units added)
 to its SKU stream; anything else on the consumed topics is not the notifier's business. The domain
 takes the envelope itself, since some changes are named by the causing event's id and time.

@@ -9,7 +9,7 @@ read from files once, and the same input always gives the same text.
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,9 @@ TEMPLATES = Path(__file__).with_name("templates")
 
 
 def long_date(value: date | str) -> str:
-    """1 April 2026: unambiguous in every locale, unlike 01/04/2026. Accepts ISO strings too."""
-    day = date.fromisoformat(value) if isinstance(value, str) else value
+    """1 April 2026: unambiguous in every locale, unlike 01/04/2026. Accepts ISO strings (of a date or
+    a date and time) and datetimes too."""
+    day = datetime.fromisoformat(value).date() if isinstance(value, str) else value
     return f"{day.day} {day:%B %Y}"
 
 

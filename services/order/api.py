@@ -1,4 +1,5 @@
-"""HTTP API of the order service: place and cancel orders, look them up, list backorders, report.
+"""HTTP API of the order service: place and cancel orders, look them up (with shipments), list backorders,
+report.
 
 Commands run the domain like the consumer does (handlers.apply: lock, load, decide, append, project) in
 one transaction, retried a few times on ConcurrencyError; the events they append are published on the
@@ -178,13 +179,15 @@ def make_router(pool: asyncpg.Pool, store: EventStore, default_max_wait_days: in
     @router.post(
         "/orders/{order_id}/cancel",
         response_model=CommandResult,
-        responses={404: {}, 409: {"description": "Still being allocated, or nothing left to cancel"}},
+        responses={404: {}, 409: {"description": "Nothing left to cancel (shipped, cancelled or pending)"}},
     )
     async def cancel_order(
         order_id: OrderIdPath, body: Annotated[CancelOrderRequest | None, Body()] = None
     ) -> CommandResult:
-        """Cancel every unshipped unit: waiting units leave the queue, reserved stock is released by
-        inventory. Publishes OrderCancelled and one RefundRequested per line with paid units."""
+        """Cancel every unshipped unit, also of lines inventory has not decided yet: publishes OrderCancelled
+        (waiting units first, then reserved ones). The units count as cancelled, and paid ones are
+        refunded (RefundRequested), when inventory confirms what it released (StockReleased); until then
+        they show as `cancellation_pending`. Units already shipped are never cancelled."""
         reason = (body or CancelOrderRequest()).reason
         return await run(order_id, CancelOrder(order_id, datetime.now(UTC), reason))
 
@@ -199,7 +202,8 @@ def make_router(pool: asyncpg.Pool, store: EventStore, default_max_wait_days: in
         body: Annotated[CancelBackorderedRequest | None, Body()] = None,
     ) -> CommandResult:
         """Cancel (some of) the units of a line still waiting for stock; allocated units still ship.
-        Publishes OrderCancelled and RefundRequested."""
+        Publishes OrderCancelled (only_waiting): a fill that reaches the line first is kept and ships;
+        the units inventory drops are refunded when it confirms them (StockReleased)."""
         request = body or CancelBackorderedRequest()
         command = CancelBackorderedUnits(
             order_id, line_id, datetime.now(UTC), quantity=request.quantity, reason=request.reason

@@ -21,7 +21,7 @@ class OrderSettings(ServiceSettings):
         gt=0,
         le=365,
         description="DEFAULT_MAX_WAIT_DAYS: backorders of orders without their own "
-        "max_wait_days are cancelled and refunded this many days after placement",
+        "max_wait_days are cancelled this many days after placement (refunded once inventory confirms)",
     )
     auto_cancel_interval_seconds: float = Field(
         default=2.0,
@@ -61,7 +61,7 @@ SERVICE = Service(
     name="order",
     settings_type=OrderSettings,
     migrations=Path(__file__).parent / "migrations",
-    consumes=[Topic.ORDERS, Topic.INVENTORY, Topic.PROCUREMENT],
+    consumes=[Topic.ORDERS, Topic.INVENTORY, Topic.PROCUREMENT, Topic.FULFILMENT],
     make_handler=make_handler,
     make_routes=make_routes,
     registry=ORDER_REGISTRY,

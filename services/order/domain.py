@@ -8,29 +8,50 @@ event is `initial_state(order_id)`, e.g. for backbone.aggregate:
 Inventory's answers may reach the order service before the order itself (they travel on another topic):
 they are recorded on lines of a not-yet-placed order, and the placement completes those lines.
 
-Line arithmetic (units of one line):
+Line arithmetic (units of one line; inventory's answers are the truth of what happened to units):
     ordered     = reserved at placement + backordered + rejected      (once inventory has decided)
-    backordered = filled later + cancelled while waiting + still waiting
-    allocated   = reserved at placement + filled later - cancelled from stock   (in stock for the line)
-There is no shipping event in the contract yet, so every allocated unit counts as unshipped.
+    backordered = filled later + dropped from the queue + still waiting
+    allocated   = reserved at placement + filled later - released from stock    (shipped ones included)
+    to ship     = allocated - shipped
+    cancelled   = released from stock + dropped from the queue        (both confirmed by StockReleased)
+A cancellation request (OrderCancelled, ours or a checkout's) only makes units *pending*: `pending_cancel`
+(waiting first, then allocated: a whole order) and `pending_cancel_waiting` (only_waiting: units still
+waiting). They become cancelled when inventory's StockReleased confirms them; what inventory could not
+cancel any more (a fill that won the race of an only_waiting request, units shipped meanwhile) stops
+being pending as soon as the line shows it: pending units never exceed what is still open.
 
 Order status, derived from the lines of a placed order:
     accepted              inventory has not decided every line yet
-    ready_to_ship         nothing waits and some units are allocated
-    partially_backordered some units are allocated and some wait
-    backordered           nothing is allocated and some units wait
-    cancelled             nothing is allocated or waiting, and some units were cancelled
-    rejected              nothing is allocated or waiting, and nothing was cancelled: all was refused
-The shipping preference does not change the status; it decides what may leave now (`shippable_now`):
-ship_available ships the allocated units of a partially backordered order, ship_complete waits until
-the order is ready_to_ship.
+    partially_shipped     some units shipped, and some still to ship or waiting
+    shipped               some units shipped, nothing left to ship or wait for
+    ready_to_ship         nothing waits and some units are to ship
+    partially_backordered some units are to ship and some wait
+    backordered           nothing is to ship and some units wait
+    cancelled             nothing to ship, waiting or shipped, and some units were cancelled
+    rejected              nothing to ship, waiting or shipped, and nothing was cancelled: all was refused
+An order is `closed` when every line is decided and has nothing to ship or wait for (shipped, cancelled,
+rejected). Pending cancellations do not change the status: inventory's answer does.
 
-Cancellation: the units of a line to cancel are taken from the waiting units first, then from the
-allocated ones. Inventory applies the same rule to OrderCancelled, so both books agree even when a fill
-races a cancellation (a fill of units already cancelled here is counted as `filled_after_cancel`, and
-inventory releases it). Every cancelled unit with a non-zero price was paid at checkout (the contract has
-no payment status) and is refunded by one RefundRequested per line, decided together with the
-cancellation, so the refund happens exactly once.
+The shipping preference does not change the status; it decides what may leave now (`shippable_now`):
+ship_available ships the units to ship of any order with some (also partially backordered or shipped),
+ship_complete only once nothing (not already pending cancellation) waits. Units pending cancellation
+from stock never ship. That pick list, plus what each line shipped so far, is published as
+FulfilmentRequested (revision 1, 2, ...) whenever it changes; the warehouse reports ShipmentDispatched,
+recorded as ShipmentRecorded. A shipment may take at most the units a line has to ship.
+
+Cancellation: the order service asks (OrderCancelled), inventory answers (StockReleased) and refunds
+follow the answer. CancelOrder cancels every open unit of every line that is not already pending, also
+while inventory is still deciding lines (a cancellation that arrives before the decision is kept and
+applied: inventory answers with StockReserved/StockShort, then StockReleased). CancelBackorderedUnits and
+the max-wait auto-cancel ask only_waiting=True: a fill that reaches the line first is kept and ships.
+Every OrderCancelled decided here carries cancellation_id f"{order_id}:cancel:{n}", n = 1, 2, ... per order.
+
+Refunds: after a StockReleased (or a placement that completes lines inventory had already released),
+a line whose confirmed cancelled units exceed its refunded units, at a non-zero price (paid at
+checkout: the contract has no payment status), gets one RefundRequested for the difference, with the
+cancellation's reason (StockReleased.reason, else the pending request's). "Cancelled - refunded" also
+keeps streams written before this rule (refunds decided at cancellation time, then LineReleased)
+refunded exactly once: their refunds already cover the units inventory confirmed later.
 
 Errors: every refused command raises an `OrderError`; the HTTP layer maps `OrderNotFound`/`LineNotFound`
 to 404, `OrderConflict` to 409 and `InvalidCommand` to 422. A consumed event that contradicts the order
@@ -48,10 +69,13 @@ from backbone.contracts import EventPayload
 from backbone.contracts.events import (
     BackorderEtaUpdated,
     BackorderFulfilled,
+    FulfilmentRequested,
     LineQuantity,
     OrderCancelled,
     OrderPlaced,
     RefundRequested,
+    ShipmentDispatched,
+    ShippableLine,
     StockReleased,
     StockReserved,
     StockShort,
@@ -66,10 +90,18 @@ from services.order.events import (
     LineReserved,
     OrderLineEvent,
     OrderRecorded,
+    ShipmentRecorded,
 )
 
 OrderStatus = Literal[
-    "accepted", "ready_to_ship", "partially_backordered", "backordered", "rejected", "cancelled"
+    "accepted",
+    "ready_to_ship",
+    "partially_backordered",
+    "backordered",
+    "partially_shipped",
+    "shipped",
+    "rejected",
+    "cancelled",
 ]
 CancelReason = Literal["customer_request", "max_wait_exceeded", "shop_request"]
 
@@ -95,10 +127,6 @@ class OrderConflict(OrderError):
 
 class OrderAlreadyPlaced(OrderConflict):
     pass
-
-
-class OrderNotYetAllocated(OrderConflict):
-    """Inventory has not decided every line yet; cancelling the whole order must wait a moment."""
 
 
 class NothingToCancel(OrderConflict):
@@ -127,11 +155,13 @@ class LineState:
     rejected: int = 0
     rejection_reason: str | None = None
     filled: int = 0
-    cancelled_waiting: int = 0
-    cancelled_allocated: int = 0
-    filled_after_cancel: int = 0  # a fill that raced a cancellation; inventory releases these units
     released_reserved: int = 0  # inventory's confirmations of cancelled units leaving its books
     dropped_backordered: int = 0
+    shipped: int = 0
+    pending_cancel: int = 0  # requested (waiting first, then allocated), not yet confirmed by inventory
+    pending_cancel_waiting: int = 0  # requested only_waiting, not yet confirmed
+    pending_reason: CancelReason | None = None  # of the latest request still pending
+    release_reason: CancelReason | None = None  # of the latest confirmation
     refunded: int = 0
     refunded_amount: Decimal = Decimal(0)
     eta: date | None = None
@@ -147,19 +177,62 @@ class LineState:
 
     @property
     def waiting(self) -> int:
-        return self.backordered - self.filled - self.cancelled_waiting
+        return self.backordered - self.filled - self.dropped_backordered
 
     @property
     def allocated(self) -> int:
-        return self.reserved_at_placement + self.filled - self.cancelled_allocated
+        """Units in stock for the line, shipped ones included."""
+        return self.reserved_at_placement + self.filled - self.released_reserved
+
+    @property
+    def to_ship(self) -> int:
+        return self.allocated - self.shipped
 
     @property
     def cancelled(self) -> int:
-        return self.cancelled_waiting + self.cancelled_allocated
+        return self.released_reserved + self.dropped_backordered
 
     @property
     def unshipped(self) -> int:
-        return self.allocated + self.waiting
+        return self.to_ship + self.waiting
+
+    @property
+    def open_units(self) -> int:
+        """Units neither shipped, cancelled nor rejected; before the decision: all ordered units."""
+        return self.ordered - self.rejected - self.cancelled - self.shipped
+
+    @property
+    def cancellation_pending(self) -> int:
+        return self.pending_cancel + self.pending_cancel_waiting
+
+    @property
+    def cancellable(self) -> int:
+        """Open units no pending request covers yet: what a whole-order cancellation may still ask for."""
+        return max(0, self.open_units - self.cancellation_pending)
+
+    @property
+    def waiting_not_pending(self) -> int:
+        """Waiting units no pending request may take (counting a whole-order request against them)."""
+        return max(0, self.waiting - self.cancellation_pending)
+
+    @property
+    def pending_from_stock(self) -> int:
+        """Units to ship that a pending whole-order request will release (it takes waiting ones first)."""
+        return min(
+            self.to_ship, max(0, self.pending_cancel - max(0, self.waiting - self.pending_cancel_waiting))
+        )
+
+    @property
+    def pickable(self) -> int:
+        """Units to ship that no pending cancellation is about to release."""
+        return max(0, self.to_ship - self.pending_from_stock)
+
+    @property
+    def closed(self) -> bool:
+        return self.decided and self.unshipped == 0
+
+
+PickList = Mapping[str, tuple[int, int]]  # line_id -> (units that may ship now, units shipped so far)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +241,9 @@ class OrderState:
     placement: OrderPlaced | None = None  # None: facts about the order arrived before the order itself
     lines: Mapping[str, LineState] = field(default_factory=dict)
     cancellations: tuple[OrderCancelled, ...] = ()  # to recognise the orders topic echoing our own
+    own_cancellations: int = 0  # OrderCancelled decided here: numbers the next cancellation_id
+    fulfilment_revision: int = 0  # of the last FulfilmentRequested
+    pick_list: PickList = field(default_factory=dict)  # as last published (lines with units or shipped)
 
     @property
     def placed(self) -> bool:
@@ -176,6 +252,15 @@ class OrderState:
     @property
     def waiting(self) -> int:
         return sum(line.waiting for line in self.lines.values())
+
+    @property
+    def shipped(self) -> int:
+        return sum(line.shipped for line in self.lines.values())
+
+    @property
+    def closed(self) -> bool:
+        """Nothing remains to ship or wait for: every line is shipped, cancelled or rejected."""
+        return self.placed and all(line.closed for line in self.lines.values())
 
 
 def initial_state(order_id: str) -> OrderState:
@@ -222,7 +307,7 @@ class CancelBackorderedUnits:
 
 @dataclass(frozen=True, slots=True)
 class CancelOrder:
-    """Cancel every unshipped unit of every line: waiting units leave the queue, stock is released."""
+    """Cancel every open (unshipped) unit of every line, also of lines inventory has not decided yet."""
 
     order_id: str
     requested_at: datetime
@@ -255,8 +340,17 @@ def decide(state: OrderState, incoming: Command | EventPayload) -> list[EventPay
     """The events that `incoming` (a command, or a consumed contract event) adds to the order's stream.
 
     Deciding the same incoming twice from the evolved state adds nothing the second time. Events the
-    order service does not act on decide to nothing.
+    order service does not act on decide to nothing. When the events change the order's pick list, a
+    FulfilmentRequested with the next revision follows them.
     """
+    events = _decide(state, incoming)
+    if not events:
+        return events
+    after = reduce(evolve, events, state)
+    return [*events, *_fulfilment(after)]
+
+
+def _decide(state: OrderState, incoming: Command | EventPayload) -> list[EventPayload]:
     match incoming:
         case PlaceOrder(order=placed):
             return _place(state, placed)
@@ -280,7 +374,9 @@ def decide(state: OrderState, incoming: Command | EventPayload) -> list[EventPay
             return _record_release(state, incoming)
         case BackorderEtaUpdated():
             return _record_eta(state, incoming)
-    return []  # e.g. our own RefundRequested echoed by the orders topic
+        case ShipmentDispatched():
+            return _record_shipment(state, incoming)
+    return []  # e.g. our own RefundRequested or FulfilmentRequested echoed by the orders topic
 
 
 def _placed(state: OrderState, order_id: str) -> OrderState:
@@ -306,38 +402,44 @@ def _place(state: OrderState, placed: OrderPlaced) -> list[EventPayload]:
 
 def _cancel_backordered(state: OrderState, command: CancelBackorderedUnits) -> list[EventPayload]:
     line = _line(state, command.line_id)
-    if line.waiting == 0:
-        raise NothingToCancel(f"line {line.line_id} of order {state.order_id} has no units waiting")
-    quantity = line.waiting if command.quantity is None else command.quantity
-    if not 0 < quantity <= line.waiting:
-        raise InvalidCommand(
-            f"line {line.line_id} has {line.waiting} units waiting, cannot cancel {quantity}"
+    free = line.waiting_not_pending
+    if free == 0:
+        pending = (
+            f" ({line.cancellation_pending} already being cancelled)" if line.cancellation_pending else ""
         )
-    return _cancel(state, {line.line_id: quantity}, command.reason, command.requested_at)
+        raise NothingToCancel(f"line {line.line_id} of order {state.order_id} has no units waiting{pending}")
+    quantity = free if command.quantity is None else command.quantity
+    if not 0 < quantity <= free:
+        raise InvalidCommand(f"line {line.line_id} has {free} units waiting, cannot cancel {quantity}")
+    return [_cancellation(state, {line.line_id: quantity}, command.reason, command.requested_at, True)]
 
 
 def _cancel_order(state: OrderState, command: CancelOrder) -> list[EventPayload]:
-    if not all(line.decided for line in state.lines.values()):
-        raise OrderNotYetAllocated(f"order {state.order_id} is still being allocated; try again shortly")
-    quantities = {line.line_id: line.unshipped for line in state.lines.values() if line.unshipped > 0}
+    # No waiting for inventory's decision: a line it has not decided yet is cancelled whole, and
+    # inventory, which reads the orders topic in order, decides it and then releases what it holds.
+    quantities = {line.line_id: line.cancellable for line in state.lines.values() if line.cancellable > 0}
     if not quantities:
         raise NothingToCancel(f"order {state.order_id} has no units left to cancel")
-    return _cancel(state, quantities, command.reason, command.requested_at)
+    return [_cancellation(state, quantities, command.reason, command.requested_at, False)]
 
 
 def _cancel_overdue(state: OrderState, command: CancelOverdueBackorders) -> list[EventPayload]:
     if command.now < command.deadline:
         return []
-    quantities = {line.line_id: line.waiting for line in state.lines.values() if line.waiting > 0}
+    quantities = {
+        line.line_id: line.waiting_not_pending
+        for line in state.lines.values()
+        if line.waiting_not_pending > 0
+    }
     if not quantities:
-        return []  # already cancelled or filled: this is what makes the auto-cancel happen once
-    return _cancel(state, quantities, "max_wait_exceeded", command.now)
+        return []  # already cancelled (or pending) or filled: this is what makes the auto-cancel happen once
+    return [_cancellation(state, quantities, "max_wait_exceeded", command.now, True)]
 
 
-def _cancel(
-    state: OrderState, quantities: Mapping[str, int], reason: CancelReason, at: datetime
-) -> list[EventPayload]:
-    cancelled = OrderCancelled(
+def _cancellation(
+    state: OrderState, quantities: Mapping[str, int], reason: CancelReason, at: datetime, only_waiting: bool
+) -> OrderCancelled:
+    return OrderCancelled(
         order_id=state.order_id,
         lines=[
             LineQuantity(line_id=line_id, sku=state.lines[line_id].sku, quantity=quantity)
@@ -345,30 +447,35 @@ def _cancel(
         ],
         reason=reason,
         cancelled_at=at,
+        only_waiting=only_waiting,
+        cancellation_id=f"{state.order_id}:cancel:{state.own_cancellations + 1}",
     )
-    return [cancelled, *_refunds(state, evolve(state, cancelled), reason)]
 
 
-def _refunds(before: OrderState, after: OrderState, reason: CancelReason) -> list[EventPayload]:
-    """One refund per line for the units a cancellation actually cancelled, read off evolve itself."""
-    if after.placement is None:
+def _refunds(state: OrderState) -> list[EventPayload]:
+    """One refund per line for the confirmed cancelled units not refunded yet (see the module docstring)."""
+    if state.placement is None:
         return []
     refunds: list[EventPayload] = []
-    for line in after.lines.values():
-        quantity = line.cancelled - before.lines[line.line_id].cancelled
+    for line in state.lines.values():
+        quantity = line.cancelled - line.refunded
         if quantity > 0 and line.unit_price > 0:
             refunds.append(
                 RefundRequested(
-                    order_id=after.order_id,
+                    order_id=state.order_id,
                     line_id=line.line_id,
                     sku=line.sku,
                     quantity=quantity,
                     amount=quantity * line.unit_price,
-                    currency=after.placement.currency,
-                    reason=reason,
+                    currency=state.placement.currency,
+                    reason=line.release_reason or line.pending_reason or "customer_request",
                 )
             )
     return refunds
+
+
+def _with_refunds(state: OrderState, events: list[EventPayload]) -> list[EventPayload]:
+    return [*events, *_refunds(reduce(evolve, events, state))]
 
 
 def _record_placement(state: OrderState, placed: OrderPlaced) -> list[EventPayload]:
@@ -376,7 +483,8 @@ def _record_placement(state: OrderState, placed: OrderPlaced) -> list[EventPaylo
         if state.placement == placed:
             return []  # our own OrderPlaced, echoed by the orders topic
         raise UnexpectedEvent(f"order {placed.order_id} was placed before with other content")
-    return [OrderRecorded(order=placed)]
+    # Inventory may have released units before the order reached us: refund them now.
+    return _with_refunds(state, [OrderRecorded(order=placed)])
 
 
 def _record_cancellation(state: OrderState, cancellation: OrderCancelled) -> list[EventPayload]:
@@ -386,8 +494,7 @@ def _record_cancellation(state: OrderState, cancellation: OrderCancelled) -> lis
         return []  # our own cancellation, echoed by the orders topic
     for requested in cancellation.lines:
         _known_line(state, requested.line_id, requested.sku)
-    recorded = ExternalCancellationRecorded(cancellation=cancellation)
-    return [recorded, *_refunds(state, evolve(state, recorded), cancellation.reason)]
+    return [ExternalCancellationRecorded(cancellation=cancellation)]
 
 
 def _known_line(state: OrderState, line_id: str, sku: str) -> LineState | None:
@@ -437,6 +544,11 @@ def _record_fill(state: OrderState, fill: BackorderFulfilled) -> list[EventPaylo
         raise UnexpectedEvent(
             f"fill of line {fill.line_id} of order {fill.order_id}, which is not backordered"
         )
+    if fill.quantity > line.waiting:
+        raise UnexpectedEvent(
+            f"fill of {fill.quantity} units of line {fill.line_id} of order {fill.order_id}, "
+            f"which has {line.waiting} waiting"
+        )
     return [
         LineFilled(
             order_id=fill.order_id,
@@ -450,18 +562,20 @@ def _record_fill(state: OrderState, fill: BackorderFulfilled) -> list[EventPaylo
 
 
 def _record_release(state: OrderState, released: StockReleased) -> list[EventPayload]:
-    _known_line(state, released.line_id, released.sku)
+    line = _known_line(state, released.line_id, released.sku)
     if released.released_reserved == 0 and released.dropped_backordered == 0:
         return []
-    return [
-        LineReleased(
-            order_id=released.order_id,
-            line_id=released.line_id,
-            sku=released.sku,
-            released_reserved=released.released_reserved,
-            dropped_backordered=released.dropped_backordered,
-        )
-    ]
+    # Not checked against the line: StockReleased is the truth of what left inventory's books.
+    reason = released.reason or (line.pending_reason if line is not None else None)
+    recorded = LineReleased(
+        order_id=released.order_id,
+        line_id=released.line_id,
+        sku=released.sku,
+        released_reserved=released.released_reserved,
+        dropped_backordered=released.dropped_backordered,
+        reason=reason,
+    )
+    return _with_refunds(state, [recorded])
 
 
 def _record_eta(state: OrderState, update: BackorderEtaUpdated) -> list[EventPayload]:
@@ -482,6 +596,80 @@ def _record_eta(state: OrderState, update: BackorderEtaUpdated) -> list[EventPay
     ]
 
 
+def _record_shipment(state: OrderState, shipment: ShipmentDispatched) -> list[EventPayload]:
+    # A re-sent shipment (same shipment_id) never gets here: the consumer loop drops it by business key.
+    if state.placement is None:
+        raise UnexpectedEvent(f"shipment {shipment.shipment_id} of unknown order {shipment.order_id}")
+    for shipped in shipment.lines:
+        line = state.lines.get(shipped.line_id)
+        if line is None:
+            raise UnexpectedEvent(
+                f"shipment {shipment.shipment_id}: order {state.order_id} has no line {shipped.line_id}"
+            )
+        if line.sku != shipped.sku:
+            raise UnexpectedEvent(
+                f"shipment {shipment.shipment_id}: line {line.line_id} is {line.sku}, not {shipped.sku}"
+            )
+        if shipped.quantity > line.to_ship:
+            raise UnexpectedEvent(
+                f"shipment {shipment.shipment_id} ships {shipped.quantity} units of line {line.line_id} "
+                f"of order {state.order_id}, which has {line.to_ship} allocated and not yet shipped"
+            )
+    return [
+        ShipmentRecorded(
+            order_id=shipment.order_id,
+            shipment_id=shipment.shipment_id,
+            lines=shipment.lines,
+            carrier=shipment.carrier,
+            tracking_number=shipment.tracking_number,
+            tracking_url=shipment.tracking_url,
+            shipped_at=shipment.shipped_at,
+        )
+    ]
+
+
+def pick_list(state: OrderState) -> dict[str, tuple[int, int]]:
+    """What may ship now and what shipped, per line with either (see `shippable_now`)."""
+    shippable = shippable_now(state) if state.placed else {}
+    return {
+        line.line_id: (shippable.get(line.line_id, 0), line.shipped)
+        for line in state.lines.values()
+        if shippable.get(line.line_id, 0) > 0 or line.shipped > 0
+    }
+
+
+def _fulfilment(state: OrderState) -> list[EventPayload]:
+    """FulfilmentRequested with the next revision, if the pick list differs from the last one published."""
+    if state.placement is None:
+        return []
+    current = pick_list(state)
+    if current == state.pick_list:
+        return []
+    # A line dropped from the pick list is listed once more with quantity 0: its units are withdrawn.
+    listed = {**{line_id: (0, shipped) for line_id, (_, shipped) in state.pick_list.items()}, **current}
+    lines = [
+        ShippableLine(line_id=line_id, sku=state.lines[line_id].sku, quantity=quantity, shipped=shipped)
+        for line_id, (quantity, shipped) in listed.items()
+    ]
+    # Units pending cancellation count as gone: inventory is about to release or drop them.
+    complete = all(
+        line.decided
+        and line.waiting_not_pending == 0
+        and current.get(line.line_id, (0, 0))[0] == line.pickable
+        for line in state.lines.values()
+    )
+    return [
+        FulfilmentRequested(
+            order_id=state.order_id,
+            revision=state.fulfilment_revision + 1,
+            customer_id=state.placement.customer.customer_id,
+            shipping_preference=state.placement.shipping_preference,
+            lines=lines,
+            complete=complete,
+        )
+    ]
+
+
 # --- evolve -----------------------------------------------------------------------------------------------
 
 
@@ -492,13 +680,30 @@ def evolve(state: OrderState, event: EventPayload) -> OrderState:
         case OrderRecorded(order=placed):
             return _opened(state, placed)
         case OrderCancelled():
-            return _cancelled(state, event)
+            cancelled = _cancelled(state, event)
+            return replace(cancelled, own_cancellations=cancelled.own_cancellations + 1)
         case ExternalCancellationRecorded(cancellation=cancellation):
             return _cancelled(state, cancellation)
+        case ShipmentRecorded():
+            lines = dict(state.lines)
+            for shipped in event.lines:
+                line = lines[shipped.line_id]
+                lines[line.line_id] = _settled(replace(line, shipped=line.shipped + shipped.quantity))
+            return replace(state, lines=lines)
+        case FulfilmentRequested():
+            return replace(
+                state,
+                fulfilment_revision=event.revision,
+                pick_list={
+                    line.line_id: (line.quantity, line.shipped)
+                    for line in event.lines
+                    if line.quantity > 0 or line.shipped > 0
+                },
+            )
         case OrderLineEvent() | RefundRequested():
             # Creates the line if inventory's answer came before the order (see _known_line).
             line = state.lines.get(event.line_id) or LineState(line_id=event.line_id, sku=event.sku)
-            return replace(state, lines={**state.lines, event.line_id: _line_after(line, event)})
+            return replace(state, lines={**state.lines, event.line_id: _settled(_line_after(line, event))})
     raise TypeError(f"{type(event).__name__} is not an event of an order stream")
 
 
@@ -516,17 +721,19 @@ def _line_after(line: LineState, event: OrderLineEvent | RefundRequested) -> Lin
                 rejection_reason=event.reason,
             )
         case LineFilled():
-            still_wanted = min(event.quantity, line.waiting)
-            return replace(
-                line,
-                filled=line.filled + still_wanted,
-                filled_after_cancel=line.filled_after_cancel + event.quantity - still_wanted,
-            )
+            # Inventory's fill is the truth, also when it raced a cancellation here: those units stay
+            # pending until inventory releases them (a whole-order request) or ship (only_waiting).
+            return replace(line, filled=line.filled + event.quantity)
         case LineReleased():
+            dropped_waiting = min(line.pending_cancel_waiting, event.dropped_backordered)
+            rest = event.released_reserved + event.dropped_backordered - dropped_waiting
             return replace(
                 line,
                 released_reserved=line.released_reserved + event.released_reserved,
                 dropped_backordered=line.dropped_backordered + event.dropped_backordered,
+                pending_cancel_waiting=line.pending_cancel_waiting - dropped_waiting,
+                pending_cancel=max(0, line.pending_cancel - rest),
+                release_reason=event.reason or line.release_reason,
             )
         case LineEtaChanged():
             return replace(
@@ -541,6 +748,29 @@ def _line_after(line: LineState, event: OrderLineEvent | RefundRequested) -> Lin
     raise TypeError(f"{type(event).__name__} is not an event of an order line")
 
 
+def _settled(line: LineState) -> LineState:
+    """Pending cancellations capped to what is still open: what inventory can no longer cancel (filled
+    before an only_waiting request, shipped meanwhile) stops being pending as soon as the line shows it."""
+    if line.ordered == 0:
+        return line  # the placement is unknown: nothing to measure the requests against yet
+    if line.decided:
+        waiting_cap, open_cap = line.waiting, line.unshipped
+    else:
+        waiting_cap = open_cap = max(0, line.open_units)  # inventory will decide the line first
+    pending_waiting = min(line.pending_cancel_waiting, waiting_cap)
+    pending = min(line.pending_cancel, max(0, open_cap - pending_waiting))
+    reason = line.pending_reason if pending_waiting + pending else None
+    if (pending_waiting, pending, reason) == (
+        line.pending_cancel_waiting,
+        line.pending_cancel,
+        line.pending_reason,
+    ):
+        return line
+    return replace(
+        line, pending_cancel_waiting=pending_waiting, pending_cancel=pending, pending_reason=reason
+    )
+
+
 def rebuild(order_id: str, events: Iterable[EventPayload]) -> OrderState:
     """The order's state from its stream alone."""
     return reduce(evolve, events, initial_state(order_id))
@@ -548,11 +778,13 @@ def rebuild(order_id: str, events: Iterable[EventPayload]) -> OrderState:
 
 def _opened(state: OrderState, placed: OrderPlaced) -> OrderState:
     lines = {
-        ordered.line_id: replace(
-            state.lines.get(ordered.line_id) or LineState(line_id=ordered.line_id, sku=ordered.sku),
-            sku=ordered.sku,
-            ordered=ordered.quantity,
-            unit_price=ordered.unit_price,
+        ordered.line_id: _settled(
+            replace(
+                state.lines.get(ordered.line_id) or LineState(line_id=ordered.line_id, sku=ordered.sku),
+                sku=ordered.sku,
+                ordered=ordered.quantity,
+                unit_price=ordered.unit_price,
+            )
         )
         for ordered in placed.lines
     }
@@ -565,13 +797,11 @@ def _cancelled(state: OrderState, cancellation: OrderCancelled) -> OrderState:
         line = lines.get(requested.line_id)
         if line is None:
             continue
-        from_waiting = min(requested.quantity, line.waiting)
-        from_allocated = min(requested.quantity - from_waiting, line.allocated)
-        lines[line.line_id] = replace(
-            line,
-            cancelled_waiting=line.cancelled_waiting + from_waiting,
-            cancelled_allocated=line.cancelled_allocated + from_allocated,
-        )
+        if cancellation.only_waiting:
+            line = replace(line, pending_cancel_waiting=line.pending_cancel_waiting + requested.quantity)
+        else:
+            line = replace(line, pending_cancel=line.pending_cancel + requested.quantity)
+        lines[line.line_id] = _settled(replace(line, pending_reason=cancellation.reason))
     return replace(state, lines=lines, cancellations=(*state.cancellations, cancellation))
 
 
@@ -585,13 +815,15 @@ def order_status(state: OrderState) -> OrderStatus:
     lines = state.lines.values()
     if not all(line.decided for line in lines):
         return "accepted"
-    allocated = sum(line.allocated for line in lines)
+    to_ship = sum(line.to_ship for line in lines)
     waiting = sum(line.waiting for line in lines)
-    if waiting and allocated:
+    if any(line.shipped for line in lines):
+        return "partially_shipped" if to_ship or waiting else "shipped"
+    if waiting and to_ship:
         return "partially_backordered"
     if waiting:
         return "backordered"
-    if allocated:
+    if to_ship:
         return "ready_to_ship"
     if any(line.cancelled for line in lines):
         return "cancelled"
@@ -599,13 +831,16 @@ def order_status(state: OrderState) -> OrderStatus:
 
 
 def shippable_now(state: OrderState) -> dict[str, int]:
-    """Allocated units that may leave the warehouse now, by line, honouring the shipping preference."""
-    status = order_status(state)
-    ships_partially = state.placement is not None and state.placement.shipping_preference == "ship_available"
-    may_ship = status == "ready_to_ship" or (status == "partially_backordered" and ships_partially)
-    if not may_ship:
+    """Units that may leave the warehouse now, by line: allocated, not shipped, not pending cancellation,
+    honouring the shipping preference (ship_complete: only once nothing waits but what is being cancelled)."""
+    if order_status(state) == "accepted":
         return {}
-    return {line.line_id: line.allocated for line in state.lines.values() if line.allocated > 0}
+    lines = state.lines.values()
+    placement = state.placement
+    assert placement is not None  # order_status checked it
+    if placement.shipping_preference == "ship_complete" and any(line.waiting_not_pending for line in lines):
+        return {}
+    return {line.line_id: line.pickable for line in lines if line.pickable > 0}
 
 
 def auto_cancel_deadline(state: OrderState, default_max_wait_days: int) -> datetime | None:
@@ -632,10 +867,20 @@ def invariant_violations(state: OrderState) -> list[str]:
     for line in state.lines.values():
         if line.decided and line.reserved_at_placement + line.backordered + line.rejected != line.ordered:
             problems.append(f"{line.line_id}: ordered != reserved + backordered + rejected")
-        if line.filled + line.cancelled_waiting + line.waiting != line.backordered or line.waiting < 0:
-            problems.append(f"{line.line_id}: backordered != filled + cancelled + waiting")
+        if line.waiting < 0:
+            problems.append(f"{line.line_id}: more units filled or dropped than backordered")
         if line.allocated < 0:
-            problems.append(f"{line.line_id}: more units cancelled from stock than allocated")
+            problems.append(f"{line.line_id}: more units released from stock than allocated")
+        if line.to_ship < 0:
+            problems.append(f"{line.line_id}: more units shipped than allocated")
+        if line.pending_cancel < 0 or line.pending_cancel_waiting < 0:
+            problems.append(f"{line.line_id}: negative pending cancellation")
+        if line.ordered and line.cancellation_pending > max(0, line.open_units):
+            problems.append(f"{line.line_id}: more units pending cancellation than open")
+        # Refunds follow confirmed cancellations; a stream written before that rule refunded at request
+        # time, so units still pending count as covered.
+        if line.refunded > line.cancelled + line.cancellation_pending:
+            problems.append(f"{line.line_id}: more units refunded than cancelled")
     return problems
 
 
@@ -648,6 +893,7 @@ CONSUMED_EVENTS: tuple[type[EventPayload], ...] = (
     BackorderFulfilled,
     StockReleased,
     BackorderEtaUpdated,
+    ShipmentDispatched,
 )
 
 

@@ -1,18 +1,24 @@
 """The order service's internal events: what it learned from other services, kept in the order's own stream.
 
 The order stream must rebuild the order's state on its own, so every fact the order service reacts to
-(a reservation, a shortfall, a fill, a release, an ETA) is recorded here in the order's terms. These
-events have no topic: they stay in the service's log and are never published. Contract events the order
-service itself decides (OrderPlaced, OrderCancelled, RefundRequested) go into the same stream and are
-published by the relay.
+(a reservation, a shortfall, a fill, a release, an ETA, a shipment) is recorded here in the order's
+terms. These events have no topic: they stay in the service's log and are never published. Contract
+events the order service itself decides (OrderPlaced, OrderCancelled, RefundRequested,
+FulfilmentRequested) go into the same stream and are published by the relay.
 """
 
 from datetime import date
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from backbone.contracts import EventPayload
-from backbone.contracts.events import OrderCancelled, OrderPlaced, contract_registry
+from backbone.contracts.events import (
+    CancelReason,
+    OrderCancelled,
+    OrderPlaced,
+    ShippedLine,
+    contract_registry,
+)
 from backbone.contracts.types import Identifier, NonNegativeQuantity, Quantity, Sku, Text
 
 
@@ -96,12 +102,31 @@ class LineFilled(OrderLineEvent):
 
 
 class LineReleased(OrderLineEvent):
-    """Inventory confirmed that cancelled units left its books."""
+    """Inventory confirmed that cancelled units left its books (StockReleased): they are now cancelled."""
 
     event_type = "order.LineReleased"
 
     released_reserved: NonNegativeQuantity
     dropped_backordered: NonNegativeQuantity
+    # The cancellation's reason (StockReleased.reason, else the pending request's); None in streams
+    # written before refunds followed inventory's answer.
+    reason: CancelReason | None = None
+
+
+class ShipmentRecorded(EventPayload):
+    """The warehouse shipped units of the order (ShipmentDispatched), recorded in the order's terms."""
+
+    event_type = "order.ShipmentRecorded"
+    topic = None
+    key_field = "order_id"
+
+    order_id: Identifier
+    shipment_id: Identifier
+    lines: list[ShippedLine] = Field(min_length=1, max_length=500)
+    carrier: Text | None = None
+    tracking_number: Text | None = None
+    tracking_url: Text | None = None
+    shipped_at: AwareDatetime
 
 
 class LineEtaChanged(OrderLineEvent):
@@ -124,6 +149,7 @@ INTERNAL_EVENTS: tuple[type[EventPayload], ...] = (
     LineFilled,
     LineReleased,
     LineEtaChanged,
+    ShipmentRecorded,
 )
 
 ORDER_REGISTRY = contract_registry(INTERNAL_EVENTS)

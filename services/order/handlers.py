@@ -3,8 +3,10 @@
 Everything that changes an order goes through `apply`: backbone.decider locks the touched order streams,
 loads them, decides each input with the domain in arrival order and appends all new events; the read
 models are then updated from those streams in the same transaction. The domain's own events
-(OrderPlaced, OrderCancelled, RefundRequested) go to the outbox and the relay publishes them on the
-orders topic; the order service sees them echoed there and the domain ignores them.
+(OrderPlaced, OrderCancelled, RefundRequested, FulfilmentRequested) go to the outbox and the relay
+publishes them on the orders topic; the order service sees them echoed there and the domain ignores them.
+Shipments (ShipmentDispatched) come from the fulfilment topic; a re-sent one (same shipment_id) is
+dropped by the consumer loop's business keys before it gets here.
 
 A consumed event that contradicts the order raises UnexpectedEvent: the batch rolls back, the loop
 re-applies it message by message and dead-letters the one that fails, with the reason.

@@ -1,7 +1,7 @@
 """One-line, human-readable summaries of the events in an order's stream (for GET /orders/{id})."""
 
 from backbone.contracts import EventPayload
-from backbone.contracts.events import OrderCancelled, OrderPlaced, RefundRequested
+from backbone.contracts.events import FulfilmentRequested, OrderCancelled, OrderPlaced, RefundRequested
 from services.order.events import (
     ExternalCancellationRecorded,
     LineBackordered,
@@ -11,6 +11,7 @@ from services.order.events import (
     LineReleased,
     LineReserved,
     OrderRecorded,
+    ShipmentRecorded,
 )
 
 
@@ -26,7 +27,8 @@ def _placement(order: OrderPlaced, how: str) -> str:
 
 def _cancellation(cancellation: OrderCancelled, how: str) -> str:
     parts = ", ".join(f"line {c.line_id} {_units(c.quantity)}" for c in cancellation.lines)
-    return f"cancelled {how}({cancellation.reason}): {parts}"
+    which = "waiting units " if cancellation.only_waiting else ""
+    return f"cancellation of {which}requested {how}({cancellation.reason}): {parts}"
 
 
 def summarize(event: EventPayload) -> str:
@@ -63,10 +65,19 @@ def summarize(event: EventPayload) -> str:
                 f"{_units(event.remaining_backordered)} still backordered"
             )
         case LineReleased():
+            reason = f" ({event.reason})" if event.reason else ""
             return (
                 f"line {event.line_id}: inventory released {_units(event.released_reserved)} "
-                f"and dropped {_units(event.dropped_backordered)} from the queue"
+                f"and dropped {_units(event.dropped_backordered)} from the queue{reason}"
             )
+        case ShipmentRecorded():
+            parts = ", ".join(f"line {s.line_id} {_units(s.quantity)}" for s in event.lines)
+            via = " ".join(part for part in (event.carrier, event.tracking_number) if part)
+            return f"shipment {event.shipment_id}{f' ({via})' if via else ''}: {parts}"
+        case FulfilmentRequested():
+            parts = ", ".join(f"line {p.line_id} {p.quantity} (shipped {p.shipped})" for p in event.lines)
+            complete = ", complete" if event.complete else ""
+            return f"pick list revision {event.revision}{complete}: {parts}"
         case LineEtaChanged():
             eta = event.eta.isoformat() if event.eta else "unknown (no purchase order yet)"
             before = f" (was {event.previous_eta.isoformat()})" if event.previous_eta else ""

@@ -1,4 +1,4 @@
-"""Read models of the order service (tables in migrations/001_order.sql), derived from the event log.
+"""Read models of the order service (tables in migrations/001_*.sql, 002_*.sql), derived from the event log.
 
 - `orders` and `order_lines` are upserted from the folded OrderState of every order stream a transaction
   touched (the order row, and the lines its new events changed): the state is authoritative (the
@@ -35,6 +35,7 @@ from services.order.events import (
     LineEtaChanged,
     OrderLineEvent,
     OrderRecorded,
+    ShipmentRecorded,
 )
 
 STREAM_PREFIX = order_stream_id("")
@@ -84,9 +85,11 @@ def _lines_changed(event: EventPayload) -> Iterable[str]:
             return [line.line_id for line in event.lines]
         case ExternalCancellationRecorded(cancellation=cancellation):
             return [line.line_id for line in cancellation.lines]
+        case ShipmentRecorded():
+            return [line.line_id for line in event.lines]
         case OrderLineEvent() | RefundRequested():
             return [event.line_id]
-    return []
+    return []  # e.g. FulfilmentRequested: it changes no line
 
 
 def track(before: OrderState, events: Iterable[Envelope[Any]]) -> Tracked:
@@ -121,16 +124,18 @@ def track(before: OrderState, events: Iterable[Envelope[Any]]) -> Tracked:
 
 _UPSERT_ORDERS = """
 INSERT INTO orders (order_id, version, shop_id, customer_id, email, customer_name, tier, currency, status,
-                    placed_at, urgent, shipping_preference, max_wait_days, waiting, status_changed_at)
+                    placed_at, urgent, shipping_preference, max_wait_days, waiting, status_changed_at,
+                    shipped, closed)
 SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                      $8::text[], $9::text[], $10::timestamptz[], $11::bool[], $12::text[], $13::int[],
-                     $14::int[], $15::timestamptz[])
+                     $14::bigint[], $15::timestamptz[], $16::bigint[], $17::bool[])
 ON CONFLICT (order_id) DO UPDATE SET
     version = excluded.version, shop_id = excluded.shop_id, customer_id = excluded.customer_id,
     email = excluded.email, customer_name = excluded.customer_name, tier = excluded.tier,
     currency = excluded.currency, status = excluded.status, placed_at = excluded.placed_at,
     urgent = excluded.urgent, shipping_preference = excluded.shipping_preference,
     max_wait_days = excluded.max_wait_days, waiting = excluded.waiting,
+    shipped = excluded.shipped, closed = excluded.closed,
     status_changed_at = coalesce(excluded.status_changed_at, orders.status_changed_at)
 WHERE orders.version < excluded.version
 """
@@ -141,18 +146,20 @@ _LINE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("version", "int"),
     ("sku", "text"),
     ("unit_price", "numeric"),
-    ("ordered", "int"),
+    ("ordered", "bigint"),
     ("decided", "bool"),
-    ("reserved_at_placement", "int"),
-    ("backordered", "int"),
-    ("rejected", "int"),
+    ("reserved_at_placement", "bigint"),
+    ("backordered", "bigint"),
+    ("rejected", "bigint"),
     ("rejection_reason", "text"),
-    ("filled", "int"),
-    ("cancelled_waiting", "int"),
-    ("cancelled_allocated", "int"),
-    ("waiting", "int"),
-    ("allocated", "int"),
-    ("refunded", "int"),
+    ("filled", "bigint"),
+    ("cancelled_waiting", "bigint"),
+    ("cancelled_allocated", "bigint"),
+    ("waiting", "bigint"),
+    ("allocated", "bigint"),
+    ("refunded", "bigint"),
+    ("shipped", "bigint"),
+    ("cancellation_pending", "bigint"),
     ("refunded_amount", "numeric"),
     ("eta", "date"),
     ("previous_eta", "date"),
@@ -174,6 +181,7 @@ ON CONFLICT (order_id, line_id) DO UPDATE SET
     rejected = excluded.rejected, rejection_reason = excluded.rejection_reason, filled = excluded.filled,
     cancelled_waiting = excluded.cancelled_waiting, cancelled_allocated = excluded.cancelled_allocated,
     waiting = excluded.waiting, allocated = excluded.allocated, refunded = excluded.refunded,
+    shipped = excluded.shipped, cancellation_pending = excluded.cancellation_pending,
     refunded_amount = excluded.refunded_amount, eta = excluded.eta, previous_eta = excluded.previous_eta,
     po_id = excluded.po_id,
     -- first facts keep what is stored, last facts take the new value (see the module docstring)
@@ -214,6 +222,8 @@ def _order_row(state: OrderState, version: int, status_changed_at: datetime | No
         placed.max_wait_days,
         state.waiting,
         status_changed_at,  # None: unchanged by these events
+        state.shipped,
+        state.closed,
     )
 
 
@@ -231,11 +241,13 @@ def _line_row(order_id: str, version: int, line: LineState, times: LineTimes) ->
         line.rejected,
         line.rejection_reason,
         line.filled,
-        line.cancelled_waiting,
-        line.cancelled_allocated,
+        line.dropped_backordered,  # column cancelled_waiting: confirmed by inventory (002_*.sql)
+        line.released_reserved,  # column cancelled_allocated
         line.waiting,
         line.allocated,
         line.refunded,
+        line.shipped,
+        line.cancellation_pending,
         line.refunded_amount,
         line.eta,
         line.previous_eta,
@@ -269,7 +281,7 @@ async def update(conn: asyncpg.Connection, changes: Sequence[StreamChange]) -> d
                 times = tracked.times.get(line_id, LineTimes())
                 lines.append(_line_row(state.order_id, first_version + index, line, times))
     if orders:
-        await conn.execute(_UPSERT_ORDERS, *columns(orders, 15))
+        await conn.execute(_UPSERT_ORDERS, *columns(orders, 17))
     if lines:
         await conn.execute(_UPSERT_LINES, *columns(lines, len(_LINE_COLUMNS)))
     if placed_now:

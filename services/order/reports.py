@@ -8,10 +8,13 @@ denominator is 0):
 - open backorders by age: lines with units still waiting, by days since the order was placed;
 - time to fill: hours from placement to the fill that left nothing waiting on a line (lines whose wait
   ended by a cancellation do not count);
-- demand per SKU: units ordered, reserved at placement, backordered, rejected, filled, cancelled and
-  still waiting, over all lines, and the SKU's backorder rate over its decided lines;
+- demand per SKU: units ordered, reserved at placement, backordered, rejected, filled, cancelled
+  (confirmed by inventory), shipped and still waiting, over all lines, and the SKU's backorder rate
+  over its decided lines;
 - ETA accuracy: lines filled completely that had been promised an ETA; the first ETA promised is
   compared with the (UTC) date of the completing fill: on time if not later.
+Both rates describe inventory's answer at placement, so cancellations and shipments later do not
+change them. Quantities are bigint; their sums are cast back to bigint (Postgres sums bigint as numeric).
 """
 
 from datetime import datetime
@@ -61,6 +64,7 @@ class SkuDemand(BaseModel):
     rejected: int
     filled: int
     cancelled: int
+    shipped: int
     waiting: int
     backorder_rate_percent: float | None = Field(description="Over the SKU's decided lines")
 
@@ -95,16 +99,16 @@ def _rounded(value: float | None) -> float | None:
 _PLACED_LINES = "order_lines l JOIN orders o ON o.order_id = l.order_id"
 
 _RATES = f"""
-SELECT coalesce(sum(l.ordered), 0) AS ordered,
-       coalesce(sum(l.reserved_at_placement), 0) AS reserved,
-       coalesce(sum(l.backordered), 0) AS backordered
+SELECT coalesce(sum(l.ordered), 0)::bigint AS ordered,
+       coalesce(sum(l.reserved_at_placement), 0)::bigint AS reserved,
+       coalesce(sum(l.backordered), 0)::bigint AS backordered
 FROM {_PLACED_LINES} WHERE l.decided
 """
 
 _AGES = f"""
 SELECT width_bucket(extract(epoch FROM $1::timestamptz - o.placed_at)::float8 / 86400, $2::float8[])
            AS bucket,
-       count(*) AS lines, sum(l.waiting) AS waiting
+       count(*) AS lines, sum(l.waiting)::bigint AS waiting
 FROM {_PLACED_LINES} WHERE l.waiting > 0
 GROUP BY 1
 """
@@ -117,11 +121,14 @@ FROM (SELECT extract(epoch FROM l.filled_at - o.placed_at)::float8 / 3600 AS hou
 """
 
 _DEMAND = f"""
-SELECT l.sku, sum(l.ordered) AS ordered, sum(l.reserved_at_placement) AS reserved_at_placement,
-       sum(l.backordered) AS backordered, sum(l.rejected) AS rejected, sum(l.filled) AS filled,
-       sum(l.cancelled_waiting + l.cancelled_allocated) AS cancelled, sum(l.waiting) AS waiting,
-       coalesce(sum(l.backordered) FILTER (WHERE l.decided), 0) AS decided_backordered,
-       coalesce(sum(l.ordered) FILTER (WHERE l.decided), 0) AS decided_ordered
+SELECT l.sku, sum(l.ordered)::bigint AS ordered,
+       sum(l.reserved_at_placement)::bigint AS reserved_at_placement,
+       sum(l.backordered)::bigint AS backordered, sum(l.rejected)::bigint AS rejected,
+       sum(l.filled)::bigint AS filled,
+       sum(l.cancelled_waiting + l.cancelled_allocated)::bigint AS cancelled,
+       sum(l.shipped)::bigint AS shipped, sum(l.waiting)::bigint AS waiting,
+       coalesce(sum(l.backordered) FILTER (WHERE l.decided), 0)::bigint AS decided_backordered,
+       coalesce(sum(l.ordered) FILTER (WHERE l.decided), 0)::bigint AS decided_ordered
 FROM {_PLACED_LINES}
 GROUP BY l.sku ORDER BY l.sku
 """
@@ -184,6 +191,7 @@ async def report(conn: asyncpg.Connection, now: datetime) -> Report:
                 rejected=r["rejected"],
                 filled=r["filled"],
                 cancelled=r["cancelled"],
+                shipped=r["shipped"],
                 waiting=r["waiting"],
                 backorder_rate_percent=percent(r["decided_backordered"], r["decided_ordered"]),
             )

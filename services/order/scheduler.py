@@ -1,11 +1,13 @@
-"""The auto-cancel scheduler: cancels and refunds backordered units whose order's maximum wait is over.
+"""The auto-cancel scheduler: cancels backordered units whose order's maximum wait is over.
 
 Every `AUTO_CANCEL_INTERVAL_SECONDS` it asks the `orders` read model which orders still wait past their
 deadline (placed_at + the order's max_wait_days, or DEFAULT_MAX_WAIT_DAYS), and runs the domain's check
 on each order's stream in its own transaction (handlers.apply: stream lock, load, decide, append). The
 read model only nominates candidates; the decision is taken on the stream's state under its lock, and
-the domain cancels only units still waiting, so the OrderCancelled (reason max_wait_exceeded) and its
-RefundRequested are emitted once, also with several instances, restarts or a lagging read model.
+the domain cancels only units still waiting and not already pending cancellation, so the OrderCancelled
+(reason max_wait_exceeded, only_waiting) is emitted once, also with several instances, restarts or a
+lagging read model; the refund follows inventory's StockReleased. Until that answer the order still
+counts as waiting, and the check decides nothing for it.
 One order that fails is logged and skipped; the next round tries it again. While the database is away
 a round ends at the first failure, the job reports itself degraded (GET /health) and the next round,
 after the interval, tries again.

@@ -16,6 +16,7 @@ from services.order.domain import (
     order_stream_id,
     shippable_now,
 )
+from services.order.events import ShipmentRecorded
 from services.order.history import summarize
 from services.order.projections import LineTimes, track
 
@@ -25,6 +26,30 @@ class CustomerView(BaseModel):
     email: str
     name: str | None
     tier: CustomerTier
+
+
+class LineShipmentView(BaseModel):
+    shipment_id: str
+    quantity: int
+    shipped_at: datetime
+    carrier: str | None
+    tracking_number: str | None
+    tracking_url: str | None
+
+
+class ShippedLineView(BaseModel):
+    line_id: str
+    sku: str
+    quantity: int
+
+
+class ShipmentView(BaseModel):
+    shipment_id: str
+    shipped_at: datetime
+    carrier: str | None
+    tracking_number: str | None
+    tracking_url: str | None
+    lines: list[ShippedLineView]
 
 
 class LineView(BaseModel):
@@ -38,12 +63,18 @@ class LineView(BaseModel):
     rejected: int
     rejection_reason: str | None
     filled: int = Field(description="Backordered units filled later from received or released stock")
-    cancelled: int
-    waiting: int = Field(description="Backordered units still waiting: backordered - filled - cancelled")
+    cancelled: int = Field(description="Units inventory confirmed cancelled: released from stock + dropped")
+    cancellation_pending: int = Field(description="Units whose cancellation inventory has not confirmed yet")
+    waiting: int = Field(description="Backordered units still waiting: backordered - filled - dropped")
     allocated: int = Field(
-        description="Units in stock for the line: reserved + filled - cancelled from stock"
+        description="Units in stock for the line, shipped ones included: reserved + filled - released"
     )
-    shippable_now: int = Field(description="Allocated units that may leave now (shipping preference)")
+    shipped: int
+    shippable_now: int = Field(
+        description="Allocated, unshipped units that may leave now (shipping preference, no pending cancel)"
+    )
+    closed: bool = Field(description="Decided, and nothing left to ship or wait for")
+    shipments: list[LineShipmentView]
     refunded: int
     refunded_amount: Decimal
     eta: date | None = Field(description="Expected date of the waiting units; null: no purchase order yet")
@@ -76,10 +107,15 @@ class OrderView(BaseModel):
     shipping_preference: ShippingPreference
     max_wait_days: int = Field(description="The order's own maximum wait, else the service default")
     auto_cancel_at: datetime | None = Field(description="When still-waiting units get cancelled")
+    closed: bool = Field(
+        description="Every line is shipped, cancelled or rejected: nothing to ship or wait for"
+    )
     ordered_units: int
     waiting_units: int
+    shipped_units: int
     shippable_now_units: int
     lines: list[LineView]
+    shipments: list[ShipmentView]
     history: list[HistoryEntry]
 
 
@@ -93,6 +129,20 @@ async def order_view(
     if placed is None:
         return None
     shippable = shippable_now(state)
+    shipments = [s.envelope.payload for s in stored if isinstance(s.envelope.payload, ShipmentRecorded)]
+    by_line: dict[str, list[LineShipmentView]] = {}
+    for shipment in shipments:
+        for shipped in shipment.lines:
+            by_line.setdefault(shipped.line_id, []).append(
+                LineShipmentView(
+                    shipment_id=shipment.shipment_id,
+                    quantity=shipped.quantity,
+                    shipped_at=shipment.shipped_at,
+                    carrier=shipment.carrier,
+                    tracking_number=shipment.tracking_number,
+                    tracking_url=shipment.tracking_url,
+                )
+            )
     lines = []
     for line in state.lines.values():
         times = tracked.times.get(line.line_id, LineTimes())
@@ -109,9 +159,13 @@ async def order_view(
                 rejection_reason=line.rejection_reason,
                 filled=line.filled,
                 cancelled=line.cancelled,
+                cancellation_pending=line.cancellation_pending,
                 waiting=line.waiting,
                 allocated=line.allocated,
+                shipped=line.shipped,
                 shippable_now=shippable.get(line.line_id, 0),
+                closed=line.closed,
+                shipments=by_line.get(line.line_id, []),
                 refunded=line.refunded,
                 refunded_amount=line.refunded_amount,
                 eta=line.eta,
@@ -138,10 +192,25 @@ async def order_view(
         shipping_preference=placed.shipping_preference,
         max_wait_days=placed.max_wait_days or default_max_wait_days,
         auto_cancel_at=auto_cancel_deadline(state, default_max_wait_days),
+        closed=state.closed,
         ordered_units=sum(line.ordered for line in state.lines.values()),
         waiting_units=state.waiting,
+        shipped_units=state.shipped,
         shippable_now_units=sum(shippable.values()),
         lines=lines,
+        shipments=[
+            ShipmentView(
+                shipment_id=shipment.shipment_id,
+                shipped_at=shipment.shipped_at,
+                carrier=shipment.carrier,
+                tracking_number=shipment.tracking_number,
+                tracking_url=shipment.tracking_url,
+                lines=[
+                    ShippedLineView(line_id=s.line_id, sku=s.sku, quantity=s.quantity) for s in shipment.lines
+                ],
+            )
+            for shipment in shipments
+        ],
         history=[
             HistoryEntry(
                 version=s.stream_version,
@@ -168,6 +237,7 @@ class BackorderView(BaseModel):
     backordered: int
     filled: int
     waiting: int
+    cancellation_pending: int = Field(description="Of the waiting units, being cancelled (not yet confirmed)")
     eta: date | None
     previous_eta: date | None
     po_id: str | None
@@ -176,7 +246,8 @@ class BackorderView(BaseModel):
 
 _OPEN_BACKORDERS = """
 SELECT l.order_id, l.line_id, l.sku, o.customer_id, o.status, o.placed_at, o.max_wait_days,
-       l.ordered, l.backordered, l.filled, l.waiting, l.eta, l.previous_eta, l.po_id
+       l.ordered, l.backordered, l.filled, l.waiting,
+       least(l.cancellation_pending, l.waiting) AS cancellation_pending, l.eta, l.previous_eta, l.po_id
 FROM order_lines l JOIN orders o ON o.order_id = l.order_id
 WHERE l.waiting > 0
   AND ($1::text IS NULL OR l.sku = $1)

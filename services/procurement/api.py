@@ -1,4 +1,5 @@
-"""HTTP API of procurement: the supplier catalogue (audited admin command) and the read models.
+"""HTTP API of procurement: the supplier catalogue (audited admin command) and the read models, among
+them the report of SKUs whose backorders wait with no supplier to buy from (GET /reports/unsourced).
 
 The admin command runs the domain like the consumer does (lock, load, decide, append, project) in one
 transaction, retried a few times on ConcurrencyError. Setting a catalogue re-plans the SKU at once: a
@@ -29,7 +30,7 @@ ATTEMPTS = 5
 _ID_PATTERN = r"^\S(?:.*\S)?$"
 SkuPath = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID_PATTERN)]
 PoIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID_PATTERN)]
-PoStatus = Literal["open", "closed"]
+PoStatus = Literal["open", "closed", "cancelled"]
 
 
 # --- request bodies ------------------------------------------------------------------------------------
@@ -124,7 +125,11 @@ class PurchaseOrderView(BaseModel):
     received_quantity: int
     outstanding: int = Field(description="Units still to come")
     expected_complete: date | None = Field(description="When the last outstanding unit is expected")
-    status: PoStatus
+    due_date: date | None = Field(
+        description="When the first outstanding units are expected; once that passed, the PO is overdue"
+        " and its units are expected OVERDUE_GRACE_DAYS later (again each time the date passes)"
+    )
+    status: PoStatus = Field(description="closed: delivered or refused; cancelled: no longer needed")
     issued_at: datetime
     updated_at: datetime
 
@@ -135,7 +140,9 @@ class LineEtaView(BaseModel):
     sku: str
     position: int = Field(description="Place in the SKU's backorder queue; 1 is served first")
     quantity: int = Field(description="Units still waiting")
-    eta: date | None = Field(description="Null: no purchase order covers the line yet")
+    eta: date | None = Field(
+        description="Null: no purchase order covers the line yet, or no supplier is known"
+    )
     po_id: str | None
     reason: str
     updated_at: datetime = Field(description="When this ETA was announced")
@@ -151,6 +158,7 @@ class SkuView(BaseModel):
     on_order: int = Field(description="Units open purchase orders still have to deliver")
     open_need: int = Field(description="Units needed that nothing covers (no supplier to buy from)")
     waiting_lines: int
+    sourced: bool = Field(description="Whether a supplier is known to buy the SKU from")
     updated_at: datetime
     open_purchase_orders: list[PurchaseOrderView]
     backorders: list[LineEtaView] = Field(
@@ -158,12 +166,19 @@ class SkuView(BaseModel):
     )
 
 
+class UnsourcedSkuView(BaseModel):
+    sku: str
+    waiting_lines: int = Field(description="Backordered lines waiting for the SKU")
+    waiting_units: int = Field(description="Units they wait for")
+    updated_at: datetime = Field(description="When procurement last changed its view of the SKU")
+
+
 # --- queries -------------------------------------------------------------------------------------------
 
 _PO_COLUMNS = (
     "po_id, sku, sequence, supplier_id, revision, quantity, unit_cost, currency, expected_arrival,"
     " confirmed_quantity, confirmed_date, shipments, received_quantity, outstanding, expected_complete,"
-    " status, issued_at, updated_at"
+    " due_date, status, issued_at, updated_at"
 )
 _LINE_COLUMNS = "order_id, line_id, sku, position, quantity, eta, po_id, reason, updated_at"
 # A line's place in its SKU's queue is not stored (projections.py): it is its number in rank order.
@@ -319,5 +334,20 @@ def make_router(pool: asyncpg.Pool, store: EventStore, policy: PurchasePolicy, c
     ) -> list[LineEtaView]:
         """The ETA of each of the order's lines still waiting for stock ([] if none waits)."""
         return await order_lines(pool, order_id)
+
+    @router.get("/reports/unsourced", response_model=list[UnsourcedSkuView])
+    async def unsourced_skus(
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[UnsourcedSkuView]:
+        """SKUs with backorders waiting and no supplier to buy from, by SKU: their customers are promised
+        no date until a catalogue is set (PUT /skus/{sku}/suppliers)."""
+        rows = await pool.fetch(
+            "SELECT sku, waiting_lines, backordered AS waiting_units, updated_at FROM procurement_skus"
+            " WHERE NOT sourced AND waiting_lines > 0 ORDER BY sku LIMIT $1 OFFSET $2",
+            limit,
+            offset,
+        )
+        return [UnsourcedSkuView(**dict(r)) for r in rows]
 
     return router

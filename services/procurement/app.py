@@ -1,4 +1,5 @@
-"""Wiring of the procurement service: settings, the consumed topics, the handler and the HTTP routes."""
+"""Wiring of the procurement service: settings, the consumed topics, the handler, the HTTP routes and the
+daily re-plan of overdue purchase orders (scheduler.py)."""
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -12,11 +13,13 @@ from backbone.contracts import Topic
 from backbone.contracts.events import contract_registry
 from backbone.runtime import Service, ServiceContext
 from backbone.settings import ServiceSettings
-from services.procurement import api, handlers
+from services.procurement import api, handlers, scheduler
 from services.procurement.domain import CONSUMED_EVENTS
 from services.procurement.events import PROCUREMENT_EVENTS
 from services.procurement.handlers import Clock
 from services.procurement.planning import DEFAULT_POLICY, PurchasePolicy
+
+DEFAULT_CHECK_INTERVAL_SECONDS = 60.0
 
 
 def utc_today() -> date:
@@ -47,6 +50,20 @@ class ProcurementSettings(ServiceSettings):
         description="ENLARGE_MAX_DELAY_DAYS: an open, unconfirmed PO is enlarged instead of issuing a new"
         " one only if that delays it by at most this many days (0: never delay promised lines)",
     )
+    overdue_grace_days: int = Field(
+        default=DEFAULT_POLICY.overdue_grace_days,
+        ge=1,
+        le=365,
+        description="OVERDUE_GRACE_DAYS: the outstanding units of a PO whose expected date passed are"
+        " expected this many days after the day it is found overdue (and again when that passes)",
+    )
+    overdue_check_interval_seconds: float = Field(
+        default=DEFAULT_CHECK_INTERVAL_SECONDS,
+        gt=0,
+        le=3600,
+        description="OVERDUE_CHECK_INTERVAL_SECONDS: how often the overdue re-plan looks whether a new day"
+        " began (it runs at startup and once per day)",
+    )
 
     @property
     def policy(self) -> PurchasePolicy:
@@ -54,12 +71,20 @@ class ProcurementSettings(ServiceSettings):
             alternate_min_days_sooner=self.alternate_min_days_sooner,
             alternate_max_cost_premium=self.alternate_max_cost_premium,
             enlarge_max_delay_days=self.enlarge_max_delay_days,
+            overdue_grace_days=self.overdue_grace_days,
         )
 
 
 def policy_of(ctx: ServiceContext) -> PurchasePolicy:
     settings = ctx.settings
     return settings.policy if isinstance(settings, ProcurementSettings) else DEFAULT_POLICY
+
+
+def check_interval_of(ctx: ServiceContext) -> float:
+    settings = ctx.settings
+    if isinstance(settings, ProcurementSettings):
+        return settings.overdue_check_interval_seconds
+    return DEFAULT_CHECK_INTERVAL_SECONDS
 
 
 REGISTRY = contract_registry(PROCUREMENT_EVENTS)
@@ -74,6 +99,16 @@ def build_service(clock: Clock = utc_today) -> Service:
     def make_routes(ctx: ServiceContext) -> APIRouter:
         return api.make_router(ctx.pool, ctx.store, policy_of(ctx), clock)
 
+    async def replan_overdue(ctx: ServiceContext) -> None:
+        await scheduler.run(
+            ctx.pool,
+            ctx.store,
+            handlers.new_repository(ctx.store),
+            clock=clock,
+            policy=policy_of(ctx),
+            check_interval_seconds=check_interval_of(ctx),
+        )
+
     return Service(
         name="procurement",
         settings_type=ProcurementSettings,
@@ -83,6 +118,7 @@ def build_service(clock: Clock = utc_today) -> Service:
         make_routes=make_routes,
         registry=REGISTRY,
         handles=CONSUMED_EVENTS,
+        background=[replan_overdue],
     )
 
 

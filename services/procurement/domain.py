@@ -7,7 +7,21 @@ caller passes `today`.
 
 Every event costs O(1) or O(log n) to fold, whatever the length of the queue or the history: the queue
 is a persistent ranked map, announced ETAs and receipt ids persistent hash tries, and a decision
-re-plans only the lines whose ETA it can have moved (replan.py).
+re-plans only the lines whose ETA it can have moved (replan.py). Loops over open POs are over what is
+in flight (a handful), never over the queue.
+
+The rules, in the order a decision applies them:
+- Free stock is inventory's `available` (StockLevelChanged), plus receipts procurement counted that
+  inventory's figures do not hold yet; between two reports procurement moves it by the receipts,
+  fills and releases it sees (see `StockLevelRecorded`).
+- No ETA is before today. A PO whose expected date passed is overdue: every decision (and the daily
+  job's `ReplanOverdue`) moves its outstanding units to today + `PurchasePolicy.overdue_grace_days`
+  once (the state keeps the revised date, so a second run the same day finds nothing to do).
+- A need nothing covers is bought (a new PO or a larger revision of an unconfirmed one). When
+  backorders are cancelled, surplus supply shrinks or cancels unconfirmed POs, latest first, down to
+  what the policy still asks for; confirmed ones stay (their surplus is future stock).
+- A SKU without a supplier buys nothing: its uncovered lines hear `basis="no_supplier"`. A change of
+  the catalogue's suppliers is published (SkuSourcingChanged).
 """
 
 from __future__ import annotations
@@ -28,9 +42,12 @@ from backbone.contracts.events import (
     BackorderQueueChanged,
     GoodsReceived,
     PurchaseOrderAcknowledged,
+    PurchaseOrderCancelled,
     PurchaseOrderIssued,
     ReorderPointReached,
     ShipmentNoticed,
+    SkuSourcingChanged,
+    StockLevelChanged,
     StockReleased,
 )
 from backbone.contracts.types import Identifier, Sku
@@ -41,10 +58,12 @@ from services.procurement.events import (
     BackorderQueueRecorded,
     BackorderShortfallRecorded,
     PurchaseOrderConfirmed,
+    PurchaseOrderOverdue,
     QueueLineChanged,
     ReceiptRecorded,
     ReservedStockReleased,
     ShipmentExpected,
+    StockLevelRecorded,
     StockPositionRecorded,
     SupplierTerms,
     SupplierTermsSet,
@@ -52,12 +71,16 @@ from services.procurement.events import (
 )
 from services.procurement.planning import (
     DEFAULT_POLICY,
+    MAX_PO_QUANTITY,
     PurchasePolicy,
     choose_supplier,
+    max_order_quantity,
     order_quantity,
     purchase_order_id,
+    reduced_quantity,
     replenishment_need,
     revised_arrival,
+    surplus,
 )
 from services.procurement.queue import WaitingQueue, legacy_queue, queue_rank, reduce_line, set_line
 from services.procurement.replan import LineChange, all_lines, lines_to_replan, updates_for
@@ -88,8 +111,26 @@ class SetSupplierTerms(BaseModel):
         return self
 
 
+class ReplanOverdue(BaseModel):
+    """The daily job's command: re-plan the SKU's overdue purchase orders (a no-op if none is)."""
+
+    model_config = STRICT
+
+    sku: Sku
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """The consumed message an input came in (ids only, so the domain stays free of I/O): inventory's
+    reports name the receipt they are the effect of by its message id (causation_id)."""
+
+    event_id: str
+    causation_id: str | None = None
+
+
 Incoming: TypeAlias = (
     BackorderQueueChanged
+    | StockLevelChanged
     | ReorderPointReached
     | BackorderFulfilled
     | StockReleased
@@ -97,12 +138,16 @@ Incoming: TypeAlias = (
     | PurchaseOrderAcknowledged
     | ShipmentNoticed
     | SetSupplierTerms
+    | ReplanOverdue
 )
 
 # The contract's events procurement consumes (from the inventory and supplier topics). StockShort is not
-# among them: the line's "joined" BackorderQueueChanged that follows it says all procurement needs.
+# among them: the line's "joined" BackorderQueueChanged that follows it says all procurement needs; nor
+# are reservations, adjustments, counts or shipments: the StockLevelChanged after each says their effect.
+# ReorderPointReached still brings the reorder point and safety stock.
 CONSUMED_EVENTS: tuple[type[EventPayload], ...] = (
     BackorderQueueChanged,
+    StockLevelChanged,
     ReorderPointReached,
     BackorderFulfilled,
     StockReleased,
@@ -135,6 +180,8 @@ class PurchaseOrder:
     confirmed_date: date | None = None
     shipments: tuple[Shipment, ...] = ()
     received: int = 0
+    revised_date: date | None = None  # overdue: nothing arrives before it (until the supplier's news)
+    cancelled: bool = False
 
     @property
     def acknowledged(self) -> bool:
@@ -143,8 +190,16 @@ class PurchaseOrder:
     @property
     def outstanding(self) -> int:
         """Units still to come: what the supplier committed to (or, before it said, what we ordered)."""
+        if self.cancelled:
+            return 0
         committed = self.quantity if self.confirmed_quantity is None else self.confirmed_quantity
         return max(0, committed - self.received)
+
+    @property
+    def due_date(self) -> date | None:
+        """When its first outstanding units are expected (None when nothing is to come)."""
+        arrivals = self.arrivals()
+        return min(a.expected_date for a in arrivals) if arrivals else None
 
     @property
     def is_open(self) -> bool:
@@ -157,16 +212,22 @@ class PurchaseOrder:
 
     def arrivals(self) -> list[ArrivalBatch]:
         """Outstanding units by expected day: noticed shipments on their dates, the rest on the
-        supplier's confirmed date (or our estimate before it confirmed)."""
+        supplier's confirmed date (or our estimate before it confirmed); none before a revised date."""
         batches, left = [], self.outstanding
         for shipment in sorted(self.shipments, key=lambda s: (s.expected_date, s.asn_id)):
             quantity = min(shipment.quantity, left)
             if quantity > 0:
-                batches.append(ArrivalBatch(shipment.expected_date, self.po_id, quantity))
+                batches.append(
+                    ArrivalBatch(self._not_before_revision(shipment.expected_date), self.po_id, quantity)
+                )
                 left -= quantity
         if left > 0:
-            batches.append(ArrivalBatch(self.confirmed_date or self.expected_arrival, self.po_id, left))
+            due = self._not_before_revision(self.confirmed_date or self.expected_arrival)
+            batches.append(ArrivalBatch(due, self.po_id, left))
         return batches
+
+    def _not_before_revision(self, expected: date) -> date:
+        return expected if self.revised_date is None else max(expected, self.revised_date)
 
     def receive(self, quantity: int) -> Self:
         """Received goods are taken to be those of the earliest noticed shipments."""
@@ -189,6 +250,12 @@ class StockPosition:
     free_stock: int = 0
     reorder_point: int = 0
     safety_stock: int = 0
+    on_hand: int = 0  # as inventory last reported it: a rise names a receipt that may still be on its way
+
+
+# Reports that raised on hand for a message procurement had not seen, remembered until the receipt
+# arrives (normally moments later); only the latest few, as a positive adjustment or count never does.
+REMEMBERED_RAISES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +270,16 @@ class ProcurementState:
     open_po_ids: tuple[str, ...] = ()
     announced_etas: HashTrieMap[LineKey, date | None] = field(default_factory=HashTrieMap)
     receipt_ids: HashTrieSet[str] = field(default_factory=HashTrieSet)  # receipts already counted
+    # Receipts counted in free stock that inventory's figures do not hold yet (message id -> units);
+    # in flight only: each leaves with inventory's report of it.
+    unreported_receipts: HashTrieMap[str, int] = field(default_factory=HashTrieMap)
+    unreported_units: int = 0
+    raised_by: tuple[str, ...] = ()  # see REMEMBERED_RAISES
+
+    @property
+    def sourced(self) -> bool:
+        """Whether the SKU can be bought: its catalogue has a (primary) supplier."""
+        return bool(self.suppliers)
 
     @property
     def backordered(self) -> int:
@@ -220,10 +297,12 @@ class ProcurementState:
     def purchase_order(self, po_id: str) -> PurchaseOrder | None:
         return self.purchase_orders.get(po_id)
 
-    def supply(self, today: date) -> Supply:
-        """What serves the queue: free stock today, then the open POs' arrivals."""
+    def supply(self, today: date, *, clamp: bool = True) -> Supply:
+        """What serves the queue: free stock today, then the open POs' arrivals (see Supply.of)."""
         arrivals = [batch for po in self.open_purchase_orders for batch in po.arrivals()]
-        return Supply.of(arrivals, free_stock=self.stock.free_stock, today=today)
+        return Supply.of(
+            arrivals, free_stock=self.stock.free_stock, today=today, sourced=self.sourced, clamp=clamp
+        )
 
 
 def initial_state(sku: str) -> ProcurementState:
@@ -238,14 +317,25 @@ def evolve(state: ProcurementState, event: EventPayload) -> ProcurementState:
     match event:
         case SupplierTermsSet():
             return replace(state, suppliers=tuple(event.suppliers))
+        case SkuSourcingChanged():
+            return state  # published news of the catalogue SupplierTermsSet already folded
+        case PurchaseOrderCancelled():
+            return _change_po(state, event.po_id, lambda po: replace(po, cancelled=True))
         case StockPositionRecorded():
             # Inventory's backordered figure is not taken: the queue's units are the waiting demand.
-            stock = StockPosition(
-                free_stock=event.available,
+            state = _receipt_reported(state, event.receipt_message)
+            stock = replace(
+                state.stock,
+                free_stock=event.available + state.unreported_units,
+                on_hand=event.on_hand,
                 reorder_point=event.reorder_point,
                 safety_stock=event.safety_stock,
             )
             return replace(state, stock=stock)
+        case StockLevelRecorded():
+            return _stock_level(_receipt_reported(state, event.receipt_message), event)
+        case PurchaseOrderOverdue():
+            return _change_po(state, event.po_id, lambda po: replace(po, revised_date=event.revised_date))
         case QueueLineChanged():
             key = line_key(event)
             rank = queue_rank(key, event.priority_score, event.placed_at, event.sequence)
@@ -263,11 +353,16 @@ def evolve(state: ProcurementState, event: EventPayload) -> ProcurementState:
         case PurchaseOrderIssued():
             return _issue(state, event)
         case PurchaseOrderConfirmed():
+            # The supplier's word replaces a revision of ours; if its date is past too, the decision
+            # that records it revises the PO again.
             return _change_po(
                 state,
                 event.po_id,
                 lambda po: replace(
-                    po, confirmed_quantity=event.confirmed_quantity, confirmed_date=event.confirmed_date
+                    po,
+                    confirmed_quantity=event.confirmed_quantity,
+                    confirmed_date=event.confirmed_date,
+                    revised_date=None,
                 ),
             )
         case ShipmentExpected():
@@ -276,15 +371,16 @@ def evolve(state: ProcurementState, event: EventPayload) -> ProcurementState:
                 state,
                 event.po_id,
                 lambda po: replace(
-                    po, shipments=(*(s for s in po.shipments if s.asn_id != event.asn_id), notice)
+                    po,
+                    shipments=(*(s for s in po.shipments if s.asn_id != event.asn_id), notice),
+                    revised_date=None,
                 ),
             )
         case ReservedStockReleased():
             stock = replace(state.stock, free_stock=state.stock.free_stock + event.quantity)
             return replace(state, stock=stock)
         case ReceiptRecorded():
-            stock = replace(state.stock, free_stock=state.stock.free_stock + event.quantity)
-            received = replace(state, stock=stock, receipt_ids=state.receipt_ids.insert(event.receipt_id))
+            received = _receipt(state, event)
             if event.po_id is None:
                 return received
             return _change_po(received, event.po_id, lambda po: po.receive(event.quantity))
@@ -303,6 +399,42 @@ def fold(state: ProcurementState, events: Iterable[EventPayload]) -> Procurement
     for event in events:
         state = evolve(state, event)
     return state
+
+
+def _receipt(state: ProcurementState, event: ReceiptRecorded) -> ProcurementState:
+    """Free stock rises by the goods unless inventory's figures hold them already; until they do, the
+    receipt is remembered as unreported."""
+    state = replace(state, receipt_ids=state.receipt_ids.insert(event.receipt_id))
+    if event.in_stock_level:
+        return replace(state, raised_by=tuple(m for m in state.raised_by if m != event.message_id))
+    stock = replace(state.stock, free_stock=state.stock.free_stock + event.quantity)
+    state = replace(state, stock=stock)
+    if event.message_id is None:  # recorded before inventory reported its figures
+        return state
+    return replace(
+        state,
+        unreported_receipts=state.unreported_receipts.insert(event.message_id, event.quantity),
+        unreported_units=state.unreported_units + event.quantity,
+    )
+
+
+def _receipt_reported(state: ProcurementState, message_id: str | None) -> ProcurementState:
+    """Inventory's figures now hold the receipt: it is no longer in flight."""
+    if message_id is None or message_id not in state.unreported_receipts:
+        return state
+    return replace(
+        state,
+        unreported_receipts=state.unreported_receipts.discard(message_id),
+        unreported_units=state.unreported_units - state.unreported_receipts[message_id],
+    )
+
+
+def _stock_level(state: ProcurementState, event: StockLevelRecorded) -> ProcurementState:
+    raised = state.raised_by
+    if event.raised_by is not None:
+        raised = (*raised, event.raised_by)[-REMEMBERED_RAISES:]
+    stock = replace(state.stock, free_stock=event.available + state.unreported_units, on_hand=event.on_hand)
+    return replace(state, stock=stock, raised_by=raised)
 
 
 def _forget_eta(state: ProcurementState, key: LineKey) -> ProcurementState:
@@ -378,11 +510,14 @@ def decide(
     *,
     today: date,
     policy: PurchasePolicy = DEFAULT_POLICY,
+    origin: Origin | None = None,
 ) -> list[EventPayload]:
-    """Events to append to the SKU's stream for one input: the facts it brings, then any purchase
-    (a new PO or a larger revision of an open one), then the ETA of every line whose date changed.
+    """Events to append to the SKU's stream for one input: the facts it brings, the revision of any
+    overdue PO, then any purchase (a new PO or a larger revision of an open one) or, when backorders
+    were cancelled, the reduction or cancellation of unconfirmed POs no longer needed, then the ETA of
+    every line whose date changed. `origin`: the consumed message's ids (None for a command).
     Raises ProcurementConflict for an input that contradicts the stream (nothing is decided)."""
-    return decide_and_fold(state, incoming, today=today, policy=policy)[1]
+    return decide_and_fold(state, incoming, today=today, policy=policy, origin=origin)[1]
 
 
 def decide_and_fold(
@@ -391,29 +526,46 @@ def decide_and_fold(
     *,
     today: date,
     policy: PurchasePolicy = DEFAULT_POLICY,
+    origin: Origin | None = None,
 ) -> tuple[ProcurementState, list[EventPayload]]:
     """`decide`, and the state its events lead to (deciding folds them anyway)."""
     if incoming.sku != state.sku:
         raise ValueError(
             f"{type(incoming).__name__} for {incoming.sku!r} sent to the stream of {state.sku!r}"
         )
-    facts = _facts(state, incoming, today)
-    if not facts:
-        return state, []
+    facts = _facts(state, incoming, today, origin)
     informed = fold(state, facts)
-    purchases = _purchases(informed, today, policy)
-    planned = fold(informed, purchases)
-    etas = _eta_changes(state, planned, facts, today, replan_trigger(incoming))
-    return fold(planned, etas), [*facts, *purchases, *etas]
+    overdue = _overdue(informed, today, policy)
+    if not facts and not overdue:
+        return state, []
+    informed = fold(informed, overdue)
+    changes = _purchases(informed, today, policy)
+    if not changes and _cancels_backorders(incoming, facts):
+        changes = _shrinks(informed)
+    planned = fold(informed, changes)
+    trigger = overdue_trigger(overdue) if overdue else replan_trigger(incoming)
+    etas = _eta_changes(state, planned, facts, today, trigger)
+    return fold(planned, etas), [*facts, *overdue, *changes, *etas]
 
 
-def _facts(state: ProcurementState, incoming: Incoming, today: date) -> list[EventPayload]:
+def _facts(
+    state: ProcurementState, incoming: Incoming, today: date, origin: Origin | None = None
+) -> list[EventPayload]:
     """What procurement learns from an input, as events of its own stream; [] if it does not concern it."""
     sku = state.sku
     match incoming:
         case SetSupplierTerms():
-            return [SupplierTermsSet(sku=sku, suppliers=incoming.suppliers, actor=incoming.actor)]
+            terms_set = SupplierTermsSet(sku=sku, suppliers=incoming.suppliers, actor=incoming.actor)
+            supplier_ids = _supplier_ids(incoming.suppliers)
+            if supplier_ids == _supplier_ids(state.suppliers):
+                return [terms_set]
+            return [terms_set, SkuSourcingChanged(sku=sku, supplier_ids=supplier_ids)]
+        case StockLevelChanged():
+            return _stock_level_fact(state, incoming, origin)
+        case ReplanOverdue():
+            return []  # the overdue check every decision makes is all it asks for
         case ReorderPointReached():
+            caused_by = origin.causation_id if origin is not None else None
             return [
                 StockPositionRecorded(
                     sku=sku,
@@ -424,6 +576,7 @@ def _facts(state: ProcurementState, incoming: Incoming, today: date) -> list[Eve
                     reorder_point=incoming.reorder_point,
                     safety_stock=incoming.safety_stock,
                     as_of=today,
+                    receipt_message=caused_by if caused_by in state.unreported_receipts else None,
                 )
             ]
         case BackorderQueueChanged():
@@ -462,6 +615,7 @@ def _facts(state: ProcurementState, incoming: Incoming, today: date) -> list[Eve
                 return []  # an adapter re-sent the receipt under a new event id: count its goods once
             _check_supplier(state, incoming)
             # Any receipt adds free stock; one against a PO of ours also lowers what is on order.
+            message_id = origin.event_id if origin is not None else None
             return [
                 ReceiptRecorded(
                     sku=sku,
@@ -469,6 +623,8 @@ def _facts(state: ProcurementState, incoming: Incoming, today: date) -> list[Eve
                     po_id=incoming.po_id,
                     quantity=incoming.quantity,
                     received_on=incoming.received_at.date(),
+                    message_id=message_id,
+                    in_stock_level=message_id is not None and message_id in state.raised_by,
                 )
             ]
         case PurchaseOrderAcknowledged():
@@ -496,6 +652,110 @@ def _facts(state: ProcurementState, incoming: Incoming, today: date) -> list[Eve
             ]
         case _:
             raise TypeError(f"procurement does not handle {type(incoming).__name__}")
+
+
+def _supplier_ids(suppliers: Sequence[SupplierTerms]) -> list[str]:
+    """The catalogue's suppliers, primary first (as published in SkuSourcingChanged)."""
+    return [s.supplier_id for s in sorted(suppliers, key=lambda s: s.role != "primary")]
+
+
+def _stock_level_fact(
+    state: ProcurementState, level: StockLevelChanged, origin: Origin | None
+) -> list[EventPayload]:
+    """Inventory's figures, recorded when they change what procurement plans with (free stock, on hand,
+    the receipts in flight); the same figures again are no news."""
+    caused_by = origin.causation_id if origin is not None else None
+    receipt = caused_by if caused_by is not None and caused_by in state.unreported_receipts else None
+    in_flight = state.unreported_units - (state.unreported_receipts[receipt] if receipt else 0)
+    # A rise of on hand for a message procurement does not know may be a receipt still on its way here.
+    raised = caused_by if receipt is None and caused_by and level.on_hand > state.stock.on_hand else None
+    if (
+        receipt is None
+        and raised is None
+        and level.available + in_flight == state.stock.free_stock
+        and level.on_hand == state.stock.on_hand
+    ):
+        return []
+    return [
+        StockLevelRecorded(
+            sku=state.sku,
+            on_hand=level.on_hand,
+            reserved=level.reserved,
+            available=level.available,
+            backordered=level.backordered,
+            receipt_message=receipt,
+            raised_by=raised,
+        )
+    ]
+
+
+def _overdue(state: ProcurementState, today: date, policy: PurchasePolicy) -> list[EventPayload]:
+    """A revision for each open PO with units expected before today (open POs are few)."""
+    revised = today + timedelta(days=policy.overdue_grace_days)
+    return [
+        PurchaseOrderOverdue(sku=state.sku, po_id=po.po_id, was_due=due, revised_date=revised)
+        for po in state.open_purchase_orders
+        if (due := po.due_date) is not None and due < today
+    ]
+
+
+def overdue_trigger(overdue: Sequence[EventPayload]) -> str:
+    revisions = [e for e in overdue if isinstance(e, PurchaseOrderOverdue)]
+    names = ", ".join(f"{e.po_id} (due {e.was_due.isoformat()})" for e in revisions)
+    return f"overdue purchase order re-planned: {names}"
+
+
+def _cancels_backorders(incoming: Incoming, facts: Sequence[EventPayload]) -> bool:
+    """Whether the input took waiting or reserved units away without a fill (a cancellation)."""
+    if isinstance(incoming, StockReleased):
+        return True
+    return isinstance(incoming, BackorderQueueChanged) and incoming.change != "joined" and bool(facts)
+
+
+def _shrinks(state: ProcurementState) -> list[EventPayload]:
+    """Unconfirmed POs reduced (a new revision) or cancelled, latest first, while supply exceeds what
+    the policy asks for (the waiting units plus the target level); confirmed POs stay: what the
+    supplier committed to will come, and its surplus is true future stock. Rounded to what each
+    supplier sells, so a reduction may keep a few surplus units."""
+    excess = surplus(
+        backordered=state.backordered,
+        reorder_point=state.stock.reorder_point,
+        safety_stock=state.stock.safety_stock,
+        free_stock=state.stock.free_stock,
+        on_order=state.on_order,
+    )
+    changes: list[EventPayload] = []
+    for po in reversed(state.open_purchase_orders):
+        if excess <= 0:
+            break
+        if not po.amendable:
+            continue
+        terms = next((s for s in state.suppliers if s.supplier_id == po.supplier_id), None)
+        quantity = reduced_quantity(po.quantity, excess, terms)
+        if quantity == 0:
+            changes.append(
+                PurchaseOrderCancelled(
+                    po_id=po.po_id,
+                    supplier_id=po.supplier_id,
+                    sku=state.sku,
+                    reason="the backorders it was for were cancelled: nothing needs it any more",
+                )
+            )
+        elif quantity < po.quantity:
+            changes.append(
+                PurchaseOrderIssued(
+                    po_id=po.po_id,
+                    revision=po.revision + 1,
+                    supplier_id=po.supplier_id,
+                    sku=state.sku,
+                    quantity=quantity,
+                    unit_cost=po.unit_cost,
+                    currency=po.currency,
+                    expected_arrival=po.expected_arrival,
+                )
+            )
+        excess -= po.quantity - quantity
+    return changes
 
 
 def _check_supplier(state: ProcurementState, receipt: GoodsReceived) -> None:
@@ -546,34 +806,56 @@ def open_need(state: ProcurementState) -> int:
 
 
 def _purchases(state: ProcurementState, today: date, policy: PurchasePolicy) -> list[EventPayload]:
-    """At most one purchase: a larger revision of the chosen supplier's still-amendable PO if that keeps
+    """Normally one purchase: a larger revision of the chosen supplier's still-amendable PO if that keeps
     its date (see PurchasePolicy), else a new PO. Rounding to the supplier's MOQ and packs makes one
-    purchase enough for the whole need."""
+    purchase enough for the whole need, unless the need exceeds what one PO may hold (the contract's
+    maximum quantity): then further POs are issued, as few as hold it (the waiting units and the
+    target level are each within that maximum, so a handful at most)."""
     need = open_need(state)
     supplier = choose_supplier(state.suppliers, policy)
     if need == 0 or supplier is None:
         return []
     arrival = today + timedelta(days=supplier.lead_time_days)
     enlargeable = _enlargeable(state, supplier.supplier_id, arrival, policy)
-    if enlargeable is not None:
-        po, arrival = enlargeable
-        po_id, revision = po.po_id, po.revision + 1
-        quantity = order_quantity(po.quantity + need, supplier)
-    else:
-        po_id, revision = purchase_order_id(state.sku, len(state.purchase_orders) + 1), 1
-        quantity = order_quantity(need, supplier)
-    return [
-        PurchaseOrderIssued(
-            po_id=po_id,
-            revision=revision,
-            supplier_id=supplier.supplier_id,
-            sku=state.sku,
-            quantity=quantity,
-            unit_cost=supplier.unit_cost,
-            currency=supplier.currency,
-            expected_arrival=arrival,
-        )
-    ]
+    if (
+        enlargeable is not None
+        and order_quantity(enlargeable[0].quantity + need, supplier) <= MAX_PO_QUANTITY
+    ):
+        po, revised = enlargeable
+        return [
+            _issued(
+                state,
+                supplier,
+                po.po_id,
+                po.revision + 1,
+                order_quantity(po.quantity + need, supplier),
+                revised,
+            )
+        ]
+    purchases: list[EventPayload] = []
+    sequence = len(state.purchase_orders)
+    while need > 0:
+        sequence += 1
+        quantity = min(order_quantity(need, supplier), max_order_quantity(supplier))
+        po_id = purchase_order_id(state.sku, sequence)
+        purchases.append(_issued(state, supplier, po_id, 1, quantity, arrival))
+        need -= quantity
+    return purchases
+
+
+def _issued(
+    state: ProcurementState, supplier: SupplierTerms, po_id: str, revision: int, quantity: int, arrival: date
+) -> PurchaseOrderIssued:
+    return PurchaseOrderIssued(
+        po_id=po_id,
+        revision=revision,
+        supplier_id=supplier.supplier_id,
+        sku=state.sku,
+        quantity=quantity,
+        unit_cost=supplier.unit_cost,
+        currency=supplier.currency,
+        expected_arrival=arrival,
+    )
 
 
 def _enlargeable(
@@ -597,14 +879,16 @@ def _eta_changes(
 ) -> list[BackorderEtaUpdated]:
     """The ETA updates of a decision. Every waiting line was announced and matched its supply when the
     decision began, so only the lines whose ETA the decision can have moved are re-planned (replan.py);
-    a line that moved to another rank (a correction from inventory) makes it re-plan them all."""
+    a line that moved to another rank (a correction from inventory) makes it re-plan them all. Every
+    decision revises overdue POs first, so no line was told a date its supply had clamped: the supply
+    before is compared with its passed dates as they were told."""
     supply = planned.supply(today)
     changed = {line_key(f) for f in facts if isinstance(f, QueueLineChanged | BackorderLineReduced)}
     change = _line_change(before.queue, planned.queue, next(iter(changed))) if len(changed) == 1 else None
     if changed and change is None:
         lines = all_lines(planned.queue)
     else:
-        lines = lines_to_replan(planned.queue, before.supply(today), supply, change)
+        lines = lines_to_replan(planned.queue, before.supply(today, clamp=False), supply, change)
     return updates_for(planned.sku, lines, supply, planned.announced_etas, trigger)
 
 
@@ -636,6 +920,10 @@ def replan_trigger(incoming: Incoming) -> str:
             return "supplier terms changed"
         case ReorderPointReached():
             return "stock position updated"
+        case StockLevelChanged():
+            return "stock level updated"
+        case ReplanOverdue():
+            return "daily re-plan"
         case BackorderQueueChanged():
             return "new backorder" if incoming.change == "joined" else "backorder queue changed"
         case BackorderFulfilled():

@@ -82,6 +82,46 @@ class StockPositionRecorded(EventPayload):
     reorder_point: NonNegativeQuantity
     safety_stock: NonNegativeQuantity
     as_of: date = Field(description="Day procurement learned the figures")
+    receipt_message: Identifier | None = Field(
+        default=None, description="As in StockLevelRecorded: the counted receipt these figures hold"
+    )
+
+
+class StockLevelRecorded(EventPayload):
+    """Inventory's figures of the SKU (its StockLevelChanged), recorded when they change procurement's view.
+
+    Free stock becomes `available` plus the receipts procurement counted that inventory has not yet
+    (the supplier topic and inventory's can arrive in either order). `receipt_message` is the receipt
+    (by message id) this report is the effect of, if procurement had counted it already: it is in
+    `available` now. `raised_by` is the message a report that raised on hand is the effect of, if
+    procurement did not know it: a receipt still to arrive here that must then not be counted twice.
+    """
+
+    event_type = "StockLevelRecorded"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    on_hand: NonNegativeQuantity
+    reserved: NonNegativeQuantity
+    available: NonNegativeQuantity
+    backordered: NonNegativeQuantity
+    receipt_message: Identifier | None = None
+    raised_by: Identifier | None = None
+
+
+class PurchaseOrderOverdue(EventPayload):
+    """A PO's expected date passed with units still to come: they are now expected on `revised_date`
+    (today + the policy's grace days), until the supplier says otherwise (an ack or a shipment notice)."""
+
+    event_type = "PurchaseOrderOverdue"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    po_id: Identifier
+    was_due: date = Field(description="The earliest expected date of its outstanding units, now passed")
+    revised_date: date
 
 
 class QueueLineChanged(EventPayload):
@@ -196,11 +236,19 @@ class ReceiptRecorded(EventPayload):
     po_id: Identifier | None
     quantity: Quantity
     received_on: date
+    message_id: Identifier | None = Field(
+        default=None, description="The GoodsReceived message's id: inventory's report of it names it"
+    )
+    in_stock_level: bool = Field(
+        default=False, description="Inventory's figures already hold it: free stock does not rise again"
+    )
 
 
 PROCUREMENT_EVENTS: tuple[type[EventPayload], ...] = (
     SupplierTermsSet,
     StockPositionRecorded,
+    StockLevelRecorded,
+    PurchaseOrderOverdue,
     QueueLineChanged,
     BackorderQueueRecorded,
     BackorderShortfallRecorded,

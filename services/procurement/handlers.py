@@ -4,9 +4,10 @@ Every input names its SKU, and each SKU is one stream (`sku:<sku>`): `decide_and
 touched streams, decides each input on the state its predecessors left, appends everything at once,
 and the read models are then written from the resulting states. Inputs that are none of procurement's
 business (reservations, shortfalls, stock adjustments, the retired whole-queue snapshots of contract
-1.x, ...) are dropped before any stream is loaded. A ProcurementConflict raised by the domain rolls the
-batch back; the consumer loop re-applies it message by message and dead-letters the one that fails, with
-the reason.
+1.x, ...) are dropped before any stream is loaded. A consumed event reaches the domain with its message
+ids (domain.Origin): inventory's StockLevelChanged names, as its causation, the receipt it counted.
+A ProcurementConflict raised by the domain rolls the batch back; the consumer loop re-applies it message
+by message and dead-letters the one that fails, with the reason.
 """
 
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from services.procurement import domain, eta, events, projections, queue
 from services.procurement.domain import (
     CONSUMED_EVENTS,
     Incoming,
+    Origin,
     ProcurementState,
     decide_and_fold,
     evolve,
@@ -55,15 +57,21 @@ async def apply(
     conn: asyncpg.Connection,
     store: EventStore,
     repository: StreamRepository[ProcurementState],
-    inputs: Sequence[Input[Incoming]],
+    inputs: Sequence[Input[Incoming | Envelope[Any]]],
     *,
     today: date,
     policy: PurchasePolicy,
 ) -> list[Decided[ProcurementState]]:
-    """Decide and append the inputs, then update the read models of the streams that got events."""
+    """Decide and append the inputs (commands, or consumed envelopes: the domain is told their ids),
+    then update the read models of the streams that got events."""
 
-    def execute(state: ProcurementState, incoming: Incoming) -> tuple[ProcurementState, list[EventPayload]]:
-        return decide_and_fold(state, incoming, today=today, policy=policy)
+    def execute(
+        state: ProcurementState, message: Incoming | Envelope[Any]
+    ) -> tuple[ProcurementState, list[EventPayload]]:
+        if isinstance(message, Envelope):
+            origin = Origin(str(message.event_id), message.causation_id)
+            return decide_and_fold(state, message.payload, today=today, policy=policy, origin=origin)
+        return decide_and_fold(state, message, today=today, policy=policy)
 
     decided = await decide_and_append(conn, store, repository, None, inputs, execute=execute)
     await projections.update(conn, [projections.SkuChange.of(d) for d in decided])
@@ -74,8 +82,8 @@ def make_handler(store: EventStore, policy: PurchasePolicy, clock: Clock) -> Han
     repository = new_repository(store)
 
     async def handle(conn: asyncpg.Connection, envelopes: Sequence[Envelope[Any]]) -> None:
-        inputs = [
-            Input(projections.stream_id(e.payload.sku), e.payload, cause=e)
+        inputs: list[Input[Incoming | Envelope[Any]]] = [
+            Input(projections.stream_id(e.payload.sku), e, cause=e)
             for e in envelopes
             if concerns_procurement(e.payload)
         ]

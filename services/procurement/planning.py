@@ -20,11 +20,15 @@ class PurchasePolicy:
     arrive at most `enlarge_max_delay_days` later than the PO is due now; the default 0 never delays
     lines that were already given the PO's date, so enlarging happens while the supplier's lead time
     still fits (typically within the day of a burst of backorders).
+    A PO whose expected date passed with units outstanding is overdue: its units are then expected
+    `overdue_grace_days` days from the day that is noticed (the goods are late, not reordered, so a
+    fresh lead time would be too pessimistic), and again so each time that date passes.
     """
 
     alternate_min_days_sooner: int = 3
     alternate_max_cost_premium: Decimal = Decimal("0.10")
     enlarge_max_delay_days: int = 0
+    overdue_grace_days: int = 3
 
 
 DEFAULT_POLICY = PurchasePolicy()
@@ -44,6 +48,34 @@ def replenishment_need(
     """
     target_level = max(reorder_point, safety_stock)
     return max(0, backordered + target_level - (free_stock + on_order))
+
+
+def surplus(
+    *, backordered: int, reorder_point: int, safety_stock: int, free_stock: int, on_order: int
+) -> int:
+    """Units of supply beyond what `replenishment_need` asks for (the mirror of it); 0 when none."""
+    target_level = max(reorder_point, safety_stock)
+    return max(0, free_stock + on_order - (backordered + target_level))
+
+
+def reduced_quantity(ordered: int, excess: int, terms: SupplierTerms | None) -> int:
+    """What an unconfirmed PO of `ordered` units shrinks to when `excess` of its units are not needed:
+    the rest rounded up to what the supplier sells (0: cancel it). Without the supplier's terms (it left
+    the catalogue) its rounding is unknown, so the PO is kept whole unless all of it is surplus."""
+    if excess >= ordered:
+        return 0
+    if terms is None:
+        return ordered
+    return min(ordered, order_quantity(ordered - excess, terms))
+
+
+MAX_PO_QUANTITY = 1_000_000_000  # the contract's largest quantity (backbone.contracts.types.Quantity)
+
+
+def max_order_quantity(terms: SupplierTerms) -> int:
+    """The most one PO to the supplier may hold: whole packs within the contract's maximum (and at
+    least the supplier's minimum, itself within the maximum)."""
+    return max(terms.minimum_order_quantity, MAX_PO_QUANTITY // terms.pack_size * terms.pack_size)
 
 
 def order_quantity(units: int, terms: SupplierTerms) -> int:

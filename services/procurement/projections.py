@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from backbone.contracts import Envelope
-from backbone.contracts.events import BackorderEtaUpdated, PurchaseOrderIssued
+from backbone.contracts.events import BackorderEtaUpdated, PurchaseOrderCancelled, PurchaseOrderIssued
 from backbone.db import columns
 from backbone.decider import Decided
 from backbone.eventstore import EventStore
@@ -31,6 +31,7 @@ from services.procurement.events import (
     BackorderLineReduced,
     BackorderQueueRecorded,
     PurchaseOrderConfirmed,
+    PurchaseOrderOverdue,
     QueueLineChanged,
     ReceiptRecorded,
     ShipmentExpected,
@@ -84,7 +85,12 @@ class Details:
             case PurchaseOrderIssued():
                 self.po_issued_at.setdefault(e.po_id, at)
                 self.po_changed_at[e.po_id] = at
-            case PurchaseOrderConfirmed() | ShipmentExpected():
+            case (
+                PurchaseOrderConfirmed()
+                | ShipmentExpected()
+                | PurchaseOrderOverdue()
+                | PurchaseOrderCancelled()
+            ):
                 self.po_changed_at[e.po_id] = at
             case ReceiptRecorded() if e.po_id is not None:
                 self.po_changed_at[e.po_id] = at
@@ -123,14 +129,14 @@ class SkuChange:
 
 _UPSERT_SKUS = """
 INSERT INTO procurement_skus (sku, version, free_stock, backordered, reorder_point, safety_stock,
-                              on_order, open_need, waiting_lines, updated_at)
+                              on_order, open_need, waiting_lines, sourced, updated_at)
 SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
-                     $7::bigint[], $8::bigint[], $9::bigint[], $10::timestamptz[])
+                     $7::bigint[], $8::bigint[], $9::bigint[], $10::boolean[], $11::timestamptz[])
 ON CONFLICT (sku) DO UPDATE SET
     version = excluded.version, free_stock = excluded.free_stock, backordered = excluded.backordered,
     reorder_point = excluded.reorder_point, safety_stock = excluded.safety_stock,
     on_order = excluded.on_order, open_need = excluded.open_need, waiting_lines = excluded.waiting_lines,
-    updated_at = excluded.updated_at
+    sourced = excluded.sourced, updated_at = excluded.updated_at
 WHERE procurement_skus.version < excluded.version
 """
 
@@ -143,7 +149,7 @@ ON CONFLICT (sku) DO UPDATE SET actor = excluded.actor, updated_at = excluded.up
 _INSERT_TERMS = """
 INSERT INTO supplier_terms (sku, position, supplier_id, role, lead_time_days, minimum_order_quantity,
                             pack_size, unit_cost, currency)
-SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::int[], $7::int[],
+SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::bigint[],
                      $8::numeric[], $9::text[])
 """
 
@@ -151,11 +157,11 @@ _UPSERT_POS = """
 INSERT INTO purchase_orders (po_id, sku, sequence, supplier_id, revision, quantity, unit_cost, currency,
                              expected_arrival, confirmed_quantity, confirmed_date, shipments,
                              received_quantity, outstanding, expected_complete, status, issued_at,
-                             updated_at)
+                             updated_at, due_date)
 SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::bigint[],
                      $7::numeric[], $8::text[], $9::date[], $10::bigint[], $11::date[], $12::jsonb[],
                      $13::bigint[], $14::bigint[], $15::date[], $16::text[], $17::timestamptz[],
-                     $18::timestamptz[])
+                     $18::timestamptz[], $19::date[])
 ON CONFLICT (po_id) DO UPDATE SET
     supplier_id = excluded.supplier_id, revision = excluded.revision, quantity = excluded.quantity,
     unit_cost = excluded.unit_cost, currency = excluded.currency,
@@ -163,7 +169,7 @@ ON CONFLICT (po_id) DO UPDATE SET
     confirmed_date = excluded.confirmed_date, shipments = excluded.shipments,
     received_quantity = excluded.received_quantity, outstanding = excluded.outstanding,
     expected_complete = excluded.expected_complete, status = excluded.status,
-    updated_at = excluded.updated_at
+    updated_at = excluded.updated_at, due_date = excluded.due_date
 """
 
 _SELECT_ANNOUNCEMENTS = """
@@ -243,11 +249,12 @@ def _po_rows(change: SkuChange) -> list[tuple[Any, ...]]:
                 po.received,
                 po.outstanding,
                 _expected_complete(po),
-                "open" if po.is_open else "closed",
+                "cancelled" if po.cancelled else "open" if po.is_open else "closed",
                 # Only the first revision's event knows when the PO was issued; on an update the
                 # stored issued_at is kept (the upsert does not set it), so any value does here.
                 details.po_issued_at.get(po.po_id, changed_at),
                 changed_at,
+                po.due_date,
             )
         )
     return rows
@@ -339,11 +346,12 @@ async def update(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None
             c.state.on_order,
             open_need(c.state),
             len(c.state.queue),
+            c.state.sourced,
             _last_event_at(c),
         )
         for c in changes
     ]
-    await conn.execute(_UPSERT_SKUS, *columns(skus, 10))
+    await conn.execute(_UPSERT_SKUS, *columns(skus, 11))
 
     catalogues = [(c.state, c.details.catalogue) for c in changes if c.details.catalogue is not None]
     if catalogues:
@@ -372,7 +380,7 @@ async def update(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None
 
     orders = [row for c in changes for row in _po_rows(c)]
     if orders:
-        await conn.execute(_UPSERT_POS, *columns(orders, 18))
+        await conn.execute(_UPSERT_POS, *columns(orders, 19))
 
     await _write_lines(conn, changes)
 

@@ -3,6 +3,8 @@
 - a checkout system publishing OrderPlaced;
 - a supplier's EDI adapter publishing acknowledgements, shipment notices and GoodsReceived;
 - shop staff using the admin APIs (stock, backorder policy, supplier catalogue);
+- a warehouse's fulfilment adapter (`Warehouse`): reading FulfilmentRequested, publishing
+  ShipmentDispatched;
 - customers reading their orders and e-mails, cancelling, subscribing to back-in-stock.
 """
 
@@ -15,17 +17,21 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 
 import httpx
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from backbone.contracts import Envelope, EventPayload, Topic, new_envelope
+from backbone.consumer import decode
+from backbone.contracts import DecodeError, Envelope, EventPayload, Topic, new_envelope
 from backbone.contracts.events import (
     Customer,
     CustomerTier,
+    FulfilmentRequested,
     GoodsReceived,
     OrderLine,
     OrderPlaced,
     PurchaseOrderAcknowledged,
+    ShipmentDispatched,
     ShipmentNoticed,
+    ShippedLine,
 )
 from backbone.testing.fixtures import publish
 from backbone.testing.mailsink import MailSink
@@ -200,3 +206,83 @@ class Outsiders:
                 f"{e}\nreceived: {[m['Subject'] for m in self.mail.to(address)]}\n"
                 f"the notifier's deliveries: {known}"
             ) from None
+
+
+class Warehouse:
+    """A warehouse's fulfilment adapter, as a WMS integration would be written: it follows the orders
+    topic, keeps the highest FulfilmentRequested revision per order (its pick list) and reports what it
+    ships as ShipmentDispatched. Use as `async with Warehouse(...) as warehouse:`."""
+
+    def __init__(self, services: Deployment, producer: AIOKafkaProducer, bootstrap_servers: str) -> None:
+        self._services = services
+        self._producer = producer
+        self._consumer = AIOKafkaConsumer(
+            services.topic(Topic.ORDERS),
+            bootstrap_servers=bootstrap_servers,
+            group_id=f"warehouse-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        self.pick_lists: dict[str, FulfilmentRequested] = {}
+
+    async def __aenter__(self) -> "Warehouse":
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._consumer.stop()
+
+    async def _read(self) -> None:
+        batches = await self._consumer.getmany(timeout_ms=100)
+        for record in (r for records in batches.values() for r in records):
+            if dict(record.headers).get("event_type") != b"FulfilmentRequested":
+                continue
+            try:
+                request = decode(record).payload
+            except DecodeError:
+                continue  # not the warehouse's to judge: the services dead-letter what breaks the contract
+            known = self.pick_lists.get(request.order_id)
+            if known is None or request.revision > known.revision:
+                self.pick_lists[request.order_id] = request
+
+    async def pick_list(
+        self, order_id: str, what: str, check: Any, timeout: float = 45.0
+    ) -> FulfilmentRequested:
+        """The order's latest pick list, once `check(pick_list)` holds."""
+
+        async def probe() -> FulfilmentRequested | None:
+            await self._read()
+            latest = self.pick_lists.get(order_id)
+            return latest if latest is not None and check(latest) else None
+
+        found = await eventually(
+            probe, timeout=timeout, interval=0.05, what=f"pick list of {order_id}: {what}"
+        )
+        assert found is not None
+        return found
+
+    async def ship(
+        self,
+        pick_list: FulfilmentRequested,
+        *,
+        quantities: Mapping[str, int] | None = None,
+        shipment_id: str | None = None,
+        tracking_number: str | None = None,
+    ) -> ShipmentDispatched:
+        """Ship the pick list (or `quantities` per line id of it) as one parcel."""
+        wanted = quantities or {line.line_id: line.quantity for line in pick_list.lines}
+        shipment = ShipmentDispatched(
+            shipment_id=shipment_id or f"shp-{uuid.uuid4().hex[:10]}",
+            order_id=pick_list.order_id,
+            lines=[
+                ShippedLine(line_id=line.line_id, sku=line.sku, quantity=wanted[line.line_id])
+                for line in pick_list.lines
+                if wanted.get(line.line_id)
+            ],
+            carrier="DHL" if tracking_number else None,
+            tracking_number=tracking_number,
+            tracking_url=f"https://tracking.example.com/{tracking_number}" if tracking_number else None,
+            shipped_at=datetime.now(UTC),
+        )
+        await publish(self._producer, self._services.topic(Topic.FULFILMENT), [new_envelope(shipment)])
+        return shipment

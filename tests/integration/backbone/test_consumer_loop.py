@@ -6,7 +6,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from backbone.consumer import ConsumerLoop
-from backbone.contracts import Envelope
+from backbone.contracts import Envelope, new_envelope
 from backbone.db import create_pool
 from backbone.kafka import ensure_topics
 from backbone.testing.background import running
@@ -215,3 +215,29 @@ async def test_a_rebalance_and_a_consumer_killed_mid_stream_lose_and_double_noth
 
 async def _at_least_applied(a: ConsumerLoop, b: ConsumerLoop, count: int) -> bool:
     return a.applied + b.applied >= count
+
+
+def resent(envelope: Envelope[Any], **changes: Any) -> Envelope[Any]:
+    """The same business fact (or, with changes, another content under its key) in a new envelope."""
+    return new_envelope(envelope.payload.model_copy(update=changes))
+
+
+async def test_a_fact_resent_under_a_new_event_id_applies_once_other_content_under_its_key_dead_letters(  # type: ignore[no-untyped-def]
+    setup, producer: AIOKafkaProducer, kafka_bootstrap: str
+) -> None:
+    topic, pool, _, loop = setup
+    first = receipt("SKU-K", "r-k", quantity=4)
+    other_sku = receipt("SKU-L", "r-k", quantity=1)  # another line of the same receipt: its own fact
+    changed = resent(first, quantity=40)
+    # The repeat inside one batch, and the repeat and the conflict in later batches, after a commit.
+    await publish(producer, topic, [first, resent(first), other_sku])
+    async with running(loop.run()):
+        await eventually(lambda: _equals(units(pool), {"SKU-K": 4, "SKU-L": 1}), what="the first batch")
+        await publish(producer, topic, [resent(first), changed, receipt("SKU-K", "r-k2", quantity=2)])
+        [dead] = await read_topic(kafka_bootstrap, f"{topic}.dlq", 1)
+        await eventually(lambda: _equals(units(pool), {"SKU-K": 6, "SKU-L": 1}), what="the new receipt")
+    assert dead.value == changed.to_json()
+    reason = dict(dead.headers)["dlq_reason"].decode()
+    assert reason.startswith("GoodsReceived 'r-k / SKU-K' was applied before with other content")
+    assert (loop.applied, loop.replayed, loop.dead_lettered) == (3, 2, 1)
+    assert await pool.fetchval("SELECT count(*) FROM business_keys") == 3

@@ -16,6 +16,9 @@ from backbone.contracts.events import (
     OrderCancelled,
     OrderLine,
     OrderPlaced,
+    ShipmentDispatched,
+    ShippedLine,
+    SkuSourcingChanged,
 )
 from backbone.testing.databases import table_rows
 from backbone.testing.service import service_settings
@@ -67,6 +70,24 @@ def receipt(sku: str, quantity: int, receipt_id: str | None = None) -> Envelope[
             received_at=datetime.now(UTC),
         )
     )
+
+
+def shipment(
+    shipment_id: str, order_id: str, sku: str, quantity: int, line_id: str = "1"
+) -> Envelope[ShipmentDispatched]:
+    return new_envelope(
+        ShipmentDispatched(
+            shipment_id=shipment_id,
+            order_id=order_id,
+            lines=[ShippedLine(line_id=line_id, sku=sku, quantity=quantity)],
+            carrier="DHL",
+            shipped_at=datetime.now(UTC),
+        )
+    )
+
+
+def sourcing(sku: str, *supplier_ids: str) -> Envelope[SkuSourcingChanged]:
+    return new_envelope(SkuSourcingChanged(sku=sku, supplier_ids=list(supplier_ids)))
 
 
 async def stock(http: httpx.AsyncClient, sku: str) -> dict[str, Any] | None:

@@ -50,7 +50,7 @@ async def test_backorders_are_queued_filled_audited_and_rebuildable(
 
         opening = await adjust(http, sku, 400, adjustment_id="opening")
         assert opening.status_code == 200, opening.text
-        assert opening.json()["events"] == ["StockAdjusted"]
+        assert opening.json()["events"] == ["StockAdjusted", "StockLevelChanged"]
         assert opening.json()["stock"]["available"] == 400
         retried = await adjust(http, sku, 400, adjustment_id="opening")  # e.g. after a timeout
         assert retried.status_code == 200, retried.text
@@ -127,12 +127,14 @@ async def test_backorders_are_queued_filled_audited_and_rebuildable(
             p["event_type"] for p in published
         ]
         types = [p["event_type"] for p in published]
-        assert types[:5] == [
+        assert types[:7] == [
             "StockAdjusted",
+            "StockLevelChanged",
             "StockReserved",
             "StockShort",
             "BackorderQueueChanged",
             "ReorderPointReached",
+            "StockLevelChanged",  # the last event of each command that changed the figures
         ]
         assert "BackorderFulfilled" in types
         health = (await http.get("/health")).json()

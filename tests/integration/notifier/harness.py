@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from email import policy
 from email.message import EmailMessage
@@ -29,8 +29,14 @@ from backbone.contracts.events import (
     BackorderFulfilled,
     Customer,
     GoodsReceived,
+    LineQuantity,
+    OrderCancelled,
     OrderLine,
     OrderPlaced,
+    RefundRequested,
+    ShipmentDispatched,
+    ShippedLine,
+    StockReleased,
     StockShort,
 )
 from backbone.testing.databases import table_rows
@@ -250,6 +256,65 @@ def filled(order_id: str, line_id: str, sku: str, quantity: int, remaining: int)
             remaining_backordered=remaining,
             source="GRN-1",
             priority_reason="1st in the backorder queue",
+        ),
+        correlation_id=order_id,
+    )
+
+
+def cancel(order_id: str, line_id: str, sku: str, quantity: int) -> Envelope[OrderCancelled]:
+    """The customer's request (orders topic); inventory answers with `released`."""
+    return new_envelope(
+        OrderCancelled(
+            order_id=order_id,
+            lines=[LineQuantity(line_id=line_id, sku=sku, quantity=quantity)],
+            reason="customer_request",
+            cancelled_at=datetime.now(UTC),
+            cancellation_id=f"{order_id}:cancel:1",
+        ),
+        correlation_id=order_id,
+    )
+
+
+def released(order_id: str, line_id: str, sku: str, reserved: int, dropped: int) -> Envelope[StockReleased]:
+    return new_envelope(
+        StockReleased(
+            order_id=order_id,
+            line_id=line_id,
+            sku=sku,
+            released_reserved=reserved,
+            dropped_backordered=dropped,
+            reason="customer_request",
+        ),
+        correlation_id=order_id,
+    )
+
+
+def refund(order_id: str, line_id: str, sku: str, quantity: int) -> Envelope[RefundRequested]:
+    return new_envelope(
+        RefundRequested(
+            order_id=order_id,
+            line_id=line_id,
+            sku=sku,
+            quantity=quantity,
+            amount=quantity * Decimal("19.90"),
+            currency="EUR",
+            reason="customer_request",
+        ),
+        correlation_id=order_id,
+    )
+
+
+def dispatched(
+    order_id: str, shipment_id: str, lines: Sequence[tuple[str, str, int]], **tracking: str
+) -> Envelope[ShipmentDispatched]:
+    """lines: (line_id, sku, quantity); tracking: carrier, tracking_number, tracking_url."""
+    return new_envelope(
+        ShipmentDispatched(
+            shipment_id=shipment_id,
+            order_id=order_id,
+            lines=[ShippedLine(line_id=line_id, sku=sku, quantity=q) for line_id, sku, q in lines],
+            shipped_at=datetime.now(UTC) - timedelta(minutes=5),
+            **tracking,
         ),
         correlation_id=order_id,
     )

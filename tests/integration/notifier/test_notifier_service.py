@@ -16,7 +16,9 @@ from services.notifier.messages import long_date
 from tests.integration.notifier.harness import (
     again,
     assert_rebuild_gives_the_same_read_models,
+    cancel,
     consumed,
+    dispatched,
     eta,
     filled,
     mail_relay,
@@ -24,6 +26,8 @@ from tests.integration.notifier.harness import (
     placed,
     read_models,
     received,
+    refund,
+    released,
     serving,
     settings,
     settled,
@@ -406,3 +410,87 @@ async def test_two_instances_never_send_the_same_message(
                 f"<{r['notification_id']}@shop.example>" for r in rows
             )
             assert {str(m["From"]).split()[0] for m in messages} == {"One", "Two"}
+
+
+async def test_a_shipment_is_mailed_once_with_its_tracking(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, producer: AIOKafkaProducer
+) -> None:
+    jacket, hat = unique_name("JACKET"), unique_name("HAT")
+    order_id = unique_name("order")
+    order = placed(order_id, unique_name("customer"), "ada@example.com", [("1", jacket, 2), ("2", hat, 1)])
+    tracking = {
+        "carrier": "DHL",
+        "tracking_number": "JD014600003",
+        "tracking_url": "https://track.example/JD014600003",
+    }
+    shipment = dispatched(order_id, unique_name("shipment"), [("1", jacket, 2), ("2", hat, 1)], **tracking)
+    async with (
+        mail_relay() as mail,
+        serving(settings(database_url, kafka_bootstrap, topic_prefix, mail.port)) as http,
+    ):
+        await publish(producer, f"{topic_prefix}orders", [order])
+        await consumed(database_url, order)
+        # Redelivered, and re-sent by the warehouse adapter under the same shipment id (a new event id).
+        resent = again(shipment)
+        await publish(producer, f"{topic_prefix}fulfilment", [shipment, shipment, resent])
+        await consumed(database_url, shipment, resent)
+        (row,) = await settled(http, order_id=order_id)
+        assert (row["kind"], row["status"], row["line_id"], row["sku"]) == ("shipped", "sent", None, None)
+        assert row["content"]["tracking_url"] == tracking["tracking_url"]
+
+        (email,) = mail.messages()
+        assert email["Subject"] == "Items of your order shipped with DHL"
+        text = text_of(email)
+        for expected in (
+            f"- 2 units of {jacket}",
+            f"- 1 units of {hat}",
+            "Carrier: DHL, tracking number JD014600003.",
+            "Track the parcel: https://track.example/JD014600003",
+            f"Order: {order_id}",
+        ):
+            assert expected in text
+        # The same fact again: dropped by its business key, neither mailed nor dead-lettered.
+        assert (await http.get("/health")).json()["dead_lettered"] == 0
+        assert len(await notifications(http, order_id=order_id)) == 1
+    await assert_rebuild_gives_the_same_read_models(database_url)
+
+
+async def test_a_cancellation_seen_before_the_shortfall_gives_no_backordered_mail(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, producer: AIOKafkaProducer
+) -> None:
+    """The orders topic runs ahead of the inventory topic: the notifier sees the customer's cancellation
+    before inventory's shortfall. It tells only what inventory then actually cancelled, and the refund."""
+    sku, order_id = unique_name("LAMP"), unique_name("order")
+    orders, inventory = f"{topic_prefix}orders", f"{topic_prefix}inventory"
+    order = placed(order_id, unique_name("customer"), "eve@example.com", [("1", sku, 4)])
+    cancellation = cancel(order_id, "1", sku, 4)
+    shortfall = short(order_id, "1", sku, demanded=4, available=1)
+    dated = eta(order_id, "1", sku, APRIL_20)
+    async with mail_relay() as mail:
+        config = settings(
+            database_url, kafka_bootstrap, topic_prefix, mail.port, backorder_eta_grace_seconds=0.5
+        )
+        async with serving(config) as http:
+            await publish(producer, orders, [order, cancellation])
+            await consumed(database_url, order, cancellation)
+            await publish(producer, inventory, [shortfall])
+            await consumed(database_url, shortfall)
+            # Not listed for the grace-period announcement either: the request is about to take it.
+            assert (await read_models(database_url))["backorder_announcement"] == []
+            await publish(producer, f"{topic_prefix}procurement", [dated])
+            await consumed(database_url, dated)
+            answer = released(order_id, "1", sku, reserved=1, dropped=3)
+            money_back = refund(order_id, "1", sku, 4)
+            await publish(producer, orders, [money_back])  # overtakes StockReleased: it waits for it
+            await consumed(database_url, money_back)
+            assert await notifications(http, order_id=order_id) == []
+            await publish(producer, inventory, [answer])
+            await consumed(database_url, answer)
+            rows = await settled(http, order_id=order_id)
+            assert [(r["kind"], r["line_id"]) for r in rows] == [("cancelled", "1"), ("refunded", "1")]
+            assert rows[0]["content"]["lines"] == [{"line_id": "1", "sku": sku, "quantity": 4}]
+            subjects = [m["Subject"] for m in mail.messages()]
+            assert subjects == ["Cancellation confirmed", f"Refund of 79.60 EUR for 4 units of {sku}"]
+            assert not any("backordered" in s for s in subjects)
+    assert (await read_models(database_url))["backorder_announcement"] == []
+    await assert_rebuild_gives_the_same_read_models(database_url)

@@ -1,6 +1,7 @@
 """The order service as outsiders see it: a running process, the topics it reads and writes, its HTTP API.
 
-The tests play checkout (orders topic), inventory (inventory topic) and procurement (procurement topic).
+The tests play checkout (orders topic), inventory (inventory topic), procurement (procurement topic) and
+a warehouse adapter (fulfilment topic).
 """
 
 from collections.abc import Callable
@@ -19,6 +20,9 @@ from backbone.contracts.events import (
     Customer,
     OrderLine,
     OrderPlaced,
+    ShipmentDispatched,
+    ShippedLine,
+    StockReleased,
     StockReserved,
     StockShort,
 )
@@ -95,6 +99,35 @@ def fill(order_id: str, line_id: str, sku: str, quantity: int, remaining: int) -
         remaining_backordered=remaining,
         source="GRN-1",
         priority_reason="1st in the backorder queue",
+    )
+
+
+def released(
+    order_id: str, line_id: str, sku: str, *, reserved: int = 0, dropped: int = 0, reason: str | None = None
+) -> StockReleased:
+    """Inventory's confirmation of cancelled units; reason None: an inventory that does not copy it."""
+    return StockReleased(
+        order_id=order_id,
+        line_id=line_id,
+        sku=sku,
+        released_reserved=reserved,
+        dropped_backordered=dropped,
+        reason=reason,  # type: ignore[arg-type]
+    )
+
+
+def dispatched(
+    shipment_id: str, order_id: str, *lines: tuple[str, str, int], tracking: str | None = None
+) -> ShipmentDispatched:
+    """What a warehouse adapter reports: a shipment of (line_id, sku, quantity) lines."""
+    return ShipmentDispatched(
+        shipment_id=shipment_id,
+        order_id=order_id,
+        lines=[ShippedLine(line_id=line_id, sku=sku, quantity=quantity) for line_id, sku, quantity in lines],
+        carrier="DHL" if tracking else None,
+        tracking_number=tracking,
+        tracking_url=f"https://track.example.com/{tracking}" if tracking else None,
+        shipped_at=datetime.now(UTC),
     )
 
 

@@ -1,4 +1,5 @@
-"""The maximum wait: overdue backorders are cancelled and refunded exactly once, whoever runs the check."""
+"""The maximum wait: overdue backorders are cancelled exactly once, whoever runs the check, and refunded
+once inventory confirms the units it dropped."""
 
 import asyncio
 import json
@@ -27,6 +28,7 @@ from tests.integration.order.harness import (
     order,
     order_json,
     order_when,
+    released,
     serving,
     settings,
     short,
@@ -90,7 +92,21 @@ async def test_concurrent_checks_cancel_once_and_a_stale_read_model_changes_noth
                 " WHERE event_type IN ('OrderCancelled', 'RefundRequested') GROUP BY 1, 2"
             )
         }
-        assert counts == {("order:due", "OrderCancelled"): 1, ("order:due", "RefundRequested"): 1}
+        assert counts == {("order:due", "OrderCancelled"): 1}  # the refund waits for inventory
+        cancelled = json.loads(
+            await conn.fetchval("SELECT body FROM event_store WHERE event_type = 'OrderCancelled'")
+        )["payload"]
+        assert (cancelled["only_waiting"], cancelled["cancellation_id"]) == (True, "due:cancel:1")
+        assert await conn.fetchval("SELECT waiting FROM orders WHERE order_id = 'due'") == 6
+    # Pending: a round before inventory answers cancels nothing more.
+    assert (
+        await scheduler.cancel_overdue(pool, store, new_repository(store), now=now, default_max_wait_days=30)
+        == []
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        answer = released("due", "1", "SKU-A", dropped=6, reason="max_wait_exceeded")
+        await apply(conn, store, new_repository(store), [Input(order_stream_id("due"), answer)])
+    async with pool.acquire() as conn:
         body = json.loads(
             await conn.fetchval("SELECT body FROM event_store WHERE event_type = 'RefundRequested'")
         )
@@ -149,6 +165,12 @@ async def test_the_running_service_cancels_overdue_backorders_once_across_instan
         placed = order("O1", ("1", "SKU-A", 10, "5.00"), placed_at=three_days_ago, max_wait_days=2)
         assert (await http.post("/orders", json=order_json(placed))).status_code == 202
         await publish(producer, inventory, [envelope(short("O1", "1", "SKU-A", 10, 4))])
+        await order_when(
+            other, "O1", lambda v: line(v, "1")["cancellation_pending"] == 6, "overdue units being cancelled"
+        )
+        listed = (await http.get("/backorders")).json()
+        assert [(r["order_id"], r["waiting"], r["cancellation_pending"]) for r in listed] == [("O1", 6, 6)]
+        await publish(producer, inventory, [envelope(released("O1", "1", "SKU-A", dropped=6))])
         view = await order_when(
             other, "O1", lambda v: line(v, "1")["cancelled"] > 0, "overdue units cancelled"
         )
@@ -167,13 +189,21 @@ async def test_the_running_service_cancels_overdue_backorders_once_across_instan
         placed = order("O2", ("1", "SKU-A", 3, "5.00"), placed_at=three_days_ago)
         assert (await http.post("/orders", json=order_json(placed))).status_code == 202
         await publish(producer, inventory, [envelope(short("O2", "1", "SKU-A", 3, 0))])
+        await order_when(
+            http, "O2", lambda v: line(v, "1")["cancellation_pending"] == 3, "overdue units being cancelled"
+        )
+        await publish(producer, inventory, [envelope(released("O2", "1", "SKU-A", dropped=3))])
         view = await order_when(http, "O2", lambda v: v["status"] == "cancelled", "overdue units cancelled")
-        assert view["history"][-2]["summary"] == "cancelled (max_wait_exceeded): line 1 3 units"
+        summaries = {entry["event_type"]: entry["summary"] for entry in view["history"]}
+        assert summaries["OrderCancelled"] == (
+            "cancellation of waiting units requested (max_wait_exceeded): line 1 3 units"
+        )
+        assert line(view, "1")["refunded_amount"] == "15.00"  # reason: the pending request's
 
     for order_id in ("O1", "O2"):
         assert await stored_events(database_url, order_id, "OrderCancelled") == 1
         assert await stored_events(database_url, order_id, "RefundRequested") == 1
-    records = await read_topic(kafka_bootstrap, orders, 6)
+    records = await read_topic(kafka_bootstrap, orders, 7)  # O1 also published its pick list
     cancellations = [
         json.loads(r.value) for r in records if dict(r.headers)["event_type"] == b"OrderCancelled"
     ]

@@ -77,11 +77,14 @@ async def test_order_views_backorders_reports_dead_letters_and_rebuild(
             "PO-1",
         )
         # The three topics are not ordered among each other: inventory's answer may come first.
+        # Once both are in, the pick list of the 400 allocated units is published.
         assert sorted(history_types(view)) == [
+            "FulfilmentRequested",
             "order.LineBackordered",
             "order.LineEtaChanged",
             "order.OrderRecorded",
         ]
+        assert (view["closed"], view["shipped_units"], view["shipments"]) == (False, 0, [])
         summaries = {entry["event_type"]: entry["summary"] for entry in view["history"]}
         assert summaries["order.LineBackordered"] == "line 1: 400 units reserved, 100 units backordered"
         assert summaries["order.OrderRecorded"] == "order received from checkout: 1 line, 500 units"
@@ -186,6 +189,7 @@ async def test_order_views_backorders_reports_dead_letters_and_rebuild(
             "rejected": 0,
             "filled": 30,
             "cancelled": 0,
+            "shipped": 0,
             "waiting": 70,
             "backorder_rate_percent": 20.0,
         }

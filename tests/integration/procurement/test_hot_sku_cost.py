@@ -1,6 +1,6 @@
-"""A sold-out SKU with 20,000 waiting lines: one more line joining, a receipt that fills the head and a
-cancellation in the middle each write the same rows and publish the same events in procurement as on a
-SKU with 10 (counted, not timed)."""
+"""A sold-out SKU with 20,000 waiting lines: one more line joining, a receipt that fills the head, a
+cancellation in the middle (which shrinks the unconfirmed PO) and inventory's stock level after it each
+write the same rows and publish the same events in procurement as on a SKU with 10 (counted, not timed)."""
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -14,6 +14,7 @@ from backbone.contracts.events import (
     BackorderFulfilled,
     GoodsReceived,
     PurchaseOrderAcknowledged,
+    StockLevelChanged,
     StockReleased,
 )
 from backbone.db import BACKBONE_MIGRATIONS, migrate, migration_files
@@ -65,6 +66,12 @@ def filled(queue: InventoryQueue, receipt_id: str) -> list[Envelope[Any]]:
         priority_reason="1st in the backorder queue",
     )
     return [new_envelope(fill), new_envelope(queue.reduce(head.order_id, 0))]
+
+
+def stock_level(queue: InventoryQueue, cause: Envelope[Any]) -> Envelope[Any]:
+    """Inventory's figures of a sold-out SKU, as the effect of `cause`."""
+    level = StockLevelChanged(sku=queue.sku, on_hand=0, reserved=0, available=0, backordered=queue.units)
+    return new_envelope(level, cause=cause)
 
 
 def cancelled(queue: InventoryQueue, position: int) -> list[Envelope[Any]]:
@@ -125,7 +132,10 @@ async def test_changes_cost_the_same_at_20000_waiting_lines_as_at_10(database_ur
                 await cost(conn, handle, late),
                 await cost(conn, handle, [*receipt, *fills]),
                 await cost(conn, handle, cancelled(queue, len(queue.lines) // 2)),
+                await cost(conn, handle, [stock_level(queue, cause=receipt[0])]),
             ]
+            # The level names the receipt as its cause: the receipt is counted once, not in flight.
+            assert await conn.fetchval("SELECT free_stock FROM procurement_skus WHERE sku = $1", sku) == 0
             etas = await conn.fetch(
                 "SELECT eta, count(*) FROM line_etas WHERE sku = $1 GROUP BY eta ORDER BY eta", sku
             )
@@ -133,7 +143,7 @@ async def test_changes_cost_the_same_at_20000_waiting_lines_as_at_10(database_ur
             # one of which the cancellation moved up from PO 2; PO 2 serves the last 2.
             assert [(r["eta"], r["count"]) for r in etas] == [(day(10), waiting - 5), (day(12), 2)]
         assert costs["HOT"] == costs["SMALL"]
-        joined, received_and_filled, cancellation = costs["HOT"]
+        joined, received_and_filled, cancellation, level = costs["HOT"]
         # The line joins (internal), PO 2 grows by its unit, and it hears its ETA: three rows of the log, two
         # published; one row of the line, of the PO and of the SKU.
         assert joined["appended"] == ["QueueLineChanged", "PurchaseOrderIssued", "BackorderEtaUpdated"]
@@ -155,10 +165,22 @@ async def test_changes_cost_the_same_at_20000_waiting_lines_as_at_10(database_ur
             "purchase_orders": 1,
             "procurement_skus": 1,
         }
-        # The cancelled line leaves; the first line PO 2 served moves up into PO 1: one ETA update.
-        assert cancellation["appended"] == ["QueueLineChanged", "BackorderEtaUpdated"]
-        assert cancellation["published"] == ["BackorderEtaUpdated"]
-        assert cancellation["rows"] == {"event_store": 2, "outbox": 1, "line_etas": 2, "procurement_skus": 1}
+        # The cancelled line leaves; the unconfirmed PO 2 shrinks by its unit (revision 3 of 2 units), and
+        # the first line PO 2 served moves up into PO 1: one ETA update.
+        assert cancellation["appended"] == ["QueueLineChanged", "PurchaseOrderIssued", "BackorderEtaUpdated"]
+        assert cancellation["published"] == ["PurchaseOrderIssued", "BackorderEtaUpdated"]
+        assert cancellation["rows"] == {
+            "event_store": 3,
+            "outbox": 2,
+            "line_etas": 2,
+            "purchase_orders": 1,
+            "procurement_skus": 1,
+        }
+        # Inventory's figures after the receipt it counted: the receipt is no longer in flight (one
+        # internal fact), free stock stays 0, and nothing is re-planned.
+        assert level["appended"] == ["StockLevelRecorded"]
+        assert level["published"] == []
+        assert level["rows"] == {"event_store": 1, "procurement_skus": 1}
     finally:
         await conn.close()
 

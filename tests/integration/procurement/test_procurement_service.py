@@ -14,7 +14,7 @@ from backbone.contracts.events import BackorderQueueEntry, BackorderQueueSnapsho
 from backbone.testing.fixtures import publish, read_topic, unique_name
 from backbone.testing.service import run_rebuild
 from backbone.testing.waiting import eventually
-from services.procurement.eta import NO_COVER
+from services.procurement.eta import NO_SUPPLIER
 from tests.integration.procurement.harness import (
     FixedClock,
     Inventory,
@@ -62,7 +62,7 @@ async def test_shortfalls_become_purchase_orders_with_etas_that_follow_the_suppl
             supplier("SLOW", lead_time_days=20, unit_cost="3.50", role="alternate"),
         )
         assert put.status_code == 200, put.text
-        assert put.json()["events"] == ["SupplierTermsSet"]
+        assert put.json()["events"] == ["SupplierTermsSet", "SkuSourcingChanged"]
         assert [(s["supplier_id"], s["unit_cost"]) for s in put.json()["suppliers"]] == [
             ("P", "4.00"),
             ("SLOW", "3.50"),
@@ -110,18 +110,21 @@ async def test_shortfalls_become_purchase_orders_with_etas_that_follow_the_suppl
         assert (po["supplier_id"], po["unit_cost"], po["expected_arrival"]) == ("FAST", "10.50", iso(5))
         assert etas_of(view) == {"b1": iso(5)}
 
-        # The boots' customer cancels: the line leaves the queue (and its ETA the views); the PO stays.
+        # The boots' customer cancels: the line leaves the queue (and its ETA the views), and the PO bought
+        # for it, not confirmed yet, is cancelled.
         await publish(producer, inventory, [cancelled(boots, "b1", reserved=0, backordered=4), *queue(boots)])
         view = await sku_reaches(http, boots, lambda v: v["backordered"] == 0, "b1 cancelled")
-        assert (view["backorders"], view["waiting_lines"], view["on_order"]) == ([], 0, 4)
+        assert (view["backorders"], view["waiting_lines"], view["on_order"]) == ([], 0, 0)
+        assert view["open_purchase_orders"] == []
+        assert (await purchase_order(http, f"PO-{boots}-0001"))["status"] == "cancelled"
         assert (await http.get("/etas", params={"order_id": "b1"})).json() == []
 
-        # No supplier, no purchase: the scarf's line is told so.
+        # No supplier, no purchase: the scarf's line is told so, and staff see the SKU in the report.
         view = await sku_reaches(http, scarf, lambda v: bool(v["backorders"]), "c1 is queued")
-        assert (view["open_purchase_orders"], view["open_need"]) == ([], 2)
+        assert (view["open_purchase_orders"], view["open_need"], view["sourced"]) == ([], 2, False)
         [line] = (await http.get("/etas", params={"order_id": "c1"})).json()
         assert (line["sku"], line["eta"], line["po_id"]) == (scarf, None, None)
-        assert line["reason"].startswith(NO_COVER)
+        assert line["reason"] == NO_SUPPLIER
 
         # More demand the same day enlarges the unconfirmed PO (revision 2, rounded to packs of 5).
         await publish(
@@ -196,38 +199,61 @@ async def test_shortfalls_become_purchase_orders_with_etas_that_follow_the_suppl
         # Setting the scarf's catalogue buys for the line that waited uncovered, and tells it its date.
         put = await set_catalogue(http, scarf, supplier("P", lead_time_days=7))
         assert put.status_code == 200, put.text
-        assert put.json()["events"] == ["SupplierTermsSet", "PurchaseOrderIssued", "BackorderEtaUpdated"]
+        assert put.json()["events"] == [
+            "SupplierTermsSet",
+            "SkuSourcingChanged",
+            "PurchaseOrderIssued",
+            "BackorderEtaUpdated",
+        ]
         [line] = (await http.get("/etas", params={"order_id": "c1"})).json()
         assert (line["eta"], line["po_id"]) == (iso(19), f"PO-{scarf}-0001")
 
         # The procurement topic carries every decision, per SKU in order.
-        published = await read_topic(kafka_bootstrap, f"{topic_prefix}procurement", 13)
+        published = await read_topic(kafka_bootstrap, f"{topic_prefix}procurement", 17)
         by_sku: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         for record in published:
             assert record.value is not None and record.key is not None
             body = json.loads(record.value)
-            payload = body["payload"]
-            if body["event_type"] == "PurchaseOrderIssued":
-                by_sku[record.key.decode()].append(("PO", payload["po_id"], payload["revision"]))
-            else:
-                by_sku[record.key.decode()].append(
-                    ("ETA", payload["order_id"], payload["eta"], payload["previous_eta"])
-                )
+            payload, events = body["payload"], by_sku[record.key.decode()]
+            match body["event_type"]:
+                case "PurchaseOrderIssued":
+                    events.append(("PO", payload["po_id"], payload["revision"]))
+                case "PurchaseOrderCancelled":
+                    events.append(("PO cancelled", payload["po_id"]))
+                case "SkuSourcingChanged":
+                    events.append(("sourcing", payload["supplier_ids"]))
+                case _:
+                    events.append(
+                        (
+                            "ETA",
+                            payload["order_id"],
+                            payload["eta"],
+                            payload["previous_eta"],
+                            payload["basis"],
+                        )
+                    )
         assert by_sku[jacket] == [
+            ("sourcing", ["P", "SLOW"]),
             ("PO", po_1, 1),
-            ("ETA", "o1", iso(10), None),
+            ("ETA", "o1", iso(10), None, "purchase_order"),
             ("PO", po_1, 2),
-            ("ETA", "o2", iso(10), None),
+            ("ETA", "o2", iso(10), None, "purchase_order"),
             ("PO", po_2, 1),
-            ("ETA", "o3", iso(13), None),
-            ("ETA", "o1", iso(12), iso(10)),
-            ("ETA", "o2", iso(12), iso(10)),
+            ("ETA", "o3", iso(13), None, "purchase_order"),
+            ("ETA", "o1", iso(12), iso(10), "purchase_order"),
+            ("ETA", "o2", iso(12), iso(10), "purchase_order"),
         ]
-        assert by_sku[boots] == [("PO", f"PO-{boots}-0001", 1), ("ETA", "b1", iso(5), None)]
+        assert by_sku[boots] == [
+            ("sourcing", ["P", "FAST"]),
+            ("PO", f"PO-{boots}-0001", 1),
+            ("ETA", "b1", iso(5), None, "purchase_order"),
+            ("PO cancelled", f"PO-{boots}-0001"),
+        ]
         assert by_sku[scarf] == [
-            ("ETA", "c1", None, None),
+            ("ETA", "c1", None, None, "no_supplier"),
+            ("sourcing", ["P"]),
             ("PO", f"PO-{scarf}-0001", 1),
-            ("ETA", "c1", iso(19), None),
+            ("ETA", "c1", iso(19), None, "purchase_order"),
         ]
         assert (await http.get("/health")).json()["dead_lettered"] == 0
 

@@ -11,10 +11,14 @@ from services.inventory.domain import (
     BackorderPolicy,
     CancelLine,
     Command,
+    CountStock,
     ReceiveGoods,
+    RecordSourcing,
     ReserveLine,
     SetPolicy,
+    ShipLine,
     SkuState,
+    UnknownSkuPolicy,
     execute,
     initial_state,
     rebuild,
@@ -55,8 +59,14 @@ def published_queue(log: list[EventPayload]) -> list[tuple[str, int]]:
 
 
 class SkuHarness:
-    def __init__(self, priority: PriorityPolicy = FIRST_COME_FIRST_SERVED, sku: str = SKU) -> None:
+    def __init__(
+        self,
+        priority: PriorityPolicy = FIRST_COME_FIRST_SERVED,
+        sku: str = SKU,
+        unknown_sku: UnknownSkuPolicy = "backorder",  # most tests are about the queue, not about new SKUs
+    ) -> None:
         self.priority = priority
+        self.unknown_sku: UnknownSkuPolicy = unknown_sku
         self.state: SkuState = initial_state(sku)
         self.log: list[EventPayload] = []
         self._receipts = 0
@@ -66,7 +76,7 @@ class SkuHarness:
         return self.state.sku
 
     def run(self, command: Command) -> list[EventPayload]:
-        self.state, events = execute(self.state, command, self.priority)
+        self.state, events = execute(self.state, command, self.priority, self.unknown_sku)
         self.log.extend(events)
         return events
 
@@ -100,7 +110,13 @@ class SkuHarness:
         return self.run(ReceiveGoods(sku=self.sku, receipt_id=receipt_id, quantity=quantity))
 
     def cancel(
-        self, order_id: str, quantity: int, *, line_id: str = "1", cancellation_id: str = "cancel-1"
+        self,
+        order_id: str,
+        quantity: int,
+        *,
+        line_id: str = "1",
+        cancellation_id: str = "cancel-1",
+        only_waiting: bool = False,
     ) -> list[EventPayload]:
         return self.run(
             CancelLine(
@@ -109,8 +125,36 @@ class SkuHarness:
                 line_id=line_id,
                 quantity=quantity,
                 cancellation_id=cancellation_id,
+                only_waiting=only_waiting,
+                reason="customer_request",
             )
         )
+
+    def ship(
+        self, order_id: str, quantity: int, *, line_id: str = "1", shipment_id: str = "S-1"
+    ) -> list[EventPayload]:
+        return self.run(
+            ShipLine(
+                sku=self.sku, shipment_id=shipment_id, order_id=order_id, line_id=line_id, quantity=quantity
+            )
+        )
+
+    def count(
+        self, counted: int, count_id: str = "count-1", reason: str = "cycle count"
+    ) -> list[EventPayload]:
+        return self.run(
+            CountStock(
+                sku=self.sku,
+                count_id=count_id,
+                counted=counted,
+                reason=reason,
+                actor="clerk",
+                counted_at=at(0),
+            )
+        )
+
+    def record_sourcing(self, sourced: bool) -> list[EventPayload]:
+        return self.run(RecordSourcing(sku=self.sku, sourced=sourced))
 
     def adjust(
         self, delta: int, reason: str = "stock count", adjustment_id: str = "adj-1"

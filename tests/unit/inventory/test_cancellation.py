@@ -10,7 +10,14 @@ def test_a_cancellation_takes_the_backordered_units_first_then_the_reserved_ones
     events = sku.cancel("A", 150)
 
     assert of_type(events, StockReleased) == [
-        StockReleased(order_id="A", line_id="1", sku=SKU, released_reserved=50, dropped_backordered=100)
+        StockReleased(
+            order_id="A",
+            line_id="1",
+            sku=SKU,
+            released_reserved=50,
+            dropped_backordered=100,
+            reason="customer_request",  # the cancellation's
+        )
     ]
     assert [(e.change, e.order_id, e.position) for e in of_type(events, BackorderQueueChanged)] == [
         ("left", "A", 1)
@@ -94,3 +101,37 @@ def test_backordered_units_are_filled_later_cancelled_or_still_waiting() -> None
     filled = sum(e.quantity for e in of_type(sku.log, BackorderFulfilled))
     cancelled = sum(e.dropped_backordered for e in of_type(sku.log, StockReleased))
     assert (filled, cancelled, sku.state.backordered) == (3, 4, 3)
+
+
+def test_cancelling_only_waiting_units_releases_no_reservation() -> None:
+    sku = SkuHarness()
+    sku.adjust(+4)
+    sku.reserve("A", 10)  # 4 reserved, 6 wait
+
+    [released] = of_type(sku.cancel("A", 10, only_waiting=True), StockReleased)
+
+    assert (released.released_reserved, released.dropped_backordered) == (0, 6)
+    assert dict(sku.state.reservations) == {("A", "1"): 4}
+    assert (sku.state.reserved, sku.state.backordered) == (4, 0)
+
+
+def test_a_fill_that_races_an_only_waiting_cancellation_is_kept() -> None:
+    sku = SkuHarness()
+    sku.reserve("A", 5)  # all of it waits; the max wait is about to expire
+    sku.receive(3)  # the fill reaches inventory first
+
+    [released] = of_type(sku.cancel("A", 5, only_waiting=True), StockReleased)
+
+    assert (released.released_reserved, released.dropped_backordered) == (0, 2)
+    assert dict(sku.state.reservations) == {("A", "1"): 3}  # ships
+    assert sku.state.backordered == 0
+
+
+def test_an_only_waiting_cancellation_of_a_line_filled_in_full_changes_nothing() -> None:
+    sku = SkuHarness()
+    sku.reserve("A", 5)
+    sku.receive(5)
+    before = sku.state
+
+    assert sku.cancel("A", 5, only_waiting=True) == []
+    assert sku.state == before

@@ -23,6 +23,10 @@ def promotion() -> SkuHarness:
     sku.set_policy("cap", cap=5, reorder_point=10)
     sku.reserve("D", 9, minute=3)
     sku.adjust(+30, reason="found in the back room", adjustment_id="adj-2")
+    sku.ship("B", 20, shipment_id="S-1")
+    sku.cancel("C", 30, only_waiting=True)
+    sku.count(sku.state.on_hand - 3, count_id="count-1")
+    sku.record_sourcing(True)
     return sku
 
 
@@ -30,6 +34,7 @@ def test_folding_evolve_over_the_emitted_events_rebuilds_the_live_state() -> Non
     sku = promotion()
 
     assert sku.rebuilt() == sku.state
+    assert {type(e).__name__ for e in sku.log} >= {"StockShipped", "StockCounted", "SourcingRecorded"}
 
 
 def test_the_state_rebuilt_from_the_stored_json_equals_the_live_state() -> None:

@@ -12,8 +12,11 @@ from backbone.contracts.events import (
     BackorderQueueChanged,
     ReorderPointReached,
     StockAdjusted,
+    StockCounted,
+    StockLevelChanged,
     StockReleased,
     StockReserved,
+    StockShipped,
     StockShort,
 )
 from services.inventory.domain import LineRef, SkuState, StockConflict, allocation_order
@@ -63,10 +66,21 @@ class RandomShopper:
             return sku.receive(rnd.randint(1, 40))
         if roll < 0.8:
             line = rnd.choice(list(self.ordered))
-            return sku.cancel(line.order_id, rnd.randint(1, 30), cancellation_id=f"c{self.step}")
-        if roll < 0.92:
+            only_waiting = rnd.random() < 0.3
+            quantity = rnd.randint(1, 30)
+            return sku.cancel(
+                line.order_id, quantity, cancellation_id=f"c{self.step}", only_waiting=only_waiting
+            )
+        if roll < 0.86:
             delta = rnd.choice([d for d in range(-20, 31) if d])
             return sku.adjust(delta, adjustment_id=f"a{self.step}")
+        if roll < 0.92:  # sometimes more than the line holds: refused
+            line = rnd.choice(list(self.ordered))
+            held = sku.state.reservations.get(line, 0)
+            quantity = rnd.randint(1, held + 2)
+            return sku.ship(line.order_id, quantity, shipment_id=f"s{self.step}")
+        if roll < 0.95:
+            return sku.count(max(0, sku.state.on_hand + rnd.randint(-15, 15)), count_id=f"k{self.step}")
         policy = rnd.choice(["allow", "deny", "cap"])
         return sku.set_policy(
             policy,  # type: ignore[arg-type]
@@ -89,7 +103,23 @@ class RandomShopper:
         assert not state.queue or state.available == 0, "no line waits while stock is available"
         received = sum(e.quantity for e in of_type(log, StockReceived))
         adjusted = sum(e.delta for e in of_type(log, StockAdjusted))
-        assert state.on_hand == received + adjusted
+        counted = sum(e.difference for e in of_type(log, StockCounted))
+        shipped = sum(e.quantity for e in of_type(log, StockShipped))
+        assert state.on_hand == received + adjusted + counted - shipped
+        levels = of_type(events, StockLevelChanged)
+        changed = (state.on_hand, state.reserved, state.backordered) != (
+            before.on_hand,
+            before.reserved,
+            before.backordered,
+        )
+        assert len(levels) == int(changed), "one StockLevelChanged exactly when the figures changed"
+        if levels:
+            assert events[-1] == levels[0]
+            assert (levels[0].on_hand, levels[0].reserved, levels[0].backordered) == (
+                state.on_hand,
+                state.reserved,
+                state.backordered,
+            )
         assert self.sku.rebuilt() == state
 
         if self.step % 10 == 0:  # replaying the log is quadratic over a run: every tenth step is enough
@@ -135,6 +165,9 @@ class RandomShopper:
         filled: Counter[LineRef] = Counter()
         for fill in of_type(log, BackorderFulfilled):
             filled[LineRef(fill.order_id, fill.line_id)] += fill.quantity
+        shipped: Counter[LineRef] = Counter()
+        for shipment in of_type(log, StockShipped):
+            shipped[LineRef(shipment.order_id, shipment.line_id)] += shipment.quantity
         released: Counter[LineRef] = Counter()
         dropped: Counter[LineRef] = Counter()
         for release in of_type(log, StockReleased):
@@ -145,7 +178,8 @@ class RandomShopper:
             waiting = entry.remaining if (entry := state.queue.get(line)) else 0
             assert ordered == at_placement[line] + backordered[line] + rejected[line]
             assert backordered[line] == filled[line] + dropped[line] + waiting
-            assert state.reservations.get(line, 0) == at_placement[line] + filled[line] - released[line]
+            reserved_now = at_placement[line] + filled[line] - released[line] - shipped[line]
+            assert state.reservations.get(line, 0) == reserved_now
 
 
 @pytest.mark.parametrize("priority", [FIRST_COME_FIRST_SERVED, WEIGHTED], ids=["fcfs", "weighted"])
@@ -158,3 +192,5 @@ def test_invariants_hold_after_every_step_of_a_random_run(seed: int, priority: P
     log = shopper.sku.log
     assert of_type(log, BackorderFulfilled), "the run should serve waiting lines"
     assert of_type(log, StockReleased), "the run should cancel"
+    assert of_type(log, StockShipped), "the run should ship"
+    assert of_type(log, StockCounted), "the run should count"

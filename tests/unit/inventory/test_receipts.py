@@ -1,7 +1,7 @@
 from decimal import Decimal
 
 from backbone.contracts.envelope import EventPayload
-from backbone.contracts.events import BackorderFulfilled, BackorderQueueChanged
+from backbone.contracts.events import BackorderFulfilled, BackorderQueueChanged, StockLevelChanged
 from services.inventory.events import StockReceived
 from services.inventory.priority import WEIGHTED
 from tests.unit.inventory.harness import SKU, SkuHarness, of_type, published_queue
@@ -84,7 +84,10 @@ def test_a_receipt_with_no_one_waiting_only_adds_to_available_stock() -> None:
 
     events = sku.receive(12, receipt_id="R-9")
 
-    assert events == [StockReceived(sku=SKU, receipt_id="R-9", quantity=12, on_hand_after=12)]
+    assert events == [
+        StockReceived(sku=SKU, receipt_id="R-9", quantity=12, on_hand_after=12),
+        StockLevelChanged(sku=SKU, on_hand=12, reserved=0, available=12, backordered=0),
+    ]
     assert (sku.state.on_hand, sku.state.available) == (12, 12)
 
 

@@ -15,6 +15,9 @@ from backbone.contracts.events import (
     OrderLine,
     OrderPlaced,
     RefundRequested,
+    ShipmentDispatched,
+    ShippedLine,
+    StockReleased,
     StockShort,
 )
 from services.notifier.domain import (
@@ -72,7 +75,7 @@ def short(available: int = 400, disposition: str = "backordered", reason: str | 
     )
 
 
-def eta(when: date | None) -> Envelope[Any]:
+def eta(when: date | None, basis: str | None = None) -> Envelope[Any]:
     return envelope(
         BackorderEtaUpdated(
             order_id="o-1",
@@ -82,6 +85,7 @@ def eta(when: date | None) -> Envelope[Any]:
             previous_eta=None,
             po_id="po-1" if when else None,
             reason="purchase order",
+            basis=basis,  # type: ignore[arg-type]
         )
     )
 
@@ -100,18 +104,53 @@ def fill(quantity: int, remaining: int) -> Envelope[Any]:
     )
 
 
-def cancelled(quantity: int = 100) -> Envelope[Any]:
+def cancelled(
+    quantity: int = 100, reason: str = "customer_request", only_waiting: bool = False
+) -> Envelope[Any]:
+    """The cancellation as requested (orders topic); inventory answers with `released`."""
     return envelope(
         OrderCancelled(
             order_id="o-1",
             lines=[LineQuantity(line_id="l1", sku="SKU-A", quantity=quantity)],
-            reason="customer_request",
+            reason=reason,  # type: ignore[arg-type]
             cancelled_at=PLACED_AT + timedelta(days=2),
+            only_waiting=only_waiting,
         )
     )
 
 
-def refund(quantity: int = 100) -> Envelope[Any]:
+def released(reserved: int = 0, dropped: int = 0, reason: str | None = "customer_request") -> Envelope[Any]:
+    """What inventory actually cancelled of line l1 (inventory topic)."""
+    return envelope(
+        StockReleased(
+            order_id="o-1",
+            line_id="l1",
+            sku="SKU-A",
+            released_reserved=reserved,
+            dropped_backordered=dropped,
+            reason=reason,  # type: ignore[arg-type]
+        )
+    )
+
+
+def shipment(shipment_id: str = "s-1", l1: int = 400, l2: int = 0, tracking: bool = True) -> Envelope[Any]:
+    """The warehouse shipped `l1` units of line l1 and `l2` of l2 (fulfilment topic)."""
+    lines = [ShippedLine(line_id="l1", sku="SKU-A", quantity=l1)] if l1 else []
+    lines += [ShippedLine(line_id="l2", sku="SKU-B", quantity=l2)] if l2 else []
+    return envelope(
+        ShipmentDispatched(
+            shipment_id=shipment_id,
+            order_id="o-1",
+            lines=lines,
+            carrier="DHL" if tracking else None,
+            tracking_number="JD0001" if tracking else None,
+            tracking_url="https://track.example/JD0001" if tracking else None,
+            shipped_at=PLACED_AT + timedelta(days=3),
+        )
+    )
+
+
+def refund(quantity: int = 100, reason: str = "customer_request") -> Envelope[Any]:
     return envelope(
         RefundRequested(
             order_id="o-1",
@@ -120,7 +159,7 @@ def refund(quantity: int = 100) -> Envelope[Any]:
             quantity=quantity,
             amount=quantity * Decimal("10.00"),
             currency="EUR",
-            reason="customer_request",
+            reason=reason,  # type: ignore[arg-type]
         )
     )
 

@@ -3,6 +3,7 @@
 from datetime import date, timedelta
 
 from backbone.contracts import new_envelope
+from backbone.contracts.events import LineQuantity
 from services.notifier.domain import (
     AnnounceOverdueBackorders,
     backorder_announcement_due_at,
@@ -27,7 +28,9 @@ from tests.unit.notifier.builders import (
     fill,
     placed,
     refund,
+    released,
     requested,
+    shipment,
     short,
 )
 
@@ -159,21 +162,23 @@ def test_a_fill_before_the_customer_heard_of_the_backorder_is_silent() -> None:
     assert order.apply_all(placed(), short(), fill(100, remaining=0), eta(APRIL_1)) == []
 
 
-def test_cancellation_and_refund_are_told_once_each() -> None:
+def test_cancellation_is_told_from_inventorys_answer_and_the_refund_after_it() -> None:
     order = OrderStream()
     order.apply_all(placed(), short(), eta(APRIL_1))
-    cancellation, refund_request = cancelled(100), refund(100)
+    cancellation, answer, refund_request = cancelled(100), released(dropped=100), refund(100)
 
-    (told_cancelled,) = order.apply(cancellation)
-    (told_refunded,) = order.apply(refund_request)
+    assert order.apply(cancellation) == []  # a request: inventory says what it cancelled
+    assert order.apply(refund_request) == []  # overtook StockReleased: it follows the cancellation
+    told_cancelled, told_refunded = order.apply(answer)
 
     assert told_cancelled.content == CancelledContent(
-        reason="customer_request", lines=cancellation.payload.lines
+        reason="customer_request", lines=[LineQuantity(line_id="l1", sku="SKU-A", quantity=100)]
     )
-    assert told_cancelled.line_id is None
+    assert told_cancelled.line_id == told_refunded.line_id == "l1"
     assert isinstance(told_refunded.content, RefundedContent)
     assert str(told_refunded.content.amount) == "1000.00"
-    assert order.apply(cancellation) == [] and order.apply(refund_request) == []
+    for again in (cancellation, answer, refund_request):
+        assert order.apply(again) == []
     assert order.apply(eta(APRIL_15)) == []  # the backorder is gone
 
 
@@ -181,7 +186,17 @@ def test_a_restarted_notifier_requests_nothing_twice() -> None:
     """A crash after the effects committed but before the offset did: the message comes again to a
     notifier that rebuilt its state from its stream."""
     order = OrderStream()
-    for each in [placed(), short(), eta(APRIL_1), fill(30, 70), eta(APRIL_15), cancelled(70), refund(70)]:
+    for each in [
+        placed(),
+        short(),
+        eta(APRIL_1),
+        fill(30, 70),
+        eta(APRIL_15),
+        cancelled(70),
+        released(dropped=70),
+        refund(70),
+        shipment(l1=430, l2=2),
+    ]:
         order.apply(each)
         stored = [NOTIFIER_REGISTRY.decode(new_envelope(e).to_json()).payload for e in order.stream]
         rebuilt = rebuild_order("o-1", stored)
@@ -190,7 +205,17 @@ def test_a_restarted_notifier_requests_nothing_twice() -> None:
 
 
 def test_a_notifier_that_lost_its_state_decides_the_same_ids() -> None:
-    history = [placed(), short(), eta(APRIL_1), fill(30, 70), eta(APRIL_15), cancelled(70), refund(70)]
+    history = [
+        placed(),
+        short(),
+        eta(APRIL_1),
+        fill(30, 70),
+        eta(APRIL_15),
+        cancelled(70),
+        released(dropped=70),
+        refund(70),
+        shipment(l1=430, l2=2),
+    ]
     first, second = OrderStream(), OrderStream()
     assert [m.notification_id for m in first.apply_all(*history)] == [
         m.notification_id for m in second.apply_all(*history)

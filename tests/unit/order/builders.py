@@ -3,21 +3,27 @@
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import TypeVar
 
 from backbone.contracts import EventPayload
 from backbone.contracts.events import (
     BackorderEtaUpdated,
     BackorderFulfilled,
     Customer,
+    FulfilmentRequested,
     OrderLine,
     OrderPlaced,
+    ShipmentDispatched,
+    ShippedLine,
     ShippingPreference,
+    StockReleased,
     StockReserved,
     StockShort,
 )
 from services.order.domain import Command, OrderState, decide, evolve, initial_state
 
 PLACED_AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+E = TypeVar("E", bound=EventPayload)
 
 
 def placed(
@@ -89,6 +95,44 @@ def eta(line_id: str, sku: str, when: date | None, order_id: str = "o-1") -> Bac
     )
 
 
+def released(
+    line_id: str,
+    sku: str,
+    *,
+    reserved: int = 0,
+    dropped: int = 0,
+    reason: str | None = "customer_request",
+    order_id: str = "o-1",
+) -> StockReleased:
+    return StockReleased(
+        order_id=order_id,
+        line_id=line_id,
+        sku=sku,
+        released_reserved=reserved,
+        dropped_backordered=dropped,
+        reason=reason,  # type: ignore[arg-type]
+    )
+
+
+def shipment(
+    shipment_id: str, *lines: tuple[str, str, int], order_id: str = "o-1", tracking: str | None = None
+) -> ShipmentDispatched:
+    """A shipment of (line_id, sku, quantity) lines."""
+    return ShipmentDispatched(
+        shipment_id=shipment_id,
+        order_id=order_id,
+        lines=[ShippedLine(line_id=line_id, sku=sku, quantity=quantity) for line_id, sku, quantity in lines],
+        carrier="DHL" if tracking else None,
+        tracking_number=tracking,
+        shipped_at=PLACED_AT,
+    )
+
+
+def without_pick_lists(events: Iterable[EventPayload]) -> list[EventPayload]:
+    """The events but the FulfilmentRequested that follow every change of what may ship."""
+    return [event for event in events if not isinstance(event, FulfilmentRequested)]
+
+
 class Order:
     """Drives one order stream as the handler would: decide, then evolve with what was decided."""
 
@@ -107,3 +151,6 @@ class Order:
         for each in incoming:
             self.apply(each)
         return self
+
+    def of_type(self, kind: type[E]) -> list[E]:
+        return [event for event in self.stream if isinstance(event, kind)]

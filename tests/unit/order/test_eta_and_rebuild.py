@@ -1,12 +1,21 @@
-"""ETA changes in the order's stream, and the state rebuilt from that stream alone."""
+"""ETA changes in the order's stream, and the state rebuilt from that stream alone (also an old one)."""
 
+import json
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
-from backbone.contracts import new_envelope
-from backbone.contracts.events import StockReleased
-from services.order.domain import CancelBackorderedUnits, rebuild
-from services.order.events import ORDER_REGISTRY, LineEtaChanged
-from tests.unit.order.builders import Order, eta, fill, placed, reserved, short
+from backbone.contracts import EventPayload, new_envelope
+from backbone.contracts.events import LineQuantity, OrderCancelled, RefundRequested, StockReleased
+from services.order.domain import CancelBackorderedUnits, decide, invariant_violations, order_status, rebuild
+from services.order.events import (
+    ORDER_REGISTRY,
+    LineBackordered,
+    LineEtaChanged,
+    LineFilled,
+    LineReleased,
+    OrderRecorded,
+)
+from tests.unit.order.builders import Order, eta, fill, placed, released, reserved, short, without_pick_lists
 
 
 def test_eta_change_is_recorded_with_the_previous_one() -> None:
@@ -56,3 +65,73 @@ def test_rebuilt_state_equals_the_live_one() -> None:
 
     assert rebuild("o-1", stored) == order.state
     assert rebuild("o-1", order.stream) == order.state
+
+
+def _old_encoding(event: EventPayload, *absent: str) -> EventPayload:
+    """The event as a stream written before issue 8 stored it: without the fields added since."""
+    document = json.loads(new_envelope(event).to_json())
+    for name in absent:
+        del document["payload"][name]
+    return ORDER_REGISTRY.decode(json.dumps(document).encode()).payload
+
+
+def _old_stream_until_refund() -> list[EventPayload]:
+    """Before issue 8: the cancellation was refunded when decided, without waiting for inventory."""
+    cancelled = OrderCancelled(
+        order_id="o-1",
+        lines=[LineQuantity(line_id="l1", sku="SKU-A", quantity=100)],
+        reason="customer_request",
+        cancelled_at=datetime(2026, 3, 4, tzinfo=UTC),
+    )
+    return [
+        OrderRecorded(order=placed(("l1", "SKU-A", 500, "10.00"))),
+        LineBackordered(order_id="o-1", line_id="l1", sku="SKU-A", reserved=400, backordered=100),
+        _old_encoding(cancelled, "only_waiting", "cancellation_id"),
+        RefundRequested(
+            order_id="o-1",
+            line_id="l1",
+            sku="SKU-A",
+            quantity=100,
+            amount=Decimal("1000.00"),
+            currency="EUR",
+            reason="customer_request",
+        ),
+    ]
+
+
+def test_an_old_stream_with_a_raced_fill_rebuilds_refunded_exactly_once() -> None:
+    old_release = LineReleased(
+        order_id="o-1", line_id="l1", sku="SKU-A", released_reserved=30, dropped_backordered=70
+    )
+    stream = [
+        *_old_stream_until_refund(),
+        # the fill raced the cancellation (old filled_after_cancel); inventory released those units
+        LineFilled(
+            order_id="o-1", line_id="l1", sku="SKU-A", quantity=30, remaining_backordered=0, source="r-1"
+        ),
+        _old_encoding(old_release, "reason"),
+    ]
+
+    state = rebuild("o-1", stream)
+
+    line = state.lines["l1"]
+    assert (line.cancelled, line.refunded, line.cancellation_pending) == (100, 100, 0)
+    assert (line.allocated, line.waiting) == (400, 0)
+    assert order_status(state) == "ready_to_ship"
+    assert invariant_violations(state) == []
+    # Whatever comes next decides no second refund for those units.
+    assert not [e for e in decide(state, eta("l1", "SKU-A", None)) if isinstance(e, RefundRequested)]
+
+
+def test_an_old_stream_refunded_before_the_release_is_not_refunded_again_when_it_arrives() -> None:
+    order = Order()
+    order.state = rebuild("o-1", _old_stream_until_refund())
+    assert order.state.lines["l1"].cancellation_pending == 100
+    assert invariant_violations(order.state) == []
+
+    events = order.apply(released("l1", "SKU-A", dropped=100))
+
+    assert [type(e) for e in without_pick_lists(events)] == [LineReleased]
+    line = order.state.lines["l1"]
+    assert (line.cancelled, line.refunded, line.waiting) == (100, 100, 0)
+    assert invariant_violations(order.state) == []

@@ -7,7 +7,7 @@ from typing import Any
 from backbone.contracts import Envelope, EventPayload, new_envelope
 from services.order.domain import CancelBackorderedUnits, initial_state, rebuild
 from services.order.projections import LineTimes, track
-from tests.unit.order.builders import PLACED_AT, Order, eta, fill, placed, short
+from tests.unit.order.builders import PLACED_AT, Order, eta, fill, placed, released, short
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -53,9 +53,9 @@ def test_times_of_later_events_are_read_from_the_state_before_them() -> None:
         ]
     )
     before = order.state
-    order.apply(fill("l1", "SKU-A", 4, remaining=0))
+    new = order.apply(fill("l1", "SKU-A", 4, remaining=0))  # with the pick list it changed
 
-    later = track(before, hourly(order.stream[-1:]))
+    later = track(before, hourly(new))
 
     # Only what these events show: the completing fill; the backorder's time is in the stored row.
     assert later.times == {"l1": LineTimes(last_filled_at=T0, filled_at=T0)}
@@ -66,11 +66,14 @@ def test_a_wait_ended_by_cancellation_has_no_fill_time() -> None:
     order = Order().apply_all([placed(("l1", "SKU-A", 10, "1.00")), short("l1", "SKU-A", 10, 4)])
     order.apply(fill("l1", "SKU-A", 2, remaining=4))
     order.apply(CancelBackorderedUnits(order_id="o-1", line_id="l1", requested_at=PLACED_AT))
-    order.apply(fill("l1", "SKU-A", 4, remaining=0))  # raced the cancellation: filled after it
+    order.apply(released("l1", "SKU-A", dropped=4))  # the rest of the wait ends by inventory's drop
 
-    tracked = track(initial_state("o-1"), hourly(order.stream))
+    envelopes = hourly(order.stream)
+    tracked = track(initial_state("o-1"), envelopes)
 
     times = tracked.times["l1"]
-    assert [type(e).__name__ for e in order.stream][tracked.last_change["l1"]] == "LineFilled"
-    assert times.last_filled_at == T0 + timedelta(hours=2)
+    assert [type(e).__name__ for e in order.stream][tracked.last_change["l1"]] == "RefundRequested"
+    filled_at = next(e.occurred_at for e in envelopes if type(e.payload).__name__ == "LineFilled")
+    assert times.last_filled_at == filled_at
     assert times.filled_at is None
+    assert tracked.state.lines["l1"].waiting == 0

@@ -16,6 +16,7 @@ from backbone.contracts.events import (
 )
 from services.procurement.domain import (
     Incoming,
+    Origin,
     ProcurementState,
     SetSupplierTerms,
     decide,
@@ -153,11 +154,13 @@ class Scenario:
     policy: PurchasePolicy = DEFAULT_POLICY
     inventory: InventoryQueue = field(default_factory=InventoryQueue)
 
-    def send(self, incoming: Incoming, *, on: date | None = None) -> list[EventPayload]:
+    def send(
+        self, incoming: Incoming, *, on: date | None = None, origin: Origin | None = None
+    ) -> list[EventPayload]:
         """Decide, then append and fold, as the handler does in one transaction."""
         if on is not None:
             self.today = on
-        events = decide(self.state, incoming, today=self.today, policy=self.policy)
+        events = decide(self.state, incoming, today=self.today, policy=self.policy, origin=origin)
         self.state = fold(self.state, events)
         self.stream.extend(events)
         return events

@@ -16,12 +16,12 @@ from backbone.contracts.events import (
     PurchaseOrderIssued,
     ReorderPointReached,
     ShipmentNoticed,
+    SkuSourcingChanged,
     StockReleased,
     StockShort,
 )
 from backbone.contracts.registry import EventRegistry
 from services.procurement.domain import SetSupplierTerms, decide, evolve, initial_state, rebuild
-from services.procurement.eta import NO_COVER
 from services.procurement.events import (
     PROCUREMENT_EVENTS,
     BackorderLineReduced,
@@ -172,7 +172,10 @@ def test_the_primary_gets_the_po_when_no_alternate_is_worth_it() -> None:
 def test_supplier_terms_are_recorded_and_a_catalogue_needs_one_primary() -> None:
     sku = Scenario()
     events = sku.send(catalogue(terms("P")))
-    assert events == [SupplierTermsSet(sku=SKU, suppliers=[terms("P")], actor="admin")]
+    assert events == [
+        SupplierTermsSet(sku=SKU, suppliers=[terms("P")], actor="admin"),
+        SkuSourcingChanged(sku=SKU, supplier_ids=["P"]),
+    ]
     with pytest.raises(ValidationError, match="exactly one primary"):
         SetSupplierTerms(sku=SKU, suppliers=[terms("A", role="alternate")], actor="admin")
     with pytest.raises(ValidationError, match="once per SKU"):
@@ -284,7 +287,7 @@ def test_lines_no_po_covers_get_no_eta_once() -> None:
     announced = etas(sku.queue(("A", 2)))
     only = announced["A"]
     assert (len(announced), only.eta, only.previous_eta, only.po_id) == (1, None, None, None)
-    assert only.reason.startswith(NO_COVER)
+    assert (only.basis, only.reason) == ("no_supplier", "no supplier is known for this SKU")
     assert set(etas(sku.queue(("A", 2), ("B", 1)))) == {"B"}
     assert etas(sku.queue(("A", 2), ("B", 1))) == {}
     # Once a PO covers them, both learn their date.
@@ -374,7 +377,10 @@ def test_released_reservations_are_free_stock_that_fills_the_queue_without_a_pur
     sku = two_purchase_orders()
     released = StockReleased(order_id="X", line_id="1", sku=SKU, released_reserved=4, dropped_backordered=0)
     events = sku.send(released)
-    assert purchases(events) == [] and etas(events) == {}
+    # The 4 units serve A, so the unconfirmed PO-2 needs 4 fewer; no line's date moves.
+    [reduced] = purchases(events)
+    assert (reduced.po_id, reduced.revision, reduced.quantity) == ("PO-SKU-1-0002", 3, 6)
+    assert etas(events) == {}
     assert sku.state.stock.free_stock == 4
     fill = BackorderFulfilled(
         order_id="A",

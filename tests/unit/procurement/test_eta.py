@@ -16,7 +16,9 @@ def test_lines_get_the_arrival_of_their_last_unit_across_two_purchase_orders() -
     queue = [line("A", 4), line("B", 8), line("C", 9), line("D", 1)]
     arrivals = [ArrivalBatch(D20, "PO-2", 10), ArrivalBatch(D10, "PO-1", 10)]  # sorted by date inside
     etas = assign_etas(queue, arrivals, today=D10)
-    assert etas[("A", "1")] == LineEta(D10, "PO-1", "expected with purchase order PO-1 on 2025-03-10")
+    assert etas[("A", "1")] == LineEta(
+        D10, "PO-1", "expected with purchase order PO-1 on 2025-03-10", basis="purchase_order"
+    )
     assert etas[("B", "1")].eta == D20  # 6 units from PO-1, its last 2 from PO-2
     assert etas[("B", "1")].po_id == "PO-2"
     assert etas[("C", "1")] == LineEta(None, None, "purchase orders cover only 8 of 9 units yet")
@@ -26,7 +28,9 @@ def test_lines_get_the_arrival_of_their_last_unit_across_two_purchase_orders() -
 def test_free_stock_serves_the_head_of_the_queue_first() -> None:
     arrivals = [ArrivalBatch(D15, "PO-1", 5)]
     etas = assign_etas([line("A", 3), line("B", 3)], arrivals, free_stock=3, today=D10)
-    assert etas[("A", "1")] == LineEta(D10, None, "covered by stock on hand", from_stock=True)
+    assert etas[("A", "1")] == LineEta(
+        D10, None, "covered by stock on hand", from_stock=True, basis="stock_on_hand"
+    )
     assert etas[("B", "1")].eta == D15
 
 

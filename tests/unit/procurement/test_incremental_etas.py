@@ -1,7 +1,8 @@
 """The incremental re-plan announces exactly what re-walking the whole queue would.
 
 Random histories of one SKU (lines joining in random priority order, reduced, leaving, filled from free
-stock; receipts, reorder points, POs bought, acknowledged and noticed; days passing) are driven through
+stock; receipts, reorder points and stock levels, POs bought, acknowledged, noticed, overdue, reduced and
+cancelled; days passing) are driven through
 `decide`, and every decision's ETA updates are compared with the full walk over the queue it planned on
 (eta.assign_etas + eta.eta_updates, the behaviour before the re-plan became incremental).
 """
@@ -20,15 +21,19 @@ from backbone.contracts.events import (
     PurchaseOrderAcknowledged,
     ReorderPointReached,
     ShipmentNoticed,
+    StockLevelChanged,
     StockReleased,
 )
 from services.procurement.domain import (
     Incoming,
     ProcurementState,
+    ReplanOverdue,
     fold,
+    overdue_trigger,
     replan_trigger,
 )
 from services.procurement.eta import LineKey, assign_etas, eta_updates
+from services.procurement.events import PurchaseOrderOverdue
 from tests.unit.procurement.scenario import SKU, Scenario, catalogue, day, receipt, terms
 
 
@@ -38,12 +43,18 @@ class Waiting(NamedTuple):
     quantity: int
 
 
-def full_replan(planned: ProcurementState, incoming: Incoming, today: date) -> list[BackorderEtaUpdated]:
+def full_replan(
+    planned: ProcurementState, incoming: Incoming, today: date, decided: list[EventPayload]
+) -> list[BackorderEtaUpdated]:
     """The ETA updates of a decision as the whole-queue walk finds them."""
     queue = [Waiting(*key, units) for key, _, units in planned.queue.items()]
     arrivals = [batch for po in planned.open_purchase_orders for batch in po.arrivals()]
-    assigned = assign_etas(queue, arrivals, free_stock=planned.stock.free_stock, today=today)
-    return eta_updates(SKU, queue, assigned, planned.announced_etas, replan_trigger(incoming))
+    assigned = assign_etas(
+        queue, arrivals, free_stock=planned.stock.free_stock, today=today, sourced=planned.sourced
+    )
+    overdue = [e for e in decided if isinstance(e, PurchaseOrderOverdue)]
+    trigger = overdue_trigger(overdue) if overdue else replan_trigger(incoming)
+    return eta_updates(SKU, queue, assigned, planned.announced_etas, trigger)
 
 
 @dataclass
@@ -60,7 +71,9 @@ class CheckedSku(Scenario):
         events = super().send(incoming, on=on)
         decided = [e for e in events if not isinstance(e, BackorderEtaUpdated)]
         if decided:
-            expected = full_replan(fold(before, decided), incoming, today)
+            expected = full_replan(fold(before, decided), incoming, today, decided)
+            # Never a date before the day it is announced.
+            assert all(e.eta is None or e.eta >= today for e in expected)
             assert [e for e in events if isinstance(e, BackorderEtaUpdated)] == expected, incoming
             self.decisions += 1
             self.updates += len(expected)
@@ -96,10 +109,12 @@ def play(seed: int, steps: int) -> CheckedSku:
                 "ack",
                 "asn",
                 "position",
+                "level",
                 "day",
+                "overdue",
                 "terms",
             ],
-            weights=[30, 2, 6, 6, 10, 6, 5, 5, 3, 4, 1],
+            weights=[30, 2, 6, 6, 10, 6, 5, 5, 3, 3, 4, 2, 1],
         )[0]
         if action in ("join", "lost join"):
             orders += 1
@@ -177,6 +192,20 @@ def play(seed: int, steps: int) -> CheckedSku:
                     safety_stock=rng.randint(0, 3),
                 )
             )
+        elif action == "level":
+            on_hand = rng.randint(0, 6)
+            reserved = rng.randint(0, on_hand)
+            sku.send(
+                StockLevelChanged(
+                    sku=SKU,
+                    on_hand=on_hand,
+                    reserved=reserved,
+                    available=on_hand - reserved,
+                    backordered=sku.inventory.units,
+                )
+            )
+        elif action == "overdue":
+            sku.send(ReplanOverdue(sku=SKU))
         elif action == "day":
             sku.today = day((sku.today - day(0)).days + rng.randint(1, 3))
         elif action == "terms":

@@ -13,6 +13,7 @@ from backbone.contracts.events import (
     BackorderQueueEntry,
     BackorderQueueSnapshotV1,
     StockAdjusted,
+    StockLevelChanged,
     StockReserved,
     StockShort,
 )
@@ -83,11 +84,19 @@ def test_the_policy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("ALTERNATE_MIN_DAYS_SOONER", "1")
     monkeypatch.setenv("ALTERNATE_MAX_COST_PREMIUM", "0.25")
     monkeypatch.setenv("ENLARGE_MAX_DELAY_DAYS", "2")
+    monkeypatch.setenv("OVERDUE_GRACE_DAYS", "5")
     settings = ProcurementSettings()
     assert settings.service_name == "procurement"
     assert settings.policy == PurchasePolicy(
-        alternate_min_days_sooner=1, alternate_max_cost_premium=Decimal("0.25"), enlarge_max_delay_days=2
+        alternate_min_days_sooner=1,
+        alternate_max_cost_premium=Decimal("0.25"),
+        enlarge_max_delay_days=2,
+        overdue_grace_days=5,
     )
+    monkeypatch.setenv("OVERDUE_GRACE_DAYS", "0")  # an overdue PO must move past today
+    with pytest.raises(ValidationError, match="overdue_grace_days"):
+        ProcurementSettings()
+    monkeypatch.setenv("OVERDUE_GRACE_DAYS", "3")
     monkeypatch.setenv("ALTERNATE_MAX_COST_PREMIUM", "-0.1")
     with pytest.raises(ValidationError, match="alternate_max_cost_premium"):
         ProcurementSettings()
@@ -112,6 +121,8 @@ def test_streams_are_loaded_only_for_events_that_can_change_procurement() -> Non
         )
 
     assert concerns_procurement(joined("A", 2))
+    level = StockLevelChanged(sku="S", on_hand=3, reserved=1, available=2, backordered=0)
+    assert concerns_procurement(level)  # the effect of reservations, adjustments, counts, shipments
     # The line's "joined" says what a shortfall would; the retired whole-queue snapshot is skipped.
     assert not concerns_procurement(short("backordered"))
     assert not concerns_procurement(short("rejected"))
