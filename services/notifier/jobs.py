@@ -3,9 +3,11 @@
 The delivery worker runs one lane per channel (email: shops without a webhook; webhook: shops with
 one), so a mail relay that hangs until its timeout does not hold up the webhooks, and vice versa.
 A lane, over and over:
-1. claims due rows (pending, next_attempt_at passed, no live lease) with FOR UPDATE SKIP LOCKED and
-   leases them (claimed_until, claim_token) in the same statement, so two instances never take the same
-   row, and the send then runs outside any transaction, without holding a database connection;
+1. claims due rows (pending, next_attempt_at passed, no live lease, no earlier message of the same
+   order still pending, so an order's messages arrive in the order they were decided) with FOR UPDATE
+   SKIP LOCKED and leases them (claimed_until, claim_token) in the same statement, so two instances
+   never take the same row, and the send then runs outside any transaction, without holding a
+   database connection;
 2. sends them, at most DELIVERY_CONCURRENCY at once, each bounded by its channel's timeout;
 3. records each outcome through the domain (`decide_delivery` on the row's delivery stream) and updates
    the row, in one transaction. The relay publishes NotificationSent / NotificationFailed.
@@ -86,11 +88,19 @@ class Claimed:
 
 _CLAIM = """
 WITH due AS (
-    SELECT notification_id FROM notification_delivery
+    SELECT notification_id FROM notification_delivery d
     WHERE status = 'pending' AND next_attempt_at <= $1
       AND (claimed_until IS NULL OR claimed_until <= $1)
       AND (shop_id = ANY($2::text[])) = $3
       AND NOT (notification_id = ANY($7::text[]))
+      -- One order's messages go out in the order they were requested (a refund never before its
+      -- cancellation, a backordered message never after the outcome): an earlier one still pending,
+      -- in flight or retrying, holds the later ones back.
+      AND NOT EXISTS (
+          SELECT 1 FROM notification_delivery earlier
+          WHERE earlier.order_id = d.order_id AND earlier.status = 'pending'
+            AND (earlier.requested_at, earlier.notification_id) < (d.requested_at, d.notification_id)
+      )
     ORDER BY next_attempt_at, notification_id
     LIMIT $4
     FOR UPDATE SKIP LOCKED

@@ -340,6 +340,10 @@ def evolve(state: ProcurementState, event: EventPayload) -> ProcurementState:
             key = line_key(event)
             rank = queue_rank(key, event.priority_score, event.placed_at, event.sequence)
             queued = replace(state, queue=set_line(state.queue, key, rank, event.remaining))
+            if event.change == "joined":
+                # Inventory queues a shortfall only once nothing is available: free stock is 0 then (plus
+                # receipts it has not seen), even while its StockLevelChanged for the order is on its way.
+                queued = replace(queued, stock=replace(queued.stock, free_stock=queued.unreported_units))
             return queued if event.remaining > 0 else _forget_eta(queued, key)
         case BackorderLineReduced():
             return _reduce_line(state, event)

@@ -170,6 +170,7 @@ async def test_a_backorder_past_its_maximum_wait_is_cancelled_and_refunded_once(
     shop: Outsiders, fleet: Fleet
 ) -> None:
     kettle, order_id = unique_name("KETTLE"), unique_name("maxwait")
+    await shop.set_suppliers(kettle, NORDWEAR)
     await shop.place_order(
         order_id,
         [(kettle, 2)],

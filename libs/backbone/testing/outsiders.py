@@ -160,7 +160,16 @@ class Outsiders:
     async def set_suppliers(self, sku: str, *suppliers: Json) -> Json:
         """Each supplier: supplier_id, lead_time_days, unit_cost, role (+ MOQ, pack size)."""
         body = {"suppliers": [{"currency": "EUR", **s} for s in suppliers], "actor": "e2e"}
-        return dict(await self.call("procurement", "PUT", f"/skus/{sku}/suppliers", json=body))
+        catalogue = dict(await self.call("procurement", "PUT", f"/skus/{sku}/suppliers", json=body))
+        if suppliers:  # inventory learns of them from SkuSourcingChanged; until then the SKU may be unknown
+            await eventually(
+                lambda: self._sourced(sku), timeout=45.0, what=f"inventory to see {sku}'s suppliers"
+            )
+        return catalogue
+
+    async def _sourced(self, sku: str) -> bool:
+        stock = await self.stock(sku)
+        return stock is not None and stock["sourced"] is True
 
     async def purchase_orders(self, sku: str) -> list[Json]:
         return list(await self.call("procurement", "GET", "/purchase-orders", params={"sku": sku}))
