@@ -114,8 +114,7 @@ async def play(shop: Outsiders, warehouse: Warehouse, run: str) -> None:
 
     say("The warehouse ships what may leave now (partial shipments for ship_available orders)")
     shipped = []
-    for customer in customers:
-        order_id = order_ids[customer]
+    for order_id in [*order_ids.values(), f"{run}-ivan"]:
         ready = (await shop.call("order", "GET", f"/orders/{order_id}"))["shippable_now_units"]
         if not ready:
             continue

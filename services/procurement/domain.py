@@ -253,11 +253,6 @@ class StockPosition:
     on_hand: int = 0  # as inventory last reported it: a rise names a receipt that may still be on its way
 
 
-# Reports that raised on hand for a message procurement had not seen, remembered until the receipt
-# arrives (normally moments later); only the latest few, as a positive adjustment or count never does.
-REMEMBERED_RAISES = 16
-
-
 @dataclass(frozen=True, slots=True)
 class ProcurementState:
     sku: str
@@ -274,7 +269,12 @@ class ProcurementState:
     # in flight only: each leaves with inventory's report of it.
     unreported_receipts: HashTrieMap[str, int] = field(default_factory=HashTrieMap)
     unreported_units: int = 0
-    raised_by: tuple[str, ...] = ()  # see REMEMBERED_RAISES
+    # Messages (receipts, by message id) that inventory's reports already hold in on hand but that
+    # procurement has not read yet: the receipt is then not counted again when it arrives. Only a
+    # consumed receipt raises on hand with a causation id (an adjustment or count is an API command,
+    # without one), so each entry leaves when its receipt arrives; none is dropped, however many the
+    # inventory topic runs ahead (a backlog, a restart): a forgotten one would count its goods twice.
+    raised_by: HashTrieSet[str] = field(default_factory=HashTrieSet)
 
     @property
     def sourced(self) -> bool:
@@ -409,8 +409,8 @@ def _receipt(state: ProcurementState, event: ReceiptRecorded) -> ProcurementStat
     """Free stock rises by the goods unless inventory's figures hold them already; until they do, the
     receipt is remembered as unreported."""
     state = replace(state, receipt_ids=state.receipt_ids.insert(event.receipt_id))
-    if event.in_stock_level:
-        return replace(state, raised_by=tuple(m for m in state.raised_by if m != event.message_id))
+    if event.in_stock_level:  # decided only for a message id in raised_by
+        return replace(state, raised_by=state.raised_by.discard(event.message_id or ""))
     stock = replace(state.stock, free_stock=state.stock.free_stock + event.quantity)
     state = replace(state, stock=stock)
     if event.message_id is None:  # recorded before inventory reported its figures
@@ -434,9 +434,7 @@ def _receipt_reported(state: ProcurementState, message_id: str | None) -> Procur
 
 
 def _stock_level(state: ProcurementState, event: StockLevelRecorded) -> ProcurementState:
-    raised = state.raised_by
-    if event.raised_by is not None:
-        raised = (*raised, event.raised_by)[-REMEMBERED_RAISES:]
+    raised = state.raised_by if event.raised_by is None else state.raised_by.insert(event.raised_by)
     stock = replace(state.stock, free_stock=event.available + state.unreported_units, on_hand=event.on_hand)
     return replace(state, stock=stock, raised_by=raised)
 

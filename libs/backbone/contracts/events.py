@@ -6,6 +6,7 @@ applies it once, whatever its event id, and dead-letters a different content und
 Docstrings and field descriptions end up in the generated JSON Schemas and the AsyncAPI document.
 """
 
+import hashlib
 from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
@@ -100,7 +101,7 @@ class OrderCancelled(EventPayload):
     event_type = "OrderCancelled"
     topic = Topic.ORDERS
     key_field = "order_id"
-    business_key_fields = ("cancellation_id",)
+    business_key_fields = ("order_id", "cancellation_id")
 
     order_id: Identifier
     lines: list[LineQuantity] = Field(min_length=1, description="Units to cancel per line")
@@ -114,9 +115,17 @@ class OrderCancelled(EventPayload):
     )
     cancellation_id: Identifier | None = Field(
         default=None,
-        description="Names the cancellation: re-sent with the same id (and another event_id), it "
-        "changes nothing. Set by the order service; recommended for checkout systems",
+        description="Names the cancellation within the order: re-sent with the same id (and another "
+        "event_id), it changes nothing. Set by the order service; recommended for checkout systems. "
+        "Without it, the cancellation is named by its whole content (time, lines, reason)",
     )
+
+    def business_key(self) -> str | None:
+        if self.cancellation_id is not None:
+            return super().business_key()
+        # Unnamed: the same request re-sent is the same content (a second request differs in its time).
+        content = hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        return f"{self.event_type}:{self.order_id}\x1fcontent {content}"
 
 
 class RefundRequested(EventPayload):
@@ -520,7 +529,7 @@ class PurchaseOrderAcknowledged(EventPayload):
     event_type = "PurchaseOrderAcknowledged"
     topic = Topic.SUPPLIER
     key_field = "sku"
-    business_key_fields = ("acknowledgement_id",)
+    business_key_fields = ("po_id", "acknowledgement_id")  # control numbers are per trading partner
 
     po_id: Identifier
     sku: Sku
