@@ -44,8 +44,8 @@ SERVICE = Service(
     settings_type=NotifierSettings,
     migrations=Path(__file__).parent / "migrations",
     # orders: contact details, cancellations requested, refunds; inventory: shortfalls, fills, units a
-    # cancellation released, stock added, SKU policies; procurement: ETAs; supplier: goods received
-    # (back in stock); fulfilment: shipments.
+    # cancellation released, units shipped, stock added, SKU policies; procurement: ETAs; supplier: goods
+    # received (back in stock); fulfilment: shipments announced (tracking).
     consumes=[Topic.ORDERS, Topic.INVENTORY, Topic.PROCUREMENT, Topic.SUPPLIER, Topic.FULFILMENT],
     make_handler=make_handler,
     make_routes=make_routes,

@@ -29,8 +29,11 @@ One story per line. The topics interleave freely (only one topic's events of one
 so a line's facts are kept as sums (filled, released, dropped, shipped, cancellation units requested)
 that any arrival order adds up the same, next to what the customer was told (`LineFacts`). After every
 event the notifier requests each message the facts call for that was not requested before (`_due`):
+- shipped units are those inventory took out of its books (StockShipped), never what the warehouse
+  announced (ShipmentDispatched): inventory may refuse a shipment whose units are not reserved any more.
 - waiting = backordered - filled - dropped - shipped units beyond what the notifier knows was reserved
-  (inventory ships only reserved units, so such a shipment proves a fill not seen yet).
+  (inventory ships only reserved units, so such a shipment proves a fill not seen yet; a safeguard, as
+  inventory's topic orders a line's fill before the StockShipped that uses it).
 - rejected: once per line; an unknown SKU (reason "unknown SKU...") says so plainly.
 - backordered: once, while units wait; never once nothing waits any more (filled, shipped or dropped
   before the announcement: the customer hears the outcome instead). It names the ETA's basis: no date
@@ -48,14 +51,19 @@ event the notifier requests each message the facts call for that was not request
   its reason; nothing when it cancelled nothing.
 - refunded: per RefundRequested, after the cancelled message that covers its units (it may overtake
   StockReleased on its own topic).
-- shipped: per shipment (ShipmentDispatched, order-wide: its lines, carrier and tracking).
+- shipped: per shipment, order-wide, once the notifier has the warehouse's ShipmentDispatched (carrier,
+  tracking, the lines it announced) and inventory's StockShipped for every announced line, in either
+  order; it gives the units inventory shipped. Inventory applies a shipment all or nothing, so one it
+  refused (e.g. a cancellation released the units first) is never told: the customer hears only the
+  cancellation and refund. Until told, a shipment waits in `OrderFacts.shipments_pending`.
 So nothing contradicts an earlier message, and the last message about a line matches its final state.
 
 Distinguishing values: backordered and rejected happen once per line; eta_changed by its sequence number
 and new promise (so A -> B -> A is two messages, the same B twice is one); fulfilled by the units filled
 so far; cancelled by the units cancelled so far; refunded by the id of the RefundRequested; shipped by the
 shipment id; back_in_stock by the id of the stock arrival. Additive facts (cancellations, releases,
-refunds, shipments) are applied once per event id or shipment id (`OrderFacts.observed`).
+refunds, shipments, shipped lines) are applied once per event id, shipment id, or shipment and line
+(`OrderFacts.observed`).
 """
 
 import uuid
@@ -86,6 +94,7 @@ from backbone.contracts.events import (
     SkuPolicyChanged,
     StockAdjusted,
     StockReleased,
+    StockShipped,
     StockShort,
 )
 from services.notifier.events import (
@@ -111,6 +120,7 @@ from services.notifier.events import (
     RefundedContent,
     RefundObserved,
     RejectedContent,
+    ShipmentLineConfirmed,
     ShipmentObserved,
     ShippedContent,
     SkuPolicyObserved,
@@ -173,7 +183,7 @@ class LineFacts:
     filled: int = 0  # units fills brought (BackorderFulfilled)
     released: int = 0  # reserved units a cancellation released (StockReleased)
     dropped: int = 0  # waiting units a cancellation dropped (StockReleased)
-    shipped: int = 0  # ShipmentDispatched
+    shipped: int = 0  # units inventory shipped (StockShipped), not what the warehouse announced
     cancel_requested: int = 0  # units OrderCancelled asked for, answered or not
     full_cancel_requested: int = 0  # of those, by cancellations that may take reserved units too
     cancel_reason: CancelReason | None = None  # of the last cancellation seen
@@ -230,15 +240,35 @@ class LineFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingShipment:
+    """A shipment not told yet. The warehouse's announcement (ShipmentDispatched) and inventory's
+    confirmation of each line (StockShipped) arrive on different topics, in either order."""
+
+    shipment_id: str
+    dispatched: ShipmentObserved | None = None  # tracking, and the lines the warehouse announced
+    confirmed: Mapping[str, LineQuantity] = field(default_factory=dict)  # by line id: units shipped
+
+    @property
+    def confirmed_lines(self) -> list[LineQuantity] | None:
+        """The announced lines with the units inventory shipped, once it confirmed every one; else None
+        (a shipment inventory refused is never confirmed)."""
+        if self.dispatched is None:
+            return None
+        lines = [self.confirmed.get(line.line_id) for line in self.dispatched.lines]
+        return None if None in lines else [line for line in lines if line is not None]
+
+
+@dataclass(frozen=True, slots=True)
 class OrderFacts:
     order_id: str
     contact: OrderContactRecorded | None = None  # None until OrderPlaced: nobody to write to yet
     lines: Mapping[str, LineFacts] = field(default_factory=dict)
     requested: frozenset[str] = frozenset()  # ids of every notification requested for this order
-    # Additive facts applied (cancellation/release/refund event ids, shipment ids): a redelivery adds
-    # nothing. Bounded by the order's own lifecycle, like `requested`.
+    # Additive facts applied (cancellation/release/refund event ids, shipment ids, shipped lines): a
+    # redelivery adds nothing. Bounded by the order's own lifecycle, like `requested`.
     observed: frozenset[str] = frozenset()
-    shipments_pending: tuple[ShipmentObserved, ...] = ()  # not told yet (no contact yet)
+    # Not told yet: unconfirmed (or unannounced), or no contact yet. Bounded by the order's shipments.
+    shipments_pending: Mapping[str, PendingShipment] = field(default_factory=dict)
 
 
 def initial_order_facts(order_id: str) -> OrderFacts:
@@ -322,6 +352,9 @@ def _already_handled(state: OrderFacts, incoming: Envelope[Any]) -> bool:
             )
         case ShipmentDispatched(shipment_id=shipment_id):
             return _shipment_key(shipment_id) in state.observed
+        case StockShipped(shipment_id=shipment_id, line_id=line_id):
+            # No business key in the contract: one StockShipped per shipment and line.
+            return _shipped_line_key(shipment_id, line_id) in state.observed
     return False
 
 
@@ -331,6 +364,11 @@ def _event_key(event_id: object) -> str:
 
 def _shipment_key(shipment_id: str) -> str:
     return f"shipment:{shipment_id}"
+
+
+def _shipped_line_key(shipment_id: str, line_id: str) -> str:
+    # Length-prefixed: ids may contain any separator.
+    return f"shipped-line:{len(shipment_id)}:{shipment_id}:{line_id}"
 
 
 def _refunded_id(order_id: str, line_id: str, cause: Envelope[Any]) -> str:
@@ -463,6 +501,16 @@ def _observe(state: OrderFacts, incoming: Envelope[Any]) -> list[EventPayload]:
                     shipped_at=payload.shipped_at,
                 )
             ]
+        case StockShipped():
+            return [
+                ShipmentLineConfirmed(
+                    order_id=payload.order_id,
+                    line_id=payload.line_id,
+                    sku=payload.sku,
+                    shipment_id=payload.shipment_id,
+                    quantity=payload.quantity,
+                )
+            ]
     return []
 
 
@@ -471,20 +519,25 @@ def _observe(state: OrderFacts, incoming: Envelope[Any]) -> list[EventPayload]:
 
 def _due(state: OrderFacts, overdue: frozenset[str] | set[str] = frozenset()) -> list[Notification]:
     """Every message the facts call for now (`_requests` drops those requested before), line by line in
-    story order, then the shipments. `overdue`: lines whose backordered message goes out without an ETA."""
+    story order, then the shipments inventory confirmed. `overdue`: lines whose backordered message goes
+    out without an ETA."""
     if state.contact is None:
         return []  # inventory overtook OrderPlaced: the messages go out when it arrives
     due: list[Notification] = []
     for line in state.lines.values():
         due += _due_for_line(state, line, line.line_id in overdue)
-    for shipment in state.shipments_pending:
+    for shipment in state.shipments_pending.values():
+        lines = shipment.confirmed_lines
+        if shipment.dispatched is None or lines is None:
+            continue  # no tracking yet, or inventory has not (or never will have) shipped every line
+        dispatched = shipment.dispatched
         content = ShippedContent(
             shipment_id=shipment.shipment_id,
-            lines=shipment.lines,
-            carrier=shipment.carrier,
-            tracking_number=shipment.tracking_number,
-            tracking_url=shipment.tracking_url,
-            shipped_at=shipment.shipped_at,
+            lines=lines,
+            carrier=dispatched.carrier,
+            tracking_number=dispatched.tracking_number,
+            tracking_url=dispatched.tracking_url,
+            shipped_at=dispatched.shipped_at,
         )
         shipped_id = notification_id(order_subject(state.order_id), "shipped", shipment.shipment_id)
         due.append(_notification(state, None, shipped_id, content))
@@ -668,6 +721,8 @@ def evolve_order(state: OrderFacts, event: EventPayload) -> OrderFacts:
             after = replace(state, lines={**state.lines, event.line_id: _line_after(line, event)})
             if isinstance(event, LineReleaseObserved | RefundObserved):
                 return replace(after, observed=after.observed | {_event_key(event.source_event_id)})
+            if isinstance(event, ShipmentLineConfirmed):
+                return _shipment_after(after, event)
             return after
         case CancellationObserved():
             lines = dict(state.lines)
@@ -685,16 +740,8 @@ def evolve_order(state: OrderFacts, event: EventPayload) -> OrderFacts:
             )
             return replace(state, lines=lines, observed=observed)
         case ShipmentObserved():
-            lines = dict(state.lines)
-            for shipped in event.lines:
-                line = lines.get(shipped.line_id) or LineFacts(line_id=shipped.line_id, sku=shipped.sku)
-                lines[shipped.line_id] = replace(line, shipped=line.shipped + shipped.quantity)
-            return replace(
-                state,
-                lines=lines,
-                observed=state.observed | {_shipment_key(event.shipment_id)},
-                shipments_pending=(*state.shipments_pending, event),
-            )
+            # Only metadata: the lines' shipped units come from inventory (ShipmentLineConfirmed).
+            return _shipment_after(state, event)
         case NotificationRequested(notification=notification):
             return _told(
                 replace(state, requested=state.requested | {notification.notification_id}), notification
@@ -727,14 +774,33 @@ def _line_after(line: LineFacts, event: NotifierLineEvent) -> LineFacts:
             )
         case RefundObserved():
             return replace(line, refunds_pending=(*line.refunds_pending, event))
+        case ShipmentLineConfirmed():
+            return replace(line, shipped=line.shipped + event.quantity)
     raise TypeError(f"{type(event).__name__} is not an event of an order line")
+
+
+def _shipment_after(state: OrderFacts, event: ShipmentObserved | ShipmentLineConfirmed) -> OrderFacts:
+    """The pending shipment with the warehouse's announcement or one of inventory's confirmations."""
+    pending = state.shipments_pending.get(event.shipment_id) or PendingShipment(event.shipment_id)
+    if isinstance(event, ShipmentObserved):
+        key = _shipment_key(event.shipment_id)
+        pending = replace(pending, dispatched=event)
+    else:
+        key = _shipped_line_key(event.shipment_id, event.line_id)
+        confirmed = LineQuantity(line_id=event.line_id, sku=event.sku, quantity=event.quantity)
+        pending = replace(pending, confirmed={**pending.confirmed, event.line_id: confirmed})
+    return replace(
+        state,
+        observed=state.observed | {key},
+        shipments_pending={**state.shipments_pending, event.shipment_id: pending},
+    )
 
 
 def _told(state: OrderFacts, notification: Notification) -> OrderFacts:
     """What the customer now knows, after `notification`."""
     content = notification.content
     if isinstance(content, ShippedContent):
-        pending = tuple(s for s in state.shipments_pending if s.shipment_id != content.shipment_id)
+        pending = {k: s for k, s in state.shipments_pending.items() if k != content.shipment_id}
         return replace(state, shipments_pending=pending)
     line = state.lines.get(notification.line_id or "")
     if line is None:
@@ -784,6 +850,7 @@ ORDER_EVENTS: tuple[type[EventPayload], ...] = (
     StockReleased,
     BackorderEtaUpdated,
     ShipmentDispatched,
+    StockShipped,
 )
 SKU_EVENTS: tuple[type[EventPayload], ...] = (SkuPolicyChanged, GoodsReceived, StockAdjusted)
 CONSUMED_EVENTS = (*ORDER_EVENTS, *SKU_EVENTS)

@@ -253,7 +253,8 @@ class CancellationObserved(EventPayload):
 
 
 class ShipmentObserved(EventPayload):
-    """The warehouse shipped units of the order (ShipmentDispatched)."""
+    """The warehouse announced a shipment of the order (ShipmentDispatched): its tracking and the lines it
+    announced. Not proof that anything shipped: inventory may refuse it (`ShipmentLineConfirmed`)."""
 
     event_type = "notifier.ShipmentObserved"
     topic = None
@@ -266,6 +267,16 @@ class ShipmentObserved(EventPayload):
     tracking_number: Text | None
     tracking_url: Text | None
     shipped_at: AwareDatetime
+
+
+class ShipmentLineConfirmed(NotifierLineEvent):
+    """Inventory took a shipment's units of a line out of its books (StockShipped): they did ship. Inventory
+    applies a shipment all or nothing, so a refused one never has any."""
+
+    event_type = "notifier.ShipmentLineConfirmed"
+
+    shipment_id: Identifier
+    quantity: Quantity
 
 
 class NotificationRequested(EventPayload):
@@ -347,6 +358,7 @@ INTERNAL_EVENTS: tuple[type[EventPayload], ...] = (
     RefundObserved,
     CancellationObserved,
     ShipmentObserved,
+    ShipmentLineConfirmed,
     NotificationRequested,
     SkuPolicyObserved,
     BackInStockSubscribed,

@@ -2,11 +2,11 @@
 transaction.
 
 An event about an order's customer (`order_id_of`: OrderPlaced, OrderCancelled, RefundRequested,
-StockShort, BackorderFulfilled, StockReleased, BackorderEtaUpdated, ShipmentDispatched) goes to its order
-stream; one that can matter to
-back-in-stock subscribers (`sku_of`: SkuPolicyChanged, GoodsReceived, StockAdjusted with units added)
-to its SKU stream; anything else on the consumed topics is not the notifier's business. The domain
-takes the envelope itself, since some changes are named by the causing event's id and time.
+StockShort, BackorderFulfilled, StockReleased, BackorderEtaUpdated, ShipmentDispatched, StockShipped) goes
+to its order stream; one that can matter to back-in-stock subscribers (`sku_of`: SkuPolicyChanged,
+GoodsReceived, StockAdjusted with units added) to its SKU stream; anything else on the consumed topics is
+not the notifier's business. The domain takes the envelope itself, since some changes are named by the
+causing event's id and time.
 
 Every NotificationRequested lands in the delivery queue in this same transaction (projections), so a
 notification is queued exactly when its decision commits. Order streams are locked before SKU streams,

@@ -36,8 +36,18 @@ The shipping preference does not change the status; it decides what may leave no
 ship_available ships the units to ship of any order with some (also partially backordered or shipped),
 ship_complete only once nothing (not already pending cancellation) waits. Units pending cancellation
 from stock never ship. That pick list, plus what each line shipped so far, is published as
-FulfilmentRequested (revision 1, 2, ...) whenever it changes; the warehouse reports ShipmentDispatched,
-recorded as ShipmentRecorded. A shipment may take at most the units a line has to ship.
+FulfilmentRequested (revision 1, 2, ...) whenever it changes.
+
+Shipments: two facts, joined by shipment_id, in either order (the fulfilment and inventory topics are
+not ordered with each other). The warehouse's ShipmentDispatched (recorded as ShipmentAnnounced) gives
+the metadata (carrier, tracking, shipped_at) and the lines as announced; it moves no units. Inventory's
+StockShipped (recorded as LineShipped, one per line) gives the units that left: a line's `shipped`
+counts those only. Inventory's topic orders a line's StockShipped with its StockReleased and fills, and
+inventory never both ships and releases the same units, so shipped and cancelled units cannot overlap
+(a shipment racing a cancellation: whichever inventory handled first wins; the other answer is 0 units
+or a dead-lettered shipment, which then stays announced and unconfirmed). A StockShipped beyond what the
+line has to ship is inventory's truth: recorded, and reported by `invariant_violations`. The order
+keeps what arrived per shipment (`OrderState.shipments`, as many as the order has shipments).
 
 Cancellation: the order service asks (OrderCancelled), inventory answers (StockReleased) and refunds
 follow the answer. CancelOrder cancels every open unit of every line that is not already pending, also
@@ -76,8 +86,10 @@ from backbone.contracts.events import (
     RefundRequested,
     ShipmentDispatched,
     ShippableLine,
+    ShippedLine,
     StockReleased,
     StockReserved,
+    StockShipped,
     StockShort,
 )
 from services.order.events import (
@@ -88,9 +100,10 @@ from services.order.events import (
     LineRejected,
     LineReleased,
     LineReserved,
+    LineShipped,
     OrderLineEvent,
     OrderRecorded,
-    ShipmentRecorded,
+    ShipmentAnnounced,
 )
 
 OrderStatus = Literal[
@@ -157,7 +170,7 @@ class LineState:
     filled: int = 0
     released_reserved: int = 0  # inventory's confirmations of cancelled units leaving its books
     dropped_backordered: int = 0
-    shipped: int = 0
+    shipped: int = 0  # units inventory shipped (StockShipped), not what a warehouse announced
     pending_cancel: int = 0  # requested (waiting first, then allocated), not yet confirmed by inventory
     pending_cancel_waiting: int = 0  # requested only_waiting, not yet confirmed
     pending_reason: CancelReason | None = None  # of the latest request still pending
@@ -194,7 +207,9 @@ class LineState:
 
     @property
     def unshipped(self) -> int:
-        return self.to_ship + self.waiting
+        # to_ship < 0 only if inventory shipped more than the line knows allocated (an invariant
+        # violation, reported): nothing is left to ship then.
+        return max(0, self.to_ship) + self.waiting
 
     @property
     def open_units(self) -> int:
@@ -232,6 +247,28 @@ class LineState:
         return self.decided and self.unshipped == 0
 
 
+@dataclass(frozen=True, slots=True)
+class ShipmentState:
+    """What the order knows of one shipment: the warehouse's announcement and inventory's units."""
+
+    shipment_id: str
+    announcement: ShipmentAnnounced | None = None  # None: only inventory's StockShipped arrived yet
+    shipped: Mapping[str, int] = field(default_factory=dict)  # line_id -> units inventory shipped
+
+    @property
+    def confirmed(self) -> bool:
+        """Inventory shipped it: every announced line (inventory ships a shipment's lines all or none),
+        or, before the announcement, whatever it reported. False: announced, not (yet) shipped by
+        inventory, e.g. refused because the units were released meanwhile."""
+        if self.announcement is None:
+            return bool(self.shipped)
+        return all(line.line_id in self.shipped for line in self.announcement.lines)
+
+    @property
+    def announced_lines(self) -> Mapping[str, ShippedLine]:
+        return {} if self.announcement is None else {ln.line_id: ln for ln in self.announcement.lines}
+
+
 PickList = Mapping[str, tuple[int, int]]  # line_id -> (units that may ship now, units shipped so far)
 
 
@@ -244,6 +281,7 @@ class OrderState:
     own_cancellations: int = 0  # OrderCancelled decided here: numbers the next cancellation_id
     fulfilment_revision: int = 0  # of the last FulfilmentRequested
     pick_list: PickList = field(default_factory=dict)  # as last published (lines with units or shipped)
+    shipments: Mapping[str, ShipmentState] = field(default_factory=dict)  # by shipment_id, first known first
 
     @property
     def placed(self) -> bool:
@@ -341,13 +379,23 @@ def decide(state: OrderState, incoming: Command | EventPayload) -> list[EventPay
 
     Deciding the same incoming twice from the evolved state adds nothing the second time. Events the
     order service does not act on decide to nothing. When the events change the order's pick list, a
-    FulfilmentRequested with the next revision follows them.
+    FulfilmentRequested with the next revision follows them (for inventory's units of an announced
+    shipment: once every announced line has them).
     """
     events = _decide(state, incoming)
     if not events:
         return events
     after = reduce(evolve, events, state)
+    if isinstance(incoming, StockShipped) and _awaiting_rest(after, incoming.shipment_id):
+        # Inventory ships an announced shipment's lines all or none, one StockShipped per line: the pick
+        # list follows once the last arrived, one revision per shipment instead of one per line.
+        return events
     return [*events, *_fulfilment(after)]
+
+
+def _awaiting_rest(state: OrderState, shipment_id: str) -> bool:
+    shipment = state.shipments[shipment_id]
+    return shipment.announcement is not None and not shipment.confirmed
 
 
 def _decide(state: OrderState, incoming: Command | EventPayload) -> list[EventPayload]:
@@ -375,7 +423,9 @@ def _decide(state: OrderState, incoming: Command | EventPayload) -> list[EventPa
         case BackorderEtaUpdated():
             return _record_eta(state, incoming)
         case ShipmentDispatched():
-            return _record_shipment(state, incoming)
+            return _record_announcement(state, incoming)
+        case StockShipped():
+            return _record_shipped(state, incoming)
     return []  # e.g. our own RefundRequested or FulfilmentRequested echoed by the orders topic
 
 
@@ -596,34 +646,60 @@ def _record_eta(state: OrderState, update: BackorderEtaUpdated) -> list[EventPay
     ]
 
 
-def _record_shipment(state: OrderState, shipment: ShipmentDispatched) -> list[EventPayload]:
+def _record_announcement(state: OrderState, shipment: ShipmentDispatched) -> list[EventPayload]:
     # A re-sent shipment (same shipment_id) never gets here: the consumer loop drops it by business key.
+    # No bound on the units: inventory decides whether they ship (StockShipped) or refuses the shipment.
     if state.placement is None:
+        # A warehouse ships from a pick list, which only an order the service knows has.
         raise UnexpectedEvent(f"shipment {shipment.shipment_id} of unknown order {shipment.order_id}")
-    for shipped in shipment.lines:
-        line = state.lines.get(shipped.line_id)
+    for announced in shipment.lines:
+        line = state.lines.get(announced.line_id)
         if line is None:
             raise UnexpectedEvent(
-                f"shipment {shipment.shipment_id}: order {state.order_id} has no line {shipped.line_id}"
+                f"shipment {shipment.shipment_id}: order {state.order_id} has no line {announced.line_id}"
             )
-        if line.sku != shipped.sku:
+        if line.sku != announced.sku:
             raise UnexpectedEvent(
-                f"shipment {shipment.shipment_id}: line {line.line_id} is {line.sku}, not {shipped.sku}"
+                f"shipment {shipment.shipment_id}: line {line.line_id} is {line.sku}, not {announced.sku}"
             )
-        if shipped.quantity > line.to_ship:
-            raise UnexpectedEvent(
-                f"shipment {shipment.shipment_id} ships {shipped.quantity} units of line {line.line_id} "
-                f"of order {state.order_id}, which has {line.to_ship} allocated and not yet shipped"
-            )
+    announcement = ShipmentAnnounced(
+        order_id=shipment.order_id,
+        shipment_id=shipment.shipment_id,
+        lines=shipment.lines,
+        carrier=shipment.carrier,
+        tracking_number=shipment.tracking_number,
+        tracking_url=shipment.tracking_url,
+        shipped_at=shipment.shipped_at,
+    )
+    known = state.shipments.get(shipment.shipment_id)
+    if known is not None and known.announcement is not None:
+        if known.announcement == announcement:
+            return []
+        raise UnexpectedEvent(f"shipment {shipment.shipment_id} was announced before with other content")
+    return [announcement]
+
+
+def _record_shipped(state: OrderState, shipped: StockShipped) -> list[EventPayload]:
+    # Like inventory's other answers, it may come before the order itself (another topic).
+    _known_line(state, shipped.line_id, shipped.sku)
+    known = state.shipments.get(shipped.shipment_id)
+    earlier = known.shipped.get(shipped.line_id) if known is not None else None
+    if earlier == shipped.quantity:
+        return []  # the same fact again
+    if earlier is not None:
+        raise UnexpectedEvent(
+            f"shipment {shipped.shipment_id} shipped {earlier} units of line {shipped.line_id} before, "
+            f"now {shipped.quantity}"
+        )
+    # Not bounded by the line's units to ship: inventory is the authority of what left its stock (an
+    # excess shows in invariant_violations).
     return [
-        ShipmentRecorded(
-            order_id=shipment.order_id,
-            shipment_id=shipment.shipment_id,
-            lines=shipment.lines,
-            carrier=shipment.carrier,
-            tracking_number=shipment.tracking_number,
-            tracking_url=shipment.tracking_url,
-            shipped_at=shipment.shipped_at,
+        LineShipped(
+            order_id=shipped.order_id,
+            line_id=shipped.line_id,
+            sku=shipped.sku,
+            shipment_id=shipped.shipment_id,
+            quantity=shipped.quantity,
         )
     ]
 
@@ -684,12 +760,9 @@ def evolve(state: OrderState, event: EventPayload) -> OrderState:
             return replace(cancelled, own_cancellations=cancelled.own_cancellations + 1)
         case ExternalCancellationRecorded(cancellation=cancellation):
             return _cancelled(state, cancellation)
-        case ShipmentRecorded():
-            lines = dict(state.lines)
-            for shipped in event.lines:
-                line = lines[shipped.line_id]
-                lines[line.line_id] = _settled(replace(line, shipped=line.shipped + shipped.quantity))
-            return replace(state, lines=lines)
+        case ShipmentAnnounced():
+            known = state.shipments.get(event.shipment_id) or ShipmentState(event.shipment_id)
+            return _with_shipment(state, replace(known, announcement=event))
         case FulfilmentRequested():
             return replace(
                 state,
@@ -703,8 +776,17 @@ def evolve(state: OrderState, event: EventPayload) -> OrderState:
         case OrderLineEvent() | RefundRequested():
             # Creates the line if inventory's answer came before the order (see _known_line).
             line = state.lines.get(event.line_id) or LineState(line_id=event.line_id, sku=event.sku)
-            return replace(state, lines={**state.lines, event.line_id: _settled(_line_after(line, event))})
+            state = replace(state, lines={**state.lines, event.line_id: _settled(_line_after(line, event))})
+            if isinstance(event, LineShipped):
+                known = state.shipments.get(event.shipment_id) or ShipmentState(event.shipment_id)
+                shipped = {**known.shipped, event.line_id: event.quantity}
+                state = _with_shipment(state, replace(known, shipped=shipped))
+            return state
     raise TypeError(f"{type(event).__name__} is not an event of an order stream")
+
+
+def _with_shipment(state: OrderState, shipment: ShipmentState) -> OrderState:
+    return replace(state, shipments={**state.shipments, shipment.shipment_id: shipment})
 
 
 def _line_after(line: LineState, event: OrderLineEvent | RefundRequested) -> LineState:
@@ -735,6 +817,8 @@ def _line_after(line: LineState, event: OrderLineEvent | RefundRequested) -> Lin
                 pending_cancel=max(0, line.pending_cancel - rest),
                 release_reason=event.reason or line.release_reason,
             )
+        case LineShipped():
+            return replace(line, shipped=line.shipped + event.quantity)
         case LineEtaChanged():
             return replace(
                 line, eta=event.eta, previous_eta=event.previous_eta, eta_known=True, po_id=event.po_id
@@ -815,7 +899,7 @@ def order_status(state: OrderState) -> OrderStatus:
     lines = state.lines.values()
     if not all(line.decided for line in lines):
         return "accepted"
-    to_ship = sum(line.to_ship for line in lines)
+    to_ship = sum(max(0, line.to_ship) for line in lines)  # an over-shipped line has nothing to ship
     waiting = sum(line.waiting for line in lines)
     if any(line.shipped for line in lines):
         return "partially_shipped" if to_ship or waiting else "shipped"
@@ -872,6 +956,8 @@ def invariant_violations(state: OrderState) -> list[str]:
         if line.allocated < 0:
             problems.append(f"{line.line_id}: more units released from stock than allocated")
         if line.to_ship < 0:
+            # Inventory shipped more than the order knows allocated: recorded (inventory's truth), but
+            # the books of the line disagree with inventory's.
             problems.append(f"{line.line_id}: more units shipped than allocated")
         if line.pending_cancel < 0 or line.pending_cancel_waiting < 0:
             problems.append(f"{line.line_id}: negative pending cancellation")
@@ -881,6 +967,17 @@ def invariant_violations(state: OrderState) -> list[str]:
         # time, so units still pending count as covered.
         if line.refunded > line.cancelled + line.cancellation_pending:
             problems.append(f"{line.line_id}: more units refunded than cancelled")
+    for shipment in state.shipments.values():
+        announced = shipment.announced_lines
+        if shipment.announcement is None:
+            continue  # inventory's part alone: nothing to compare it with yet
+        for line_id, units in shipment.shipped.items():
+            if line_id not in announced or announced[line_id].quantity != units:
+                listed = announced[line_id].quantity if line_id in announced else 0
+                problems.append(
+                    f"shipment {shipment.shipment_id}: inventory shipped {units} units of line {line_id}, "
+                    f"the warehouse announced {listed}"
+                )
     return problems
 
 
@@ -894,6 +991,7 @@ CONSUMED_EVENTS: tuple[type[EventPayload], ...] = (
     StockReleased,
     BackorderEtaUpdated,
     ShipmentDispatched,
+    StockShipped,
 )
 
 

@@ -1,10 +1,10 @@
 """The order service's internal events: what it learned from other services, kept in the order's own stream.
 
 The order stream must rebuild the order's state on its own, so every fact the order service reacts to
-(a reservation, a shortfall, a fill, a release, an ETA, a shipment) is recorded here in the order's
-terms. These events have no topic: they stay in the service's log and are never published. Contract
-events the order service itself decides (OrderPlaced, OrderCancelled, RefundRequested,
-FulfilmentRequested) go into the same stream and are published by the relay.
+(a reservation, a shortfall, a fill, a release, an ETA, a shipment announced, units shipped) is recorded
+here in the order's terms. These events have no topic: they stay in the service's log and are never
+published. Contract events the order service itself decides (OrderPlaced, OrderCancelled,
+RefundRequested, FulfilmentRequested) go into the same stream and are published by the relay.
 """
 
 from datetime import date
@@ -113,10 +113,13 @@ class LineReleased(OrderLineEvent):
     reason: CancelReason | None = None
 
 
-class ShipmentRecorded(EventPayload):
-    """The warehouse shipped units of the order (ShipmentDispatched), recorded in the order's terms."""
+class ShipmentAnnounced(EventPayload):
+    """The warehouse reported a shipment (ShipmentDispatched): its metadata and its lines as announced.
 
-    event_type = "order.ShipmentRecorded"
+    Moves no units: inventory's StockShipped (LineShipped) is the truth of what left, because inventory
+    may refuse a shipment it cannot honour (units released by a cancellation meanwhile)."""
+
+    event_type = "order.ShipmentAnnounced"
     topic = None
     key_field = "order_id"
 
@@ -127,6 +130,15 @@ class ShipmentRecorded(EventPayload):
     tracking_number: Text | None = None
     tracking_url: Text | None = None
     shipped_at: AwareDatetime
+
+
+class LineShipped(OrderLineEvent):
+    """Inventory shipped units of the line from its reservation in a shipment (StockShipped)."""
+
+    event_type = "order.LineShipped"
+
+    shipment_id: Identifier
+    quantity: Quantity
 
 
 class LineEtaChanged(OrderLineEvent):
@@ -149,7 +161,8 @@ INTERNAL_EVENTS: tuple[type[EventPayload], ...] = (
     LineFilled,
     LineReleased,
     LineEtaChanged,
-    ShipmentRecorded,
+    ShipmentAnnounced,
+    LineShipped,
 )
 
 ORDER_REGISTRY = contract_registry(INTERNAL_EVENTS)

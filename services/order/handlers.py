@@ -5,8 +5,9 @@ loads them, decides each input with the domain in arrival order and appends all 
 models are then updated from those streams in the same transaction. The domain's own events
 (OrderPlaced, OrderCancelled, RefundRequested, FulfilmentRequested) go to the outbox and the relay
 publishes them on the orders topic; the order service sees them echoed there and the domain ignores them.
-Shipments (ShipmentDispatched) come from the fulfilment topic; a re-sent one (same shipment_id) is
-dropped by the consumer loop's business keys before it gets here.
+A shipment's metadata (ShipmentDispatched) comes from the fulfilment topic, a re-sent one (same
+shipment_id) dropped by the consumer loop's business keys before it gets here; its units (StockShipped,
+per line) from the inventory topic. The domain joins them by shipment_id, in either order.
 
 A consumed event that contradicts the order raises UnexpectedEvent: the batch rolls back, the loop
 re-applies it message by message and dead-letters the one that fails, with the reason.

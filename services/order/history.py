@@ -10,8 +10,9 @@ from services.order.events import (
     LineRejected,
     LineReleased,
     LineReserved,
+    LineShipped,
     OrderRecorded,
-    ShipmentRecorded,
+    ShipmentAnnounced,
 )
 
 
@@ -70,10 +71,13 @@ def summarize(event: EventPayload) -> str:
                 f"line {event.line_id}: inventory released {_units(event.released_reserved)} "
                 f"and dropped {_units(event.dropped_backordered)} from the queue{reason}"
             )
-        case ShipmentRecorded():
+        case ShipmentAnnounced():
             parts = ", ".join(f"line {s.line_id} {_units(s.quantity)}" for s in event.lines)
             via = " ".join(part for part in (event.carrier, event.tracking_number) if part)
-            return f"shipment {event.shipment_id}{f' ({via})' if via else ''}: {parts}"
+            via = f" ({via})" if via else ""
+            return f"shipment {event.shipment_id} announced by the warehouse{via}: {parts}"
+        case LineShipped():
+            return f"line {event.line_id}: inventory shipped {_units(event.quantity)} in {event.shipment_id}"
         case FulfilmentRequested():
             parts = ", ".join(f"line {p.line_id} {p.quantity} (shipped {p.shipped})" for p in event.lines)
             complete = ", complete" if event.complete else ""

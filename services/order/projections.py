@@ -35,7 +35,6 @@ from services.order.events import (
     LineEtaChanged,
     OrderLineEvent,
     OrderRecorded,
-    ShipmentRecorded,
 )
 
 STREAM_PREFIX = order_stream_id("")
@@ -85,11 +84,9 @@ def _lines_changed(event: EventPayload) -> Iterable[str]:
             return [line.line_id for line in event.lines]
         case ExternalCancellationRecorded(cancellation=cancellation):
             return [line.line_id for line in cancellation.lines]
-        case ShipmentRecorded():
-            return [line.line_id for line in event.lines]
         case OrderLineEvent() | RefundRequested():
-            return [event.line_id]
-    return []  # e.g. FulfilmentRequested: it changes no line
+            return [event.line_id]  # LineShipped among them: the units shipped are the line's
+    return []  # e.g. FulfilmentRequested or ShipmentAnnounced: it changes no line
 
 
 def track(before: OrderState, events: Iterable[Envelope[Any]]) -> Tracked:

@@ -10,13 +10,13 @@ from backbone.contracts.events import CustomerTier, ShippingPreference
 from backbone.eventstore import EventStore
 from services.order.domain import (
     OrderStatus,
+    ShipmentState,
     auto_cancel_deadline,
     initial_state,
     order_status,
     order_stream_id,
     shippable_now,
 )
-from services.order.events import ShipmentRecorded
 from services.order.history import summarize
 from services.order.projections import LineTimes, track
 
@@ -28,10 +28,19 @@ class CustomerView(BaseModel):
     tier: CustomerTier
 
 
+_ANNOUNCED = "Sent by the warehouse (ShipmentDispatched); false: only inventory's part is known yet"
+_CONFIRMED = (
+    "Inventory shipped it (StockShipped for every announced line). False: announced, but inventory has "
+    "not shipped it (not yet, or refused it): its units are not counted as shipped"
+)
+
+
 class LineShipmentView(BaseModel):
     shipment_id: str
-    quantity: int
-    shipped_at: datetime
+    announced: int | None = Field(description="Units of the line the warehouse announced; null: not yet")
+    shipped: int = Field(description="Units of the line inventory shipped in it (StockShipped)")
+    confirmed: bool = Field(description=_CONFIRMED)
+    shipped_at: datetime | None
     carrier: str | None
     tracking_number: str | None
     tracking_url: str | None
@@ -40,16 +49,44 @@ class LineShipmentView(BaseModel):
 class ShippedLineView(BaseModel):
     line_id: str
     sku: str
-    quantity: int
+    announced: int | None = Field(description="Units the warehouse announced; null: not announced")
+    shipped: int = Field(description="Units inventory shipped (StockShipped)")
 
 
 class ShipmentView(BaseModel):
     shipment_id: str
-    shipped_at: datetime
+    announced: bool = Field(description=_ANNOUNCED)
+    confirmed: bool = Field(description=_CONFIRMED)
+    shipped_at: datetime | None = Field(description="As announced by the warehouse")
     carrier: str | None
     tracking_number: str | None
     tracking_url: str | None
-    lines: list[ShippedLineView]
+    lines: list[ShippedLineView] = Field(description="The lines announced, then any only inventory named")
+
+
+def shipment_view(shipment: ShipmentState, skus: dict[str, str]) -> ShipmentView:
+    """`skus`: line_id -> SKU, for lines only inventory named (its StockShipped carries no SKU here)."""
+    announcement = shipment.announcement
+    announced = shipment.announced_lines
+    line_ids = [*announced, *(line_id for line_id in shipment.shipped if line_id not in announced)]
+    return ShipmentView(
+        shipment_id=shipment.shipment_id,
+        announced=announcement is not None,
+        confirmed=shipment.confirmed,
+        shipped_at=announcement.shipped_at if announcement else None,
+        carrier=announcement.carrier if announcement else None,
+        tracking_number=announcement.tracking_number if announcement else None,
+        tracking_url=announcement.tracking_url if announcement else None,
+        lines=[
+            ShippedLineView(
+                line_id=line_id,
+                sku=announced[line_id].sku if line_id in announced else skus.get(line_id, ""),
+                announced=announced[line_id].quantity if line_id in announced else None,
+                shipped=shipment.shipped.get(line_id, 0),
+            )
+            for line_id in line_ids
+        ],
+    )
 
 
 class LineView(BaseModel):
@@ -69,12 +106,12 @@ class LineView(BaseModel):
     allocated: int = Field(
         description="Units in stock for the line, shipped ones included: reserved + filled - released"
     )
-    shipped: int
+    shipped: int = Field(description="Units inventory shipped (StockShipped), in any shipment")
     shippable_now: int = Field(
         description="Allocated, unshipped units that may leave now (shipping preference, no pending cancel)"
     )
     closed: bool = Field(description="Decided, and nothing left to ship or wait for")
-    shipments: list[LineShipmentView]
+    shipments: list[LineShipmentView] = Field(description="Shipments that name the line, first known first")
     refunded: int
     refunded_amount: Decimal
     eta: date | None = Field(description="Expected date of the waiting units; null: no purchase order yet")
@@ -112,10 +149,13 @@ class OrderView(BaseModel):
     )
     ordered_units: int
     waiting_units: int
-    shipped_units: int
+    shipped_units: int = Field(description="Units inventory shipped, all lines together")
     shippable_now_units: int
     lines: list[LineView]
-    shipments: list[ShipmentView]
+    shipments: list[ShipmentView] = Field(
+        description="Every shipment known, from the warehouse's announcement or inventory's units, first "
+        "known first"
+    )
     history: list[HistoryEntry]
 
 
@@ -129,14 +169,17 @@ async def order_view(
     if placed is None:
         return None
     shippable = shippable_now(state)
-    shipments = [s.envelope.payload for s in stored if isinstance(s.envelope.payload, ShipmentRecorded)]
+    skus = {line.line_id: line.sku for line in state.lines.values()}
+    shipments = [shipment_view(shipment, skus) for shipment in state.shipments.values()]
     by_line: dict[str, list[LineShipmentView]] = {}
     for shipment in shipments:
         for shipped in shipment.lines:
             by_line.setdefault(shipped.line_id, []).append(
                 LineShipmentView(
                     shipment_id=shipment.shipment_id,
-                    quantity=shipped.quantity,
+                    announced=shipped.announced,
+                    shipped=shipped.shipped,
+                    confirmed=shipment.confirmed,
                     shipped_at=shipment.shipped_at,
                     carrier=shipment.carrier,
                     tracking_number=shipment.tracking_number,
@@ -198,19 +241,7 @@ async def order_view(
         shipped_units=state.shipped,
         shippable_now_units=sum(shippable.values()),
         lines=lines,
-        shipments=[
-            ShipmentView(
-                shipment_id=shipment.shipment_id,
-                shipped_at=shipment.shipped_at,
-                carrier=shipment.carrier,
-                tracking_number=shipment.tracking_number,
-                tracking_url=shipment.tracking_url,
-                lines=[
-                    ShippedLineView(line_id=s.line_id, sku=s.sku, quantity=s.quantity) for s in shipment.lines
-                ],
-            )
-            for shipment in shipments
-        ],
+        shipments=shipments,
         history=[
             HistoryEntry(
                 version=s.stream_version,

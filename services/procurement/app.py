@@ -1,5 +1,6 @@
-"""Wiring of the procurement service: settings, the consumed topics, the handler, the HTTP routes and the
-daily re-plan of overdue purchase orders (scheduler.py)."""
+"""Wiring of the procurement service: settings, the consumed topics, the handler, the HTTP routes, the
+daily re-plan of overdue purchase orders (scheduler.py) and the startup catch-up of sourcing
+(sourcing.py)."""
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -13,7 +14,7 @@ from backbone.contracts import Topic
 from backbone.contracts.events import contract_registry
 from backbone.runtime import Service, ServiceContext
 from backbone.settings import ServiceSettings
-from services.procurement import api, handlers, scheduler
+from services.procurement import api, handlers, scheduler, sourcing
 from services.procurement.domain import CONSUMED_EVENTS
 from services.procurement.events import PROCUREMENT_EVENTS
 from services.procurement.handlers import Clock
@@ -109,6 +110,11 @@ def build_service(clock: Clock = utc_today) -> Service:
             check_interval_seconds=check_interval_of(ctx),
         )
 
+    async def publish_sourcing(ctx: ServiceContext) -> None:
+        await sourcing.run(
+            ctx.pool, ctx.store, handlers.new_repository(ctx.store), clock=clock, policy=policy_of(ctx)
+        )
+
     return Service(
         name="procurement",
         settings_type=ProcurementSettings,
@@ -118,7 +124,7 @@ def build_service(clock: Clock = utc_today) -> Service:
         make_routes=make_routes,
         registry=REGISTRY,
         handles=CONSUMED_EVENTS,
-        background=[replan_overdue],
+        background=[replan_overdue, publish_sourcing],
     )
 
 

@@ -21,7 +21,8 @@ The rules, in the order a decision applies them:
   backorders are cancelled, surplus supply shrinks or cancels unconfirmed POs, latest first, down to
   what the policy still asks for; confirmed ones stay (their surplus is future stock).
 - A SKU without a supplier buys nothing: its uncovered lines hear `basis="no_supplier"`. A change of
-  the catalogue's suppliers is published (SkuSourcingChanged).
+  the catalogue's suppliers is published (SkuSourcingChanged); `PublishSourcing` publishes a catalogue
+  set before that event existed, which inventory would otherwise never hear of.
 """
 
 from __future__ import annotations
@@ -119,6 +120,15 @@ class ReplanOverdue(BaseModel):
     sku: Sku
 
 
+class PublishSourcing(BaseModel):
+    """The startup catch-up's command: publish the SKU's suppliers if inventory was never told them (a
+    catalogue set before SkuSourcingChanged existed); a no-op once it was."""
+
+    model_config = STRICT
+
+    sku: Sku
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     """The consumed message an input came in (ids only, so the domain stays free of I/O): inventory's
@@ -139,6 +149,7 @@ Incoming: TypeAlias = (
     | ShipmentNoticed
     | SetSupplierTerms
     | ReplanOverdue
+    | PublishSourcing
 )
 
 # The contract's events procurement consumes (from the inventory and supplier topics). StockShort is not
@@ -275,6 +286,8 @@ class ProcurementState:
     # without one), so each entry leaves when its receipt arrives; none is dropped, however many the
     # inventory topic runs ahead (a backlog, a restart): a forgotten one would count its goods twice.
     raised_by: HashTrieSet[str] = field(default_factory=HashTrieSet)
+    # The supplier ids last published (SkuSourcingChanged); None: never, inventory knows no supplier.
+    published_sourcing: tuple[str, ...] | None = None
 
     @property
     def sourced(self) -> bool:
@@ -318,7 +331,7 @@ def evolve(state: ProcurementState, event: EventPayload) -> ProcurementState:
         case SupplierTermsSet():
             return replace(state, suppliers=tuple(event.suppliers))
         case SkuSourcingChanged():
-            return state  # published news of the catalogue SupplierTermsSet already folded
+            return replace(state, published_sourcing=tuple(event.supplier_ids))
         case PurchaseOrderCancelled():
             return _change_po(state, event.po_id, lambda po: replace(po, cancelled=True))
         case StockPositionRecorded():
@@ -409,7 +422,10 @@ def _receipt(state: ProcurementState, event: ReceiptRecorded) -> ProcurementStat
     """Free stock rises by the goods unless inventory's figures hold them already; until they do, the
     receipt is remembered as unreported."""
     state = replace(state, receipt_ids=state.receipt_ids.insert(event.receipt_id))
-    if event.in_stock_level:  # decided only for a message id in raised_by
+    # Decided as in_stock_level exactly when its message is in raised_by; a stream of an earlier
+    # release, that remembered only the latest 16 raises, recorded some as not: folded now, their
+    # goods are not counted twice either.
+    if event.in_stock_level or (event.message_id is not None and event.message_id in state.raised_by):
         return replace(state, raised_by=state.raised_by.discard(event.message_id or ""))
     stock = replace(state.stock, free_stock=state.stock.free_stock + event.quantity)
     state = replace(state, stock=stock)
@@ -558,10 +574,9 @@ def _facts(
     match incoming:
         case SetSupplierTerms():
             terms_set = SupplierTermsSet(sku=sku, suppliers=incoming.suppliers, actor=incoming.actor)
-            supplier_ids = _supplier_ids(incoming.suppliers)
-            if supplier_ids == _supplier_ids(state.suppliers):
-                return [terms_set]
-            return [terms_set, SkuSourcingChanged(sku=sku, supplier_ids=supplier_ids)]
+            return [terms_set, *_sourcing_news(state, incoming.suppliers)]
+        case PublishSourcing():
+            return _sourcing_news(state, state.suppliers)
         case StockLevelChanged():
             return _stock_level_fact(state, incoming, origin)
         case ReplanOverdue():
@@ -659,6 +674,16 @@ def _facts(
 def _supplier_ids(suppliers: Sequence[SupplierTerms]) -> list[str]:
     """The catalogue's suppliers, primary first (as published in SkuSourcingChanged)."""
     return [s.supplier_id for s in sorted(suppliers, key=lambda s: s.role != "primary")]
+
+
+def _sourcing_news(state: ProcurementState, suppliers: Sequence[SupplierTerms]) -> list[EventPayload]:
+    """SkuSourcingChanged if the catalogue's suppliers are not what inventory was last told. Compared with
+    the published ids, not the previous catalogue: a catalogue set before the event existed was never
+    told, and inventory takes a SKU it heard nothing of as one without a supplier."""
+    supplier_ids = _supplier_ids(suppliers)
+    if supplier_ids == list(state.published_sourcing or ()):
+        return []
+    return [SkuSourcingChanged(sku=state.sku, supplier_ids=supplier_ids)]
 
 
 def _stock_level_fact(
@@ -926,6 +951,8 @@ def replan_trigger(incoming: Incoming) -> str:
             return "stock level updated"
         case ReplanOverdue():
             return "daily re-plan"
+        case PublishSourcing():
+            return "supplier catalogue published"
         case BackorderQueueChanged():
             return "new backorder" if incoming.change == "joined" else "backorder queue changed"
         case BackorderFulfilled():

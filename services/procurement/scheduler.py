@@ -56,8 +56,26 @@ async def replan_one(
     policy: PurchasePolicy,
 ) -> bool:
     """Re-plan the SKU's overdue POs; True if that decided something."""
+    command = ReplanOverdue(sku=sku)
+    return await decide_one(
+        pool, store, repository, command, correlation_id=f"overdue:{sku}:{today}", today=today, policy=policy
+    )
+
+
+async def decide_one(
+    pool: asyncpg.Pool,
+    store: EventStore,
+    repository: StreamRepository[ProcurementState],
+    command: Incoming,
+    *,
+    correlation_id: str,
+    today: date,
+    policy: PurchasePolicy,
+) -> bool:
+    """A job's command on its SKU's stream, in a transaction of its own (retried on a concurrent
+    append); True if it decided something."""
     inputs: list[Input[Incoming | Envelope[Any]]] = [
-        Input(projections.stream_id(sku), ReplanOverdue(sku=sku), correlation_id=f"overdue:{sku}:{today}")
+        Input(projections.stream_id(command.sku), command, correlation_id=correlation_id)
     ]
     for attempt in range(1, ATTEMPTS + 1):
         try:

@@ -546,7 +546,8 @@ class ShipmentNoticed(EventPayload):
     event_type = "ShipmentNoticed"
     topic = Topic.SUPPLIER
     key_field = "sku"
-    business_key_fields = ("asn_id", "sku")
+    # No business key: a notice re-sent under its asn_id replaces the earlier one (a revised date), and
+    # the same notice again replaces it with itself.
 
     asn_id: Identifier
     po_id: Identifier

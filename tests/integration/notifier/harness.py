@@ -37,6 +37,7 @@ from backbone.contracts.events import (
     ShipmentDispatched,
     ShippedLine,
     StockReleased,
+    StockShipped,
     StockShort,
 )
 from backbone.testing.databases import table_rows
@@ -317,6 +318,26 @@ def dispatched(
             **tracking,
         ),
         correlation_id=order_id,
+    )
+
+
+def stock_shipped(
+    shipment: Envelope[ShipmentDispatched], line_id: str, quantity: int | None = None
+) -> Envelope[StockShipped]:
+    """Inventory's confirmation of one line of `shipment` (inventory topic, key sku); by default the units
+    the warehouse announced."""
+    dispatched = shipment.payload
+    (line,) = [line for line in dispatched.lines if line.line_id == line_id]
+    return new_envelope(
+        StockShipped(
+            shipment_id=dispatched.shipment_id,
+            order_id=dispatched.order_id,
+            line_id=line_id,
+            sku=line.sku,
+            quantity=line.quantity if quantity is None else quantity,
+            on_hand_after=0,
+        ),
+        correlation_id=dispatched.order_id,
     )
 
 

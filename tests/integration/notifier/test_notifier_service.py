@@ -33,6 +33,7 @@ from tests.integration.notifier.harness import (
     settled,
     shop_webhook,
     short,
+    stock_shipped,
     text_of,
 )
 
@@ -412,11 +413,15 @@ async def test_two_instances_never_send_the_same_message(
             assert {str(m["From"]).split()[0] for m in messages} == {"One", "Two"}
 
 
-async def test_a_shipment_is_mailed_once_with_its_tracking(
+async def test_a_shipment_is_mailed_once_inventory_shipped_it_with_its_tracking(
     database_url: str, kafka_bootstrap: str, topic_prefix: str, producer: AIOKafkaProducer
 ) -> None:
+    """The warehouse's ShipmentDispatched (tracking) and inventory's StockShipped per line (the units that
+    did ship) come on different topics; the mail goes out once both are in, and a shipment inventory
+    never confirms (it refused it) is never mailed."""
     jacket, hat = unique_name("JACKET"), unique_name("HAT")
     order_id = unique_name("order")
+    orders, inventory, fulfilment = (f"{topic_prefix}{t}" for t in ("orders", "inventory", "fulfilment"))
     order = placed(order_id, unique_name("customer"), "ada@example.com", [("1", jacket, 2), ("2", hat, 1)])
     tracking = {
         "carrier": "DHL",
@@ -424,18 +429,26 @@ async def test_a_shipment_is_mailed_once_with_its_tracking(
         "tracking_url": "https://track.example/JD014600003",
     }
     shipment = dispatched(order_id, unique_name("shipment"), [("1", jacket, 2), ("2", hat, 1)], **tracking)
+    refused = dispatched(order_id, unique_name("shipment"), [("1", jacket, 2)], carrier="UPS")
     async with (
         mail_relay() as mail,
         serving(settings(database_url, kafka_bootstrap, topic_prefix, mail.port)) as http,
     ):
-        await publish(producer, f"{topic_prefix}orders", [order])
-        await consumed(database_url, order)
+        await publish(producer, orders, [order])
+        # Inventory confirms one line first; the other is still on its way: nothing is mailed yet.
+        jackets, hats = stock_shipped(shipment, "1"), stock_shipped(shipment, "2")
+        await publish(producer, inventory, [jackets])
+        await consumed(database_url, order, jackets)
         # Redelivered, and re-sent by the warehouse adapter under the same shipment id (a new event id).
         resent = again(shipment)
-        await publish(producer, f"{topic_prefix}fulfilment", [shipment, shipment, resent])
-        await consumed(database_url, shipment, resent)
+        await publish(producer, fulfilment, [shipment, shipment, resent, refused])
+        await consumed(database_url, shipment, resent, refused)
+        assert await notifications(http, order_id=order_id) == []
+        await publish(producer, inventory, [hats, hats])
+        await consumed(database_url, hats)
         (row,) = await settled(http, order_id=order_id)
         assert (row["kind"], row["status"], row["line_id"], row["sku"]) == ("shipped", "sent", None, None)
+        assert row["content"]["shipment_id"] == shipment.payload.shipment_id
         assert row["content"]["tracking_url"] == tracking["tracking_url"]
 
         (email,) = mail.messages()
@@ -449,9 +462,14 @@ async def test_a_shipment_is_mailed_once_with_its_tracking(
             f"Order: {order_id}",
         ):
             assert expected in text
-        # The same fact again: dropped by its business key, neither mailed nor dead-lettered.
+        # The same facts again: dropped (by business key or by shipment and line), neither mailed nor
+        # dead-lettered; the refused shipment is not mailed.
+        again_hats = again(hats)
+        await publish(producer, inventory, [again_hats])
+        await consumed(database_url, again_hats)
         assert (await http.get("/health")).json()["dead_lettered"] == 0
         assert len(await notifications(http, order_id=order_id)) == 1
+        assert len(mail.messages()) == 1
     await assert_rebuild_gives_the_same_read_models(database_url)
 
 

@@ -24,6 +24,7 @@ from backbone.contracts.events import (
     ShippedLine,
     StockReleased,
     StockReserved,
+    StockShipped,
     StockShort,
 )
 from backbone.testing.databases import table_rows
@@ -128,6 +129,18 @@ def dispatched(
         tracking_number=tracking,
         tracking_url=f"https://track.example.com/{tracking}" if tracking else None,
         shipped_at=datetime.now(UTC),
+    )
+
+
+def stock_shipped(shipment_id: str, order_id: str, line_id: str, sku: str, quantity: int) -> StockShipped:
+    """Inventory's part of a shipment: units of one line out of its reservation and out of stock."""
+    return StockShipped(
+        shipment_id=shipment_id,
+        order_id=order_id,
+        line_id=line_id,
+        sku=sku,
+        quantity=quantity,
+        on_hand_after=0,
     )
 
 

@@ -15,7 +15,7 @@ from services.order.app import SERVICE
 from services.order.domain import PlaceOrder, order_stream_id
 from services.order.events import ORDER_REGISTRY
 from services.order.handlers import Incoming, apply, new_repository
-from tests.integration.order.harness import dispatched, order, reserved, short
+from tests.integration.order.harness import dispatched, order, reserved, short, stock_shipped
 
 pytestmark = pytest.mark.integration
 
@@ -44,11 +44,15 @@ async def test_the_largest_order_fits_the_read_models_and_the_report(pool: async
         for i in range(LINES)
     ]
     inputs: list[Input[Incoming]] = [Input(stream, PlaceOrder(placed)), *(Input(stream, a) for a in answers)]
-    shipment = dispatched("SH-MAX", "MAX", *((str(i), f"SKU-{i}", UNITS) for i in range(0, LINES, 2)))
+    shipped = range(0, LINES, 2)
+    shipment: list[Input[Incoming]] = [
+        Input(stream, dispatched("SH-MAX", "MAX", *((str(i), f"SKU-{i}", UNITS) for i in shipped))),
+        *(Input(stream, stock_shipped("SH-MAX", "MAX", str(i), f"SKU-{i}", UNITS)) for i in shipped),
+    ]
     async with pool.acquire() as conn, conn.transaction():
         await apply(conn, store, new_repository(store), inputs)
     async with pool.acquire() as conn, conn.transaction():
-        await apply(conn, store, new_repository(store), [Input(stream, shipment)])
+        await apply(conn, store, new_repository(store), shipment)
 
     async with pool.acquire() as conn:
         row = await conn.fetchrow(

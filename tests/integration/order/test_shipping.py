@@ -1,6 +1,8 @@
-"""Shipments reported by a warehouse adapter (fulfilment topic) and the pick lists the order publishes."""
+"""Shipments through Kafka: the warehouse's announcement (fulfilment topic) and inventory's units (inventory
+topic, StockShipped), joined by shipment id in either order, and the pick lists the order publishes."""
 
 import json
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -19,12 +21,17 @@ from tests.integration.order.harness import (
     serving,
     settings,
     short,
+    stock_shipped,
 )
 
 pytestmark = pytest.mark.integration
 
 
-async def test_partial_and_final_shipments_close_the_order(
+def shipment(view: dict[str, Any], shipment_id: str) -> dict[str, Any] | None:
+    return next((s for s in view["shipments"] if s["shipment_id"] == shipment_id), None)
+
+
+async def test_shipments_join_announcement_and_inventory_units_in_either_order(
     database_url: str, kafka_bootstrap: str, topic_prefix: str, producer: AIOKafkaProducer
 ) -> None:
     orders, inventory, fulfilment = (f"{topic_prefix}{t}" for t in ("orders", "inventory", "fulfilment"))
@@ -40,9 +47,36 @@ async def test_partial_and_final_shipments_close_the_order(
         view = await order_when(http, "S1", lambda v: v["status"] == "partially_backordered", "allocated")
         assert view["shippable_now_units"] == 5
 
-        # The warehouse ships what may leave now, with tracking.
+        # The warehouse announces what it shipped, with tracking: shown, but no unit counts as shipped
+        # until inventory shipped it.
         first = dispatched("SH-1", "S1", ("1", sku_a, 3), ("2", sku_b, 2), tracking="JD0001")
         await publish(producer, fulfilment, [envelope(first)])
+        view = await order_when(http, "S1", lambda v: shipment(v, "SH-1") is not None, "announced")
+        assert (view["shipped_units"], view["status"]) == (0, "partially_backordered")
+        shipped_at = first.shipped_at.isoformat().replace("+00:00", "Z")
+        assert shipment(view, "SH-1") == {
+            "shipment_id": "SH-1",
+            "announced": True,
+            "confirmed": False,
+            "shipped_at": shipped_at,
+            "carrier": "DHL",
+            "tracking_number": "JD0001",
+            "tracking_url": "https://track.example.com/JD0001",
+            "lines": [
+                {"line_id": "1", "sku": sku_a, "announced": 3, "shipped": 0},
+                {"line_id": "2", "sku": sku_b, "announced": 2, "shipped": 0},
+            ],
+        }
+
+        # Inventory ships it from the reservations.
+        await publish(
+            producer,
+            inventory,
+            [
+                envelope(stock_shipped("SH-1", "S1", "1", sku_a, 3)),
+                envelope(stock_shipped("SH-1", "S1", "2", sku_b, 2)),
+            ],
+        )
         view = await order_when(http, "S1", lambda v: v["shipped_units"] == 5, "first shipment")
         assert (view["status"], view["closed"], view["shippable_now_units"]) == (
             "partially_shipped",
@@ -54,42 +88,71 @@ async def test_partial_and_final_shipments_close_the_order(
         assert line_1["shipments"] == [
             {
                 "shipment_id": "SH-1",
-                "quantity": 3,
-                "shipped_at": first.shipped_at.isoformat().replace("+00:00", "Z"),
+                "announced": 3,
+                "shipped": 3,
+                "confirmed": True,
+                "shipped_at": shipped_at,
                 "carrier": "DHL",
                 "tracking_number": "JD0001",
                 "tracking_url": "https://track.example.com/JD0001",
             }
         ]
-        assert [(s["shipment_id"], len(s["lines"])) for s in view["shipments"]] == [("SH-1", 2)]
 
-        # Re-sent under the same shipment id: nothing changes. More than allocated: dead-lettered.
+        # Re-sent under the same shipment id: nothing changes. More than the line has to ship: shown,
+        # unconfirmed (inventory refuses it). A line the order does not have: dead-lettered.
         await publish(
-            producer, fulfilment, [envelope(first), envelope(dispatched("SH-2", "S1", ("1", sku_a, 1)))]
+            producer,
+            fulfilment,
+            [
+                envelope(first),
+                envelope(dispatched("SH-2", "S1", ("1", sku_a, 1))),
+                envelope(dispatched("SH-9", "S1", ("9", sku_a, 1))),
+            ],
         )
         [dead] = await read_topic(kafka_bootstrap, dead_letter_topic(fulfilment), 1)
         reason = dict(dead.headers)["dlq_reason"].decode()
-        assert "UnexpectedEvent" in reason
-        assert (
-            "shipment SH-2 ships 1 units of line 1 of order S1, which has 0 allocated and not yet shipped"
-            in reason
-        )
-        assert (await http.get("/orders/S1")).json()["shipped_units"] == 5
+        assert "UnexpectedEvent" in reason and "shipment SH-9: order S1 has no line 9" in reason
+        view = await order_when(http, "S1", lambda v: shipment(v, "SH-2") is not None, "SH-2 announced")
+        assert (shipment(view, "SH-2") or {})["confirmed"] is False
+        assert view["shipped_units"] == 5
+        assert [s["shipment_id"] for s in view["shipments"]] == ["SH-1", "SH-2"]
 
-        # The rest arrives and ships: the order is shipped and closed.
+        # The rest arrives; this time inventory's units come before the warehouse's announcement.
         await publish(producer, inventory, [envelope(fill("S1", "1", sku_a, 2, remaining=0))])
         await order_when(http, "S1", lambda v: v["shippable_now_units"] == 2, "filled")
-        await publish(producer, fulfilment, [envelope(dispatched("SH-3", "S1", ("1", sku_a, 2)))])
+        await publish(producer, inventory, [envelope(stock_shipped("SH-3", "S1", "1", sku_a, 2))])
         view = await order_when(http, "S1", lambda v: v["status"] == "shipped", "shipped")
         assert view["closed"] is True
-        assert [s["shipment_id"] for s in line(view, "1")["shipments"]] == ["SH-1", "SH-3"]
+        assert {k: v for k, v in (shipment(view, "SH-3") or {}).items() if k != "lines"} == {
+            "shipment_id": "SH-3",
+            "announced": False,
+            "confirmed": True,
+            "shipped_at": None,
+            "carrier": None,
+            "tracking_number": None,
+            "tracking_url": None,
+        }
+        await publish(
+            producer, fulfilment, [envelope(dispatched("SH-3", "S1", ("1", sku_a, 2), tracking="T3"))]
+        )
+        view = await order_when(
+            http, "S1", lambda v: (shipment(v, "SH-3") or {}).get("announced") is True, "SH-3 announced"
+        )
+        assert (shipment(view, "SH-3") or {})["tracking_number"] == "T3"
+        assert [(s["shipment_id"], s["shipped"]) for s in line(view, "1")["shipments"]] == [
+            ("SH-1", 3),
+            ("SH-2", 0),
+            ("SH-3", 2),
+        ]
+        assert (view["status"], view["shipped_units"]) == ("shipped", 7)
         assert (await http.get("/health")).json()["dead_lettered"] == 1
 
         report = (await http.get("/reports")).json()
         assert {row["sku"]: row["shipped"] for row in report["demand_by_sku"]} == {sku_a: 5, sku_b: 2}
         assert report["orders_by_status"] == {"shipped": 1}
 
-    # Each change of what may ship was published once, as the next revision of the pick list.
+    # Each change of what shipped or may ship was published once, as the next revision of the pick
+    # list; the announcements changed nothing of it.
     records = await read_topic(kafka_bootstrap, orders, 5)
     pick_lists = [
         json.loads(r.value)["payload"]

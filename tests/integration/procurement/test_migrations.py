@@ -1,14 +1,20 @@
-"""Migrations 002 and 003 on a database that already has waiting lines and purchase orders: the lines
-keep their places, now as ranks; open POs get their due date and SKUs whether they have a supplier."""
+"""Migrations on a database of an earlier release: waiting lines keep their places, now as ranks; open
+POs get their due date and SKUs whether they have a supplier (002, 003); the receipts and shipment
+notices already applied get their business keys (005)."""
 
 from datetime import UTC, date, datetime
 
 import asyncpg
 import pytest
 
+from backbone import business_keys
+from backbone.contracts import Envelope, new_envelope
+from backbone.contracts.events import GoodsReceived
 from backbone.db import BACKBONE_MIGRATIONS, migrate, migration_files
+from backbone.eventstore import EventStore
 from services.procurement import api
 from services.procurement.app import SERVICE
+from services.procurement.events import ReceiptRecorded, ShipmentExpected
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +39,10 @@ VALUES ('SKU-1', $1, '1', $2, $3, $4, 'PO-1', 'expected', $5)
 
 async def test_lines_stored_by_position_keep_their_order_as_ranks(database_url: str) -> None:
     files = migration_files(BACKBONE_MIGRATIONS, SERVICE.migrations)
-    later = ["procurement/002_line_ranks.sql", "procurement/003_truthful_promises.sql"]
-    first = [(name, path) for name, path in files if name not in later]
+    # The backbone's and procurement's first: the schema of the release the rows come from.
+    first = files[: [name for name, _ in files].index("procurement/001_procurement.sql") + 1]
+    later = [name for name, _ in files[len(first) :]]
+    assert later[:2] == ["procurement/002_line_ranks.sql", "procurement/003_truthful_promises.sql"]
     at = datetime(2030, 1, 7, 9, tzinfo=UTC)
     conn = await asyncpg.connect(database_url)
     try:
@@ -77,3 +85,75 @@ async def test_lines_stored_by_position_keep_their_order_as_ranks(database_url: 
         assert [r["data_type"] for r in term_types] == ["bigint"]
     finally:
         await conn.close()
+
+
+async def test_the_business_keys_of_receipts_and_notices_applied_before_are_backfilled(
+    database_url: str,
+) -> None:
+    files = migration_files(BACKBONE_MIGRATIONS, SERVICE.migrations)
+    backfill = "procurement/005_backfill_business_keys.sql"
+    names = [name for name, _ in files]
+    # The table is the backbone's: its migration runs before every service migration.
+    assert names.index("backbone/004_business_keys.sql") < names.index("procurement/001_procurement.sql")
+    store = EventStore(SERVICE.registry)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await migrate(conn, [(name, path) for name, path in files if name != backfill])
+        on = date(2030, 1, 7)
+        sku_a, sku_b = "SKU-1", "SKU-2"
+        await store.append(
+            conn,
+            "sku:SKU-1",
+            0,
+            [
+                new_envelope(
+                    ShipmentExpected(sku=sku_a, po_id="PO-1", asn_id="ASN-1", quantity=2, expected_date=on)
+                ),
+                # Notices get no key (below).
+                new_envelope(
+                    ShipmentExpected(sku=sku_a, po_id="PO-1", asn_id="ASN-1", quantity=3, expected_date=on)
+                ),
+                new_envelope(
+                    ReceiptRecorded(sku=sku_a, receipt_id="R-1", po_id="PO-1", quantity=3, received_on=on)
+                ),
+                new_envelope(
+                    ReceiptRecorded(sku=sku_a, receipt_id="R-2", po_id=None, quantity=1, received_on=on)
+                ),
+            ],
+        )
+        # The same receipt id for another SKU is another line of the receipt.
+        await store.append(
+            conn,
+            "sku:SKU-2",
+            0,
+            [
+                new_envelope(
+                    ReceiptRecorded(sku=sku_b, receipt_id="R-1", po_id=None, quantity=4, received_on=on)
+                )
+            ],
+        )
+        # A key the consumer recorded already keeps its fingerprint.
+        recorded = _goods(sku_b, "R-1", 4)
+        assert await business_keys.first_applications(conn, [recorded]) == [recorded]
+        assert await migrate(conn, files) == [backfill]
+        rows = await conn.fetch("SELECT business_key, fingerprint FROM business_keys ORDER BY business_key")
+        keys = {r["business_key"]: bytes(r["fingerprint"]) for r in rows}
+        assert keys == {
+            f"GoodsReceived:R-1{chr(31)}SKU-1": business_keys.BACKFILLED,
+            f"GoodsReceived:R-1{chr(31)}SKU-2": business_keys.fingerprint(recorded),
+            f"GoodsReceived:R-2{chr(31)}SKU-1": business_keys.BACKFILLED,
+        }
+        # The keys are the contract's: a receipt re-sent after the upgrade is a replay. (A shipment notice
+        # has no key: re-sent under its asn_id, it replaces the earlier one.)
+        resent = [_goods(sku_a, "R-1", 3), _goods(sku_a, "R-3", 1)]
+        assert await business_keys.first_applications(conn, resent) == resent[1:]
+    finally:
+        await conn.close()
+
+
+def _goods(sku: str, receipt_id: str, quantity: int) -> Envelope[GoodsReceived]:
+    return new_envelope(
+        GoodsReceived(
+            receipt_id=receipt_id, sku=sku, quantity=quantity, received_at=datetime(2030, 1, 7, 9, tzinfo=UTC)
+        )
+    )

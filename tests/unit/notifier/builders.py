@@ -18,6 +18,7 @@ from backbone.contracts.events import (
     ShipmentDispatched,
     ShippedLine,
     StockReleased,
+    StockShipped,
     StockShort,
 )
 from services.notifier.domain import (
@@ -146,6 +147,20 @@ def shipment(shipment_id: str = "s-1", l1: int = 400, l2: int = 0, tracking: boo
             tracking_number="JD0001" if tracking else None,
             tracking_url="https://track.example/JD0001" if tracking else None,
             shipped_at=PLACED_AT + timedelta(days=3),
+        )
+    )
+
+
+def stock_shipped(shipment_id: str = "s-1", quantity: int = 400, line_id: str = "l1") -> Envelope[Any]:
+    """Inventory took the shipment's units of the line out of its books (inventory topic, key sku)."""
+    return envelope(
+        StockShipped(
+            shipment_id=shipment_id,
+            order_id="o-1",
+            line_id=line_id,
+            sku={"l1": "SKU-A", "l2": "SKU-B"}[line_id],
+            quantity=quantity,
+            on_hand_after=0,
         )
     )
 

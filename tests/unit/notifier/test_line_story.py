@@ -1,10 +1,10 @@
 """One coherent story per order line, whatever order the topics' events arrive in.
 
 Kafka keeps the order of one topic's events for one key, not across topics: the orders topic (placed,
-cancellation requested, refund), the inventory topic (shortfall, fills, units released), procurement's
-ETAs and the warehouse's shipments interleave arbitrarily. Each scenario below is run in every such
-interleaving, and a model of what the customer believes checks that no message contradicts an earlier
-one and that, at the end, the customer believes the line's final state.
+cancellation requested, refund), the inventory topic (shortfall, fills, units released, units shipped),
+procurement's ETAs and the warehouse's shipments interleave arbitrarily. Each scenario below is run in
+every such interleaving, and a model of what the customer believes checks that no message contradicts an
+earlier one and that, at the end, the customer believes the line's final state.
 """
 
 from collections.abc import Iterator, Sequence
@@ -34,8 +34,10 @@ from tests.unit.notifier.builders import (
     placed,
     refund,
     released,
+    requested,
     shipment,
     short,
+    stock_shipped,
 )
 
 APRIL_1, APRIL_15 = date(2026, 4, 1), date(2026, 4, 15)
@@ -143,7 +145,7 @@ def _scenarios() -> dict[str, tuple[list[list[Envelope[Any]]], Final]]:
         "max wait loses to the fill": (
             [
                 [placed(), cancelled(100, only_waiting=True, **max_wait)],
-                [short(), fill(100, remaining=0)],
+                [short(), fill(100, remaining=0), stock_shipped("s-1", 500)],
                 etas,
                 [shipment("s-1", l1=500)],
             ],
@@ -153,7 +155,7 @@ def _scenarios() -> dict[str, tuple[list[list[Envelope[Any]]], Final]]:
         "max wait wins over the fill": (
             [
                 [placed(), cancelled(100, only_waiting=True, **max_wait), refund(100, **max_wait)],
-                [short(), released(dropped=100, **max_wait)],
+                [short(), released(dropped=100, **max_wait), stock_shipped("s-1", 400)],
                 etas,
                 [shipment("s-1", l1=400)],
             ],
@@ -163,7 +165,12 @@ def _scenarios() -> dict[str, tuple[list[list[Envelope[Any]]], Final]]:
         "partial fill, then the max wait": (
             [
                 [placed(), cancelled(100, only_waiting=True, **max_wait), refund(70, **max_wait)],
-                [short(), fill(30, remaining=70), released(dropped=70, **max_wait)],
+                [
+                    short(),
+                    fill(30, remaining=70),
+                    released(dropped=70, **max_wait),
+                    stock_shipped("s-1", 430),
+                ],
                 [eta(APRIL_1)],
                 [shipment("s-1", l1=430)],
             ],
@@ -191,18 +198,46 @@ def _scenarios() -> dict[str, tuple[list[list[Envelope[Any]]], Final]]:
         ),
         # Still waiting: what is in stock ships, part of the backorder arrives, the ETA moves.
         "partial shipment while the rest waits": (
-            [[placed()], [short(), fill(30, remaining=70)], etas, [shipment("s-1", l1=400)]],
+            [
+                [placed()],
+                [short(), fill(30, remaining=70), stock_shipped("s-1", 400)],
+                etas,
+                [shipment("s-1", l1=400)],
+            ],
             Final(waiting=70, shipped=400, promise=_promise(APRIL_15)),
         ),
         # Two shipments: what was in stock, then the backorder once it arrived.
         "shipped in two parts": (
             [
                 [placed()],
-                [short(), fill(100, remaining=0)],
+                [short(), stock_shipped("s-1", 400), fill(100, remaining=0), stock_shipped("s-2", 100)],
                 etas,
                 [shipment("s-1", l1=400), shipment("s-2", l1=100)],
             ],
             Final(shipped=500),
+        ),
+        # The warehouse ships what is reserved while the customer cancels the whole order; the topics
+        # are not ordered with each other. Inventory shipped first: the shipped units stay shipped, the
+        # cancellation takes only the waiting ones.
+        "ship vs cancel: inventory ships first": (
+            [
+                [placed(), cancelled(500), refund(100)],
+                [short(), stock_shipped("s-1", 400), released(dropped=100)],
+                etas,
+                [shipment("s-1", l1=400)],
+            ],
+            Final(cancelled=100, refunded=100, shipped=400),
+        ),
+        # ... inventory released the units first and refused the shipment (dead letter, no StockShipped):
+        # the customer never hears "shipped", only the cancellation and the refund of every unit.
+        "ship vs cancel: inventory releases first": (
+            [
+                [placed(), cancelled(500), refund(500)],
+                [short(), released(reserved=400, dropped=100)],
+                etas,
+                [shipment("s-1", l1=400)],
+            ],
+            Final(cancelled=500, refunded=500),
         ),
     }
 
@@ -296,7 +331,8 @@ def test_a_cancellation_that_found_nothing_to_cancel_tells_nothing() -> None:
 def test_a_shipment_is_told_once_with_its_tracking_even_before_the_order() -> None:
     order = OrderStream()
     dispatched = shipment("s-1", l1=400, l2=2)
-    assert order.apply(dispatched) == []  # nobody to write to yet
+    shipped = [stock_shipped("s-1", 400), stock_shipped("s-1", 2, line_id="l2")]
+    assert order.apply_all(dispatched, *shipped) == []  # nobody to write to yet
     (told,) = order.apply(placed())
     assert (told.kind, told.line_id) == ("shipped", None)
     assert told.content == ShippedContent(
@@ -310,21 +346,91 @@ def test_a_shipment_is_told_once_with_its_tracking_even_before_the_order() -> No
         tracking_url="https://track.example/JD0001",
         shipped_at=dispatched.payload.shipped_at,
     )
-    assert order.state.shipments_pending == ()
+    assert order.state.shipments_pending == {}
     # Redelivered, or re-sent by the warehouse under the same shipment id: nothing new.
-    assert order.apply(dispatched) == []
+    assert order.apply_all(dispatched, *shipped) == []
     assert order.apply(shipment("s-1", l1=400, l2=2)) == []
-    (second,) = order.apply(shipment("s-2", l1=100, tracking=False))
+    assert order.state.lines["l1"].shipped == 400
+    assert order.apply(shipment("s-2", l1=100, tracking=False)) == []
+    (second,) = order.apply(stock_shipped("s-2", 100))
     assert second.notification_id != told.notification_id
     assert second.content.carrier is None  # type: ignore[union-attr]
 
 
-def test_shipped_units_whose_fill_is_not_seen_yet_end_the_waiting() -> None:
+ARRIVALS = {
+    "warehouse first": ["dispatched", "l1", "l2"],
+    "inventory first": ["l1", "l2", "dispatched"],
+    "in between": ["l1", "dispatched", "l2"],
+}
+
+
+@pytest.mark.parametrize("arrival", list(ARRIVALS))
+def test_a_shipment_is_mailed_once_inventory_shipped_every_line_in_either_order(arrival: str) -> None:
     order = OrderStream()
-    order.apply_all(placed(), short(), eta(APRIL_1))
-    (told,) = order.apply(shipment("s-1", l1=500))  # the warehouse was faster than the inventory topic
+    order.apply(placed())
+    events = {
+        "dispatched": shipment("s-1", l1=400, l2=2),
+        "l1": stock_shipped("s-1", 400),
+        "l2": stock_shipped("s-1", 2, line_id="l2"),
+    }
+    *first, last = ARRIVALS[arrival]
+    assert order.apply_all(*(events[name] for name in first)) == []
+    (told,) = order.apply(events[last])
+    assert told.kind == "shipped"
+    assert told.content.lines == [  # type: ignore[union-attr]
+        LineQuantity(line_id="l1", sku="SKU-A", quantity=400),
+        LineQuantity(line_id="l2", sku="SKU-B", quantity=2),
+    ]
+    assert told.content.tracking_number == "JD0001"  # type: ignore[union-attr]
+    assert order.apply_all(*events.values()) == []
+    assert (order.state.lines["l1"].shipped, order.state.lines["l2"].shipped) == (400, 2)
+    # The id is the shipment's, whatever the arrival order.
+    other = OrderStream()
+    assert other.apply_all(placed(), *events.values())[0].notification_id == told.notification_id
+
+
+def test_the_mail_gives_the_units_inventory_shipped() -> None:
+    order = OrderStream()
+    order.apply_all(placed(), shipment("s-1", l1=400))
+    (told,) = order.apply(stock_shipped("s-1", 399))
+    assert told.content.lines == [LineQuantity(line_id="l1", sku="SKU-A", quantity=399)]  # type: ignore[union-attr]
+
+
+def test_a_shipment_inventory_refused_is_never_mailed_and_the_cancellation_is_told() -> None:
+    order = OrderStream()
+    (backordered,) = order.apply_all(placed(), short(), eta(APRIL_1))
+    assert backordered.kind == "backordered"
+    # The warehouse announces a parcel, but inventory released the units first and refused it.
+    assert order.apply_all(shipment("s-1", l1=400), cancelled(500)) == []
+    (told,) = order.apply(released(reserved=400, dropped=100))
+    assert told.content == CancelledContent(
+        reason="customer_request", lines=[LineQuantity(line_id="l1", sku="SKU-A", quantity=500)]
+    )
+    (money_back,) = order.apply(refund(500))
+    assert (money_back.kind, money_back.content.quantity) == ("refunded", 500)  # type: ignore[union-attr]
+    assert order.apply_all(eta(APRIL_15), shipment("s-1", l1=400)) == []
+    assert order.state.lines["l1"].shipped == 0
+    assert [m.kind for m in requested(order.stream)] == ["backordered", "cancelled", "refunded"]
+
+
+def test_shipped_units_whose_fill_is_not_seen_yet_end_the_waiting() -> None:
+    """A safeguard: inventory's topic orders a line's fill before its StockShipped."""
+    order = OrderStream()
+    order.apply_all(placed(), short(), eta(APRIL_1), shipment("s-1", l1=500))
+    (told,) = order.apply(stock_shipped("s-1", 500))
     assert told.kind == "shipped"
     assert order.apply_all(eta(APRIL_15), fill(100, remaining=0)) == []
+
+
+def test_a_shipment_announced_before_its_fill_is_mailed_after_the_fill() -> None:
+    order = OrderStream()
+    order.apply_all(placed(), short(), eta(APRIL_1))
+    assert order.apply(shipment("s-1", l1=500)) == []  # the warehouse was faster than the inventory topic
+    (filled,) = order.apply(fill(100, remaining=0))
+    assert filled.content == FulfilledContent(sku="SKU-A", filled=100, still_waiting=0, order_ready=True)
+    (told,) = order.apply(stock_shipped("s-1", 500))
+    assert told.kind == "shipped"
+    assert order.apply(eta(APRIL_15)) == []
 
 
 def test_no_supplier_promises_no_date() -> None:

@@ -18,6 +18,7 @@ from backbone.contracts.events import (
     ShippingPreference,
     StockReleased,
     StockReserved,
+    StockShipped,
     StockShort,
 )
 from services.order.domain import Command, OrderState, decide, evolve, initial_state
@@ -126,6 +127,30 @@ def shipment(
         tracking_number=tracking,
         shipped_at=PLACED_AT,
     )
+
+
+def stock_shipped(
+    shipment_id: str, line_id: str, sku: str, quantity: int, order_id: str = "o-1"
+) -> StockShipped:
+    """Inventory's part of a shipment: the units of one line that left its stock."""
+    return StockShipped(
+        shipment_id=shipment_id,
+        order_id=order_id,
+        line_id=line_id,
+        sku=sku,
+        quantity=quantity,
+        on_hand_after=0,
+    )
+
+
+def shipped_both(
+    shipment_id: str, *lines: tuple[str, str, int], tracking: str | None = None
+) -> list[EventPayload]:
+    """A shipment as the order service hears it: the warehouse's announcement, then inventory's units."""
+    return [
+        shipment(shipment_id, *lines, tracking=tracking),
+        *(stock_shipped(shipment_id, *line) for line in lines),
+    ]
 
 
 def without_pick_lists(events: Iterable[EventPayload]) -> list[EventPayload]:

@@ -20,7 +20,7 @@ from services.order.domain import (
     shippable_now,
 )
 from services.order.events import ExternalCancellationRecorded, LineReleased
-from tests.unit.order.builders import Order, fill, placed, released, reserved, shipment, short
+from tests.unit.order.builders import Order, fill, placed, released, reserved, shipped_both, short
 
 NOW = datetime(2026, 3, 5, 12, 0, tzinfo=UTC)
 
@@ -261,7 +261,7 @@ def test_cancel_backordered_racing_a_fill_keeps_the_fill() -> None:
 def test_a_whole_order_cancel_racing_a_shipment_releases_only_what_did_not_ship() -> None:
     order = Order().apply_all([placed(("l1", "SKU-A", 5, "1.00")), reserved("l1", "SKU-A", 5)])
     order.apply(CancelOrder(order_id="o-1", requested_at=NOW))
-    order.apply(shipment("s-1", ("l1", "SKU-A", 2)))  # the warehouse had already picked two
+    order.apply_all(shipped_both("s-1", ("l1", "SKU-A", 2)))  # the warehouse had already picked two
     assert order.state.lines["l1"].cancellation_pending == 3
     order.apply(released("l1", "SKU-A", reserved=3))
     assert refunds(order) == [("l1", 3, Decimal("3.00"), "customer_request")]

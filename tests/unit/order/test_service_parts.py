@@ -10,7 +10,7 @@ from services.order.domain import CancelBackorderedUnits
 from services.order.handlers import AutoCancelCheck, decide_incoming, inputs_of
 from services.order.history import summarize
 from services.order.reports import percent
-from tests.unit.order.builders import PLACED_AT, Order, eta, placed, released, shipment, short
+from tests.unit.order.builders import PLACED_AT, Order, eta, placed, released, shipment, short, stock_shipped
 
 
 def test_consumed_events_go_to_their_order_stream_and_others_are_ignored() -> None:
@@ -66,6 +66,7 @@ def test_every_event_of_an_order_stream_has_a_summary() -> None:
             CancelBackorderedUnits("o-1", "l1", datetime(2026, 3, 3, tzinfo=UTC), quantity=1),
             released("l1", "SKU-A", dropped=1),
             shipment("s-1", ("l1", "SKU-A", 1), tracking="JD0001"),
+            stock_shipped("s-1", "l1", "SKU-A", 1),
         ]
     )
 
@@ -79,7 +80,8 @@ def test_every_event_of_an_order_stream_has_a_summary() -> None:
         "cancellation of waiting units requested (customer_request): line l1 1 unit",
         "line l1: inventory released 0 units and dropped 1 unit from the queue (customer_request)",
         "refund requested for line l1: 1 unit, 2.00 EUR (customer_request)",
-        "shipment s-1 (DHL JD0001): line l1 1 unit",
+        "shipment s-1 announced by the warehouse (DHL JD0001): line l1 1 unit",
+        "line l1: inventory shipped 1 unit in s-1",
         "pick list revision 2: line l1 0 (shipped 1)",
     ]
 

@@ -15,9 +15,14 @@ from backbone.contracts.events import (
     StockLevelChanged,
     StockReleased,
 )
-from services.procurement.domain import CONSUMED_EVENTS, Origin, ReplanOverdue
+from services.procurement.domain import CONSUMED_EVENTS, Origin, PublishSourcing, ReplanOverdue, rebuild
 from services.procurement.eta import ArrivalBatch, assign_etas
-from services.procurement.events import PurchaseOrderOverdue, StockLevelRecorded
+from services.procurement.events import (
+    PurchaseOrderOverdue,
+    ReceiptRecorded,
+    StockLevelRecorded,
+    SupplierTermsSet,
+)
 from services.procurement.planning import PurchasePolicy, reduced_quantity
 from tests.unit.procurement.scenario import (
     SKU,
@@ -132,7 +137,36 @@ def test_a_receipt_counts_once_whichever_of_it_and_inventorys_report_of_it_comes
 
     for sku in (first_receipt, first_report, alerted):
         state = sku.state
-        assert (state.stock.free_stock, state.unreported_units, state.raised_by) == (5, 0, ())
+        assert (state.stock.free_stock, state.unreported_units, len(state.raised_by)) == (5, 0, 0)
+
+
+def test_receipts_inventory_reported_long_before_they_arrive_here_are_never_counted_twice() -> None:
+    # The inventory and supplier topics are consumed independently: after a backlog or a restart,
+    # inventory's reports of many receipts can all come before the first of those receipts.
+    sku = Scenario()
+    sku.send(catalogue(terms(lead_time_days=10)))
+    receipts = 40
+    for n in range(1, receipts + 1):
+        sku.send(level(on_hand=5 * n), origin=Origin(f"level-{n}", causation_id=f"receipt-{n}"))
+    assert sku.state.stock.free_stock == 5 * receipts
+    assert len(sku.state.raised_by) == receipts
+    for n in range(1, receipts + 1):
+        sku.send(receipt(f"R-{n}", None, 5, on=day(1)), origin=Origin(f"receipt-{n}"), on=day(1))
+    state = sku.state
+    # Free stock is inventory's available, and nothing is left remembered once every receipt came.
+    assert (state.stock.free_stock, state.unreported_units, len(state.raised_by)) == (5 * receipts, 0, 0)
+    # A further report of the same figures is no news: procurement's view matches inventory's.
+    assert sku.send(level(on_hand=5 * receipts), origin=Origin("level-again")) == []
+    # A stream of the release that forgot all but 16 raises recorded the other receipts as not yet in
+    # inventory's figures: rebuilt now, it counts them once too.
+    legacy = [
+        e.model_copy(update={"in_stock_level": False})
+        if isinstance(e, ReceiptRecorded) and e.receipt_id in {"R-1", "R-2"}
+        else e
+        for e in sku.stream
+    ]
+    assert [e.in_stock_level for e in legacy if isinstance(e, ReceiptRecorded)].count(False) == 2
+    assert rebuild(SKU, legacy).stock.free_stock == 5 * receipts
 
 
 # --- 2. no ETA before today; overdue POs re-planned once per slip ----------------------------------------
@@ -199,6 +233,23 @@ def test_a_change_of_suppliers_is_published_and_a_price_change_is_not() -> None:
     assert events[1] == SkuSourcingChanged(sku=SKU, supplier_ids=["P", "A"])  # primary first
     assert SkuSourcingChanged not in map(type, sku.send(catalogue(terms("P", unit_cost="6.00"), alternate)))
     assert sku.send(catalogue())[1] == SkuSourcingChanged(sku=SKU, supplier_ids=[])
+
+
+def test_a_catalogue_set_before_sourcing_was_published_is_published_once() -> None:
+    # A stream of an earlier release: its catalogue was recorded, inventory was never told.
+    legacy = [SupplierTermsSet(sku=SKU, suppliers=[terms("A", role="alternate"), terms("P")], actor="a")]
+    sku = Scenario(state=rebuild(SKU, legacy))
+    assert sku.send(PublishSourcing(sku=SKU)) == [SkuSourcingChanged(sku=SKU, supplier_ids=["P", "A"])]
+    assert sku.send(PublishSourcing(sku=SKU)) == []  # told: the catch-up finds nothing to do
+    # Setting the same catalogue again on such a stream tells inventory as well.
+    resent = Scenario(state=rebuild(SKU, legacy))
+    assert resent.send(catalogue(terms("P"), terms("A", role="alternate")))[1:] == [
+        SkuSourcingChanged(sku=SKU, supplier_ids=["P", "A"])
+    ]
+    # Without a supplier there is nothing to tell: inventory takes an unheard-of SKU as unsourced.
+    unsourced = Scenario(state=rebuild(SKU, [SupplierTermsSet(sku=SKU, suppliers=[], actor="a")]))
+    assert unsourced.send(PublishSourcing(sku=SKU)) == []
+    assert unsourced.send(catalogue()) == [SupplierTermsSet(sku=SKU, suppliers=[], actor="admin")]
 
 
 def test_a_line_without_a_supplier_is_promised_no_date_until_one_is_set() -> None:

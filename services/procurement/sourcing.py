@@ -1,0 +1,124 @@
+"""The startup catch-up of sourcing: SKUs whose supplier catalogue was set before SkuSourcingChanged
+existed were never published, so inventory (UNKNOWN_SKU_POLICY=reject) refuses orders for them while
+it never stocked them. At startup every SKU with suppliers whose stream has no SkuSourcingChanged is
+sent `PublishSourcing` through the usual decision path (stream lock, load, decide, append: the event
+is in the event store and the outbox).
+
+The candidates are one query: the SKUs of the supplier_terms read model (its key) that the partial
+index `event_store_sourcing` (migration 004) finds no SkuSourcingChanged for, a page at a time; then
+only the candidates are loaded. The domain decides under the stream's lock whether inventory was told
+(the query only nominates), so a second run, a second instance or a catalogue set meanwhile publishes
+nothing twice; once a round is through, the next finds no candidate.
+
+A SKU that fails is logged and skipped; the round is then tried again after `retry_seconds`, as it is
+while the database is away (the job reports itself degraded meanwhile). Once a round found nothing to
+fail, the job is done and waits for the service to stop (a background job that ends is restarted).
+"""
+
+import asyncio
+from collections.abc import Callable
+from datetime import date
+
+import asyncpg
+import structlog
+
+from backbone.aggregate import StreamRepository
+from backbone.db import DATABASE_UNAVAILABLE
+from backbone.eventstore import EventStore
+from backbone.health import HealthReport
+from backbone.runtime import component_health
+from services.procurement.domain import ProcurementState, PublishSourcing
+from services.procurement.planning import PurchasePolicy
+from services.procurement.projections import STREAM_PREFIX
+from services.procurement.scheduler import decide_one
+
+log = structlog.get_logger(__name__)
+
+PAGE_SIZE = 100
+RETRY_SECONDS = 30.0
+
+_UNPUBLISHED = """
+SELECT DISTINCT t.sku FROM supplier_terms AS t
+WHERE t.sku > $1::text
+  AND NOT EXISTS (SELECT 1 FROM event_store AS e
+                  WHERE e.stream_id = $2::text || t.sku AND e.event_type = 'SkuSourcingChanged')
+ORDER BY t.sku
+LIMIT $3::int
+"""
+
+
+async def unpublished(pool: asyncpg.Pool, *, after: str = "", limit: int = PAGE_SIZE) -> list[str]:
+    """SKUs after `after` with suppliers whose stream never published its sourcing, in order."""
+    return [r["sku"] for r in await pool.fetch(_UNPUBLISHED, after, STREAM_PREFIX, limit)]
+
+
+async def publish_unpublished(
+    pool: asyncpg.Pool,
+    store: EventStore,
+    repository: StreamRepository[ProcurementState],
+    *,
+    today: date,
+    policy: PurchasePolicy,
+    page_size: int = PAGE_SIZE,
+) -> tuple[list[str], list[str]]:
+    """One round: (SKUs whose sourcing got published, SKUs that failed)."""
+    published: list[str] = []
+    failed: list[str] = []
+    after = ""
+    while True:
+        skus = await unpublished(pool, after=after, limit=page_size)
+        for sku in skus:
+            command = PublishSourcing(sku=sku)
+            try:
+                if await decide_one(
+                    pool,
+                    store,
+                    repository,
+                    command,
+                    correlation_id=f"sourcing:{sku}",
+                    today=today,
+                    policy=policy,
+                ):
+                    published.append(sku)
+                    log.info("sourcing of a catalogue set before it was published, published", sku=sku)
+            except DATABASE_UNAVAILABLE:
+                raise  # the others would fail alike: the round ends, the next one goes on
+            except Exception:
+                log.exception("publishing the sourcing failed; retrying later", sku=sku)
+                failed.append(sku)
+        if len(skus) < page_size:
+            return published, failed
+        after = skus[-1]
+
+
+async def run(
+    pool: asyncpg.Pool,
+    store: EventStore,
+    repository: StreamRepository[ProcurementState],
+    *,
+    clock: Callable[[], date],
+    policy: PurchasePolicy,
+    retry_seconds: float = RETRY_SECONDS,
+    health: HealthReport | None = None,
+) -> None:
+    """Rounds until one goes through without a failure, then idle until cancelled."""
+    health = health or component_health()
+    while True:
+        try:
+            published, failed = await publish_unpublished(
+                pool, store, repository, today=clock(), policy=policy
+            )
+            if not failed:
+                health.ok()
+                log.info("sourcing catch-up done", published=len(published))
+                break
+            health.degraded(f"sourcing catch-up: {len(failed)} SKU(s) failed, e.g. {failed[0]!r}")
+        except DATABASE_UNAVAILABLE as e:
+            if health.current.status == "ok":
+                log.warning("sourcing catch-up waits for the database", error=repr(e))
+            health.degraded(f"database unreachable: {type(e).__name__}: {e}")
+        except Exception as e:
+            health.degraded(f"sourcing catch-up failed: {type(e).__name__}: {e}")
+            log.exception("sourcing catch-up failed")
+        await asyncio.sleep(retry_seconds)
+    await asyncio.Event().wait()  # done for this run of the service
