@@ -40,8 +40,11 @@ Rules where a choice had to be made:
   an unknown SKU is, under the shop's UnknownSkuPolicy "reject", rejected whole with
   UNKNOWN_SKU_REASON; under "backorder" it is treated like any other SKU.
 - Every command whose events changed on hand, reserved or backordered ends with one StockLevelChanged
-  (the figures after it), the very last of its events, after a ReorderPointReached. Recording a SKU's
-  sourcing changes no figure and emits neither event (it is procurement's own fact, fed back).
+  (the figures after it), the very last of its events, after a ReorderPointReached; except an order
+  line's reservation, the commonest command by far: what it did is in its StockReserved / StockShort,
+  a shortfall joins the queue only once nothing is available, and a fall to the reorder point says its
+  figures in ReorderPointReached. Recording a SKU's sourcing changes no figure and emits neither event
+  (it is procurement's own fact, fed back).
 """
 
 from collections.abc import Iterable
@@ -415,7 +418,7 @@ class _Decision:
             )
         )
 
-    def close(self) -> None:
+    def close(self, *, report_levels: bool = True) -> None:
         """Add the consequences every command shares: the reorder alert, then the stock level (last, so
         that it reports the figures after everything the command did)."""
         state = self.state
@@ -431,7 +434,7 @@ class _Decision:
                     safety_stock=state.settings.safety_stock,
                 )
             )
-        if state.levels != self.levels_before:
+        if report_levels and state.levels != self.levels_before:
             self.emit(
                 StockLevelChanged(
                     sku=state.sku,
@@ -490,7 +493,7 @@ def _decide(
             return decision  # no figure changed: neither a reorder alert nor a stock level
         case _:
             assert_never(command)
-    decision.close()
+    decision.close(report_levels=not isinstance(command, ReserveLine))
     return decision
 
 

@@ -8,30 +8,22 @@ the domain cancels only units still waiting and not already pending cancellation
 (reason max_wait_exceeded, only_waiting) is emitted once, also with several instances, restarts or a
 lagging read model; the refund follows inventory's StockReleased. Until that answer the order still
 counts as waiting, and the check decides nothing for it.
-One order that fails is logged and skipped; the next round tries it again. While the database is away
-a round ends at the first failure, the job reports itself degraded (GET /health) and the next round,
-after the interval, tries again.
+Paging, retries and health are backbone.jobs': one order that fails is logged and skipped, the next
+round tries it again; while the database is away the job reports itself degraded.
 """
 
-import asyncio
 from datetime import UTC, datetime
 
 import asyncpg
-import structlog
 
 from backbone.aggregate import StreamRepository
-from backbone.db import DATABASE_UNAVAILABLE
 from backbone.decider import Input
-from backbone.eventstore import ConcurrencyError, EventStore
+from backbone.eventstore import EventStore
 from backbone.health import HealthReport
+from backbone.jobs import PAGE_SIZE, for_each_candidate, in_own_transaction, run_rounds
 from backbone.runtime import component_health
 from services.order.domain import OrderState, order_stream_id
 from services.order.handlers import AutoCancelCheck, Incoming, apply
-
-log = structlog.get_logger(__name__)
-
-ATTEMPTS = 5  # per order and round, on ConcurrencyError
-PAGE_SIZE = 100
 
 _OVERDUE = """
 SELECT order_id FROM orders
@@ -53,15 +45,11 @@ async def cancel_one(
     inputs: list[Input[Incoming]] = [
         Input(order_stream_id(check.order_id), check, correlation_id=check.order_id)
     ]
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                return bool(await apply(conn, store, repository, inputs))
-        except ConcurrencyError:
-            if attempt == ATTEMPTS:
-                raise
-            await asyncio.sleep(0.05 * attempt)
-    raise AssertionError("unreachable")
+
+    async def decide(conn: asyncpg.Connection) -> bool:
+        return bool(await apply(conn, store, repository, inputs))
+
+    return await in_own_transaction(pool, decide)
 
 
 async def cancel_overdue(
@@ -74,25 +62,19 @@ async def cancel_overdue(
     page_size: int = PAGE_SIZE,
 ) -> list[str]:
     """One round: every order overdue at `now` is checked once. Returns the orders that got cancelled."""
-    cancelled: list[str] = []
-    after = ""
-    while True:
-        rows = await pool.fetch(_OVERDUE, default_max_wait_days, now, after, page_size)
-        for row in rows:
-            order_id = row["order_id"]
-            try:
-                if await cancel_one(
-                    pool, store, repository, AutoCancelCheck(order_id, now, default_max_wait_days)
-                ):
-                    cancelled.append(order_id)
-                    log.info("overdue backorders cancelled", order_id=order_id)
-            except DATABASE_UNAVAILABLE:
-                raise  # the others would fail alike: the round ends, the next one goes on
-            except Exception:
-                log.exception("auto-cancel failed; retrying next round", order_id=order_id)
-        if len(rows) < page_size:
-            return cancelled
-        after = rows[-1]["order_id"]
+
+    async def page(after: str, limit: int) -> list[str]:
+        return [r["order_id"] for r in await pool.fetch(_OVERDUE, default_max_wait_days, now, after, limit)]
+
+    async def visit(order_id: str) -> bool:
+        return await cancel_one(
+            pool, store, repository, AutoCancelCheck(order_id, now, default_max_wait_days)
+        )
+
+    done = await for_each_candidate(
+        page, visit, what="auto-cancel of overdue backorders", page_size=page_size
+    )
+    return done.changed
 
 
 async def run(
@@ -104,20 +86,13 @@ async def run(
     default_max_wait_days: int,
     health: HealthReport | None = None,
 ) -> None:
-    """Run rounds until cancelled; a failed round (e.g. the database is away) is logged, reported in
-    `health` and retried after the interval."""
-    health = health or component_health()
-    while True:
-        try:
-            await cancel_overdue(
-                pool, store, repository, now=datetime.now(UTC), default_max_wait_days=default_max_wait_days
-            )
-            health.ok()
-        except DATABASE_UNAVAILABLE as e:
-            if health.current.status == "ok":
-                log.warning("auto-cancel waits for the database", error=repr(e))
-            health.degraded(f"database unreachable: {type(e).__name__}: {e}")
-        except Exception as e:
-            health.degraded(f"auto-cancel round failed: {type(e).__name__}: {e}")
-            log.exception("auto-cancel round failed")
-        await asyncio.sleep(interval_seconds)
+    """Run rounds until cancelled, `interval_seconds` apart."""
+
+    async def one_round() -> bool:
+        now = datetime.now(UTC)
+        await cancel_overdue(pool, store, repository, now=now, default_max_wait_days=default_max_wait_days)
+        return False
+
+    await run_rounds(
+        one_round, interval_seconds=interval_seconds, health=health or component_health(), what="auto-cancel"
+    )

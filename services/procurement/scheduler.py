@@ -8,35 +8,28 @@ stream lock, load, decide, append). The read model only nominates candidates: th
 only while it is overdue on the stream's state, under its lock, and keeps the revised date (today +
 OVERDUE_GRACE_DAYS), so the lines hear of a slip exactly once, also when the job runs twice a day, on
 several instances, or after any other decision already revised the PO (every decision does).
-One SKU that fails is logged and skipped; the next round tries it again. While the database is away a
-round ends at the first failure, the job reports itself degraded (GET /health) and tries again after
-the interval.
+Paging, retries and health are backbone.jobs': one SKU that fails is logged and skipped, the next round
+tries it again; while the database is away the job reports itself degraded and tries again after the
+interval.
 """
 
-import asyncio
 from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 import asyncpg
-import structlog
 
 from backbone.aggregate import StreamRepository
 from backbone.contracts import Envelope
-from backbone.db import DATABASE_UNAVAILABLE
 from backbone.decider import Input
-from backbone.eventstore import ConcurrencyError, EventStore
+from backbone.eventstore import EventStore
 from backbone.health import HealthReport
+from backbone.jobs import PAGE_SIZE, for_each_candidate, in_own_transaction, run_rounds
 from backbone.runtime import component_health
 from services.procurement import projections
 from services.procurement.domain import Incoming, ProcurementState, ReplanOverdue
 from services.procurement.handlers import apply
 from services.procurement.planning import PurchasePolicy
-
-log = structlog.get_logger(__name__)
-
-ATTEMPTS = 5  # per SKU and round, on ConcurrencyError
-PAGE_SIZE = 100
 
 _OVERDUE = """
 SELECT DISTINCT sku FROM purchase_orders
@@ -72,20 +65,15 @@ async def decide_one(
     today: date,
     policy: PurchasePolicy,
 ) -> bool:
-    """A job's command on its SKU's stream, in a transaction of its own (retried on a concurrent
-    append); True if it decided something."""
+    """A job's command on its SKU's stream, in a transaction of its own; True if it decided something."""
     inputs: list[Input[Incoming | Envelope[Any]]] = [
         Input(projections.stream_id(command.sku), command, correlation_id=correlation_id)
     ]
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                return bool(await apply(conn, store, repository, inputs, today=today, policy=policy))
-        except ConcurrencyError:
-            if attempt == ATTEMPTS:
-                raise
-            await asyncio.sleep(0.05 * attempt)
-    raise AssertionError("unreachable")
+
+    async def decide(conn: asyncpg.Connection) -> bool:
+        return bool(await apply(conn, store, repository, inputs, today=today, policy=policy))
+
+    return await in_own_transaction(pool, decide)
 
 
 async def replan_overdue(
@@ -99,23 +87,15 @@ async def replan_overdue(
 ) -> list[str]:
     """One round: every SKU with an open PO due before `today` is re-planned once. Returns those that
     got events (their POs were revised)."""
-    replanned: list[str] = []
-    after = ""
-    while True:
-        rows = await pool.fetch(_OVERDUE, today, after, page_size)
-        for row in rows:
-            sku = row["sku"]
-            try:
-                if await replan_one(pool, store, repository, sku, today=today, policy=policy):
-                    replanned.append(sku)
-                    log.info("overdue purchase orders re-planned", sku=sku, today=today.isoformat())
-            except DATABASE_UNAVAILABLE:
-                raise  # the others would fail alike: the round ends, the next one goes on
-            except Exception:
-                log.exception("overdue re-plan failed; retrying next round", sku=sku)
-        if len(rows) < page_size:
-            return replanned
-        after = rows[-1]["sku"]
+
+    async def page(after: str, limit: int) -> list[str]:
+        return [r["sku"] for r in await pool.fetch(_OVERDUE, today, after, limit)]
+
+    async def visit(sku: str) -> bool:
+        return await replan_one(pool, store, repository, sku, today=today, policy=policy)
+
+    done = await for_each_candidate(page, visit, what="overdue re-plan", page_size=page_size)
+    return done.changed
 
 
 async def run(
@@ -128,22 +108,19 @@ async def run(
     check_interval_seconds: float,
     health: HealthReport | None = None,
 ) -> None:
-    """A round at startup and then one per day of `clock`, until cancelled; a failed round is logged,
-    reported in `health` and retried after the interval."""
-    health = health or component_health()
-    done: date | None = None
-    while True:
+    """A round at startup and then one per day of `clock`, until cancelled."""
+    done: list[date] = []  # the day of the last round that went through
+
+    async def one_round() -> bool:
         today = clock()
-        if today != done:
-            try:
-                await replan_overdue(pool, store, repository, today=today, policy=policy)
-                done = today
-                health.ok()
-            except DATABASE_UNAVAILABLE as e:
-                if health.current.status == "ok":
-                    log.warning("overdue re-plan waits for the database", error=repr(e))
-                health.degraded(f"database unreachable: {type(e).__name__}: {e}")
-            except Exception as e:
-                health.degraded(f"overdue re-plan round failed: {type(e).__name__}: {e}")
-                log.exception("overdue re-plan round failed")
-        await asyncio.sleep(check_interval_seconds)
+        if not done or done[-1] != today:
+            await replan_overdue(pool, store, repository, today=today, policy=policy)
+            done[:] = [today]
+        return False
+
+    await run_rounds(
+        one_round,
+        interval_seconds=check_interval_seconds,
+        health=health or component_health(),
+        what="overdue re-plan",
+    )

@@ -15,26 +15,21 @@ while the database is away (the job reports itself degraded meanwhile). Once a r
 fail, the job is done and waits for the service to stop (a background job that ends is restarted).
 """
 
-import asyncio
 from collections.abc import Callable
 from datetime import date
 
 import asyncpg
-import structlog
 
 from backbone.aggregate import StreamRepository
-from backbone.db import DATABASE_UNAVAILABLE
 from backbone.eventstore import EventStore
 from backbone.health import HealthReport
+from backbone.jobs import PAGE_SIZE, Round, for_each_candidate, run_rounds
 from backbone.runtime import component_health
 from services.procurement.domain import ProcurementState, PublishSourcing
 from services.procurement.planning import PurchasePolicy
 from services.procurement.projections import STREAM_PREFIX
 from services.procurement.scheduler import decide_one
 
-log = structlog.get_logger(__name__)
-
-PAGE_SIZE = 100
 RETRY_SECONDS = 30.0
 
 _UNPUBLISHED = """
@@ -60,35 +55,19 @@ async def publish_unpublished(
     today: date,
     policy: PurchasePolicy,
     page_size: int = PAGE_SIZE,
-) -> tuple[list[str], list[str]]:
-    """One round: (SKUs whose sourcing got published, SKUs that failed)."""
-    published: list[str] = []
-    failed: list[str] = []
-    after = ""
-    while True:
-        skus = await unpublished(pool, after=after, limit=page_size)
-        for sku in skus:
-            command = PublishSourcing(sku=sku)
-            try:
-                if await decide_one(
-                    pool,
-                    store,
-                    repository,
-                    command,
-                    correlation_id=f"sourcing:{sku}",
-                    today=today,
-                    policy=policy,
-                ):
-                    published.append(sku)
-                    log.info("sourcing of a catalogue set before it was published, published", sku=sku)
-            except DATABASE_UNAVAILABLE:
-                raise  # the others would fail alike: the round ends, the next one goes on
-            except Exception:
-                log.exception("publishing the sourcing failed; retrying later", sku=sku)
-                failed.append(sku)
-        if len(skus) < page_size:
-            return published, failed
-        after = skus[-1]
+) -> Round:
+    """One round: the SKUs whose sourcing got published, and those that failed."""
+
+    async def page(after: str, limit: int) -> list[str]:
+        return await unpublished(pool, after=after, limit=limit)
+
+    async def visit(sku: str) -> bool:
+        command = PublishSourcing(sku=sku)
+        return await decide_one(
+            pool, store, repository, command, correlation_id=f"sourcing:{sku}", today=today, policy=policy
+        )
+
+    return await for_each_candidate(page, visit, what="sourcing catch-up", page_size=page_size)
 
 
 async def run(
@@ -102,23 +81,16 @@ async def run(
     health: HealthReport | None = None,
 ) -> None:
     """Rounds until one goes through without a failure, then idle until cancelled."""
-    health = health or component_health()
-    while True:
-        try:
-            published, failed = await publish_unpublished(
-                pool, store, repository, today=clock(), policy=policy
-            )
-            if not failed:
-                health.ok()
-                log.info("sourcing catch-up done", published=len(published))
-                break
-            health.degraded(f"sourcing catch-up: {len(failed)} SKU(s) failed, e.g. {failed[0]!r}")
-        except DATABASE_UNAVAILABLE as e:
-            if health.current.status == "ok":
-                log.warning("sourcing catch-up waits for the database", error=repr(e))
-            health.degraded(f"database unreachable: {type(e).__name__}: {e}")
-        except Exception as e:
-            health.degraded(f"sourcing catch-up failed: {type(e).__name__}: {e}")
-            log.exception("sourcing catch-up failed")
-        await asyncio.sleep(retry_seconds)
-    await asyncio.Event().wait()  # done for this run of the service
+
+    async def one_round() -> bool:
+        done = await publish_unpublished(pool, store, repository, today=clock(), policy=policy)
+        if done.failed:
+            raise RuntimeError(f"{len(done.failed)} SKU(s) failed, e.g. {done.failed[0]!r}")
+        return True
+
+    await run_rounds(
+        one_round,
+        interval_seconds=retry_seconds,
+        health=health or component_health(),
+        what="sourcing catch-up",
+    )

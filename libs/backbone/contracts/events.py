@@ -390,9 +390,10 @@ class StockShipped(EventPayload):
 
 
 class StockLevelChanged(EventPayload):
-    """The SKU's figures after a change of stock on hand, reserved or waiting units (one per command
-    that changed them, after its other events). What other services (procurement) plan from, instead of
-    re-deriving inventory's books; they arrive in order (key = sku)."""
+    """The SKU's figures after a change of stock on hand, reserved or waiting units: one per command that
+    changed them (after its other events), except an order line's reservation, which StockReserved and
+    StockShort describe (a shortfall is backordered only once nothing is available). What other services
+    (procurement) plan from, instead of re-deriving inventory's books; they arrive in order (key = sku)."""
 
     event_type = "StockLevelChanged"
     topic = Topic.INVENTORY

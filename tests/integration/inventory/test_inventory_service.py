@@ -133,8 +133,8 @@ async def test_backorders_are_queued_filled_audited_and_rebuildable(
             "StockReserved",
             "StockShort",
             "BackorderQueueChanged",
-            "ReorderPointReached",
-            "StockLevelChanged",  # the last event of each command that changed the figures
+            "ReorderPointReached",  # a reservation's own events report it: no StockLevelChanged
+            "BackorderFulfilled",
         ]
         assert "BackorderFulfilled" in types
         health = (await http.get("/health")).json()
