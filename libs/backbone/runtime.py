@@ -257,7 +257,22 @@ async def run_service(service: Service, settings: ServiceSettings) -> None:
         finally:
             await producer.stop()
     finally:
-        await pool.close()
+        await _close(pool)
+
+
+_POOL_CLOSE_SECONDS = 10.0
+
+
+async def _close(pool: asyncpg.Pool) -> None:
+    """Close the pool gracefully, but bounded: a connection that a cancelled task never gave back (or a
+    server that stopped answering) must not keep the service from stopping."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout=_POOL_CLOSE_SECONDS)
+    except TimeoutError:
+        log.warning(
+            "database connections did not close in time; terminating them", seconds=_POOL_CLOSE_SECONDS
+        )
+        pool.terminate()
 
 
 async def _migrate(pool: asyncpg.Pool, service: Service) -> None:
