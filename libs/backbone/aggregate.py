@@ -193,7 +193,3 @@ class StreamRepository(Generic[S]):
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return loaded
-
-    def forget(self) -> None:
-        """Drop the cache (tests, or an operator's rebuild): the next loads start from snapshots."""
-        self._cache.clear()

@@ -85,7 +85,6 @@ async def decide_and_append(
         by_stream.setdefault(item.stream_id, []).append(item)
     await lock_streams(conn, list(by_stream))
     decided: list[Decided[S]] = []
-    appends = []
     advanced_streams = []
     decided_inputs = 0
     for stream_id, items in by_stream.items():
@@ -101,10 +100,9 @@ async def decide_and_append(
                 await asyncio.sleep(0)
         if events:
             advanced, append = repository.advance(loaded, events, state)
-            appends.append(append)
             advanced_streams.append((append, advanced))
             decided.append(Decided(stream_id, advanced.state, advanced.version, events))
-    await store.append_many(conn, appends)
+    await store.append_many(conn, [append for append, _ in advanced_streams])
     await repository.save_snapshots(conn, advanced_streams)
     return decided
 

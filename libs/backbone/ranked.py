@@ -48,7 +48,8 @@ class RankedMap(Generic[K, R, V]):
             raise ValueError("ids must be unique")
         entries = [(r, i, u) for i, r, _, u in ranked]
         blocks = tuple(tuple(entries[s : s + BLOCK]) for s in range(0, len(entries), BLOCK))
-        new._set_blocks(blocks, tuple(b[-1][0] for b in blocks), tuple(sum(e[2] for e in b) for b in blocks))
+        block_units = tuple(sum(e[2] for e in b) for b in blocks)
+        new._set_blocks(blocks, tuple(b[-1][0] for b in blocks), block_units, sum(block_units))
         if len({e[0] for e in entries}) != len(entries):
             raise ValueError("ranks must be unique")
         return new
@@ -223,15 +224,14 @@ class RankedMap(Generic[K, R, V]):
         self, blocks: tuple[_Block, ...], maxes: tuple[Any, ...], block_units: tuple[int, ...], units: int
     ) -> RankedMap[K, R, V]:
         new: RankedMap[K, R, V] = RankedMap.__new__(RankedMap)
-        new._set_blocks(blocks, maxes, block_units)
-        new._units = units
+        new._set_blocks(blocks, maxes, block_units, units)
         return new
 
     def _set_blocks(
-        self, blocks: tuple[_Block, ...], maxes: tuple[Any, ...], block_units: tuple[int, ...]
+        self, blocks: tuple[_Block, ...], maxes: tuple[Any, ...], block_units: tuple[int, ...], units: int
     ) -> None:
-        self._blocks, self._maxes, self._block_units = blocks, maxes, block_units
-        self._units = sum(block_units)
+        # `units` is kept by each update (old total ± the change), not summed again over every block.
+        self._blocks, self._maxes, self._block_units, self._units = blocks, maxes, block_units, units
 
     # Pickled (for snapshots) as its entries in order; rebuilt in O(n).
     def __getstate__(self) -> list[tuple[Any, Any, Any, int]]:

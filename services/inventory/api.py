@@ -141,53 +141,60 @@ def built(build: Callable[[], C]) -> C:
         raise HTTPException(422, detail=e.errors(include_url=False, include_context=False)) from None
 
 
-async def _claim(conn: asyncpg.Connection, command: AdjustStock) -> bool:
-    """True if this adjustment_id is new; False for a retry of the same request; 409 if it was used for
-    another adjustment. A concurrent duplicate waits on the primary key until the first one commits."""
+async def _claim_request(
+    conn: asyncpg.Connection,
+    table: str,
+    key: tuple[str, str],
+    fields: dict[str, object],
+    *,
+    what: str,
+    loose: tuple[str, ...] = (),
+) -> bool:
+    """True if the request id (`key`: column, value) is new; False for a retry of the same request; 409
+    if it was used for another request. A concurrent duplicate waits on the primary key until the first
+    one commits. `loose`: fields a retry may differ in (they were filled in for the request)."""
+    column, request_id = key
+    names = [column, *fields]
+    placeholders = ", ".join(f"${n}" for n in range(1, len(names) + 1))
     inserted = await conn.fetchval(
-        "INSERT INTO adjustment_requests (adjustment_id, sku, delta, reason, actor)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
-        command.adjustment_id,
-        command.sku,
-        command.delta,
-        command.reason,
-        command.actor,
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})"
+        " ON CONFLICT DO NOTHING RETURNING true",
+        request_id,
+        *fields.values(),
     )
     if inserted:
         return True
-    earlier = await conn.fetchrow(
-        "SELECT sku, delta, reason, actor FROM adjustment_requests WHERE adjustment_id = $1",
-        command.adjustment_id,
-    )
-    if earlier is not None and tuple(earlier) != (command.sku, command.delta, command.reason, command.actor):
-        raise StockConflict(f"adjustment_id {command.adjustment_id!r} was used for another adjustment")
+    earlier = await conn.fetchrow(f"SELECT {', '.join(fields)} FROM {table} WHERE {column} = $1", request_id)
+    if earlier is not None and any(earlier[f] != v for f, v in fields.items() if f not in loose):
+        raise StockConflict(f"{column} {request_id!r} was used for another {what}")
     return False
+
+
+async def _claim(conn: asyncpg.Connection, command: AdjustStock) -> bool:
+    fields = {"sku": command.sku, "delta": command.delta, "reason": command.reason, "actor": command.actor}
+    return await _claim_request(
+        conn, "adjustment_requests", ("adjustment_id", command.adjustment_id), fields, what="adjustment"
+    )
 
 
 async def _claim_count(conn: asyncpg.Connection, command: CountStock, *, timed: bool) -> bool:
-    """Like _claim, for a count_id. `timed`: the request gave counted_at; a retry that leaves it out (so
-    got another "now") is the same request."""
-    inserted = await conn.fetchval(
-        "INSERT INTO count_requests (count_id, sku, counted, reason, actor, counted_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true",
-        command.count_id,
-        command.sku,
-        command.counted,
-        command.reason,
-        command.actor,
-        command.counted_at,
+    """`timed`: the request gave counted_at; a retry that leaves it out (so got another "now") is the
+    same request."""
+    fields = {
+        "sku": command.sku,
+        "counted": command.counted,
+        "reason": command.reason,
+        "actor": command.actor,
+        "counted_at": command.counted_at,
+    }
+    return await _claim_request(
+        conn,
+        "count_requests",
+        ("count_id", command.count_id),
+        fields,
+        what="count",
+        loose=() if timed else ("counted_at",),
     )
-    if inserted:
-        return True
-    earlier = await conn.fetchrow(
-        "SELECT sku, counted, reason, actor, counted_at FROM count_requests WHERE count_id = $1",
-        command.count_id,
-    )
-    if earlier is not None:
-        same = tuple(earlier)[:4] == (command.sku, command.counted, command.reason, command.actor)
-        if not same or (timed and earlier["counted_at"] != command.counted_at):
-            raise StockConflict(f"count_id {command.count_id!r} was used for another count")
-    return False
 
 
 def make_router(

@@ -294,11 +294,18 @@ class AnnounceOverdueBackorders:
 def decide_order(
     state: OrderFacts, incoming: Envelope[Any] | AnnounceOverdueBackorders
 ) -> list[EventPayload]:
+    """`execute_order`'s events."""
+    return execute_order(state, incoming)[1]
+
+
+def execute_order(
+    state: OrderFacts, incoming: Envelope[Any] | AnnounceOverdueBackorders
+) -> tuple[OrderFacts, list[EventPayload]]:
     """What the notifier records about the order and which notifications it requests, for one message.
 
     `incoming` is the consumed envelope or the grace-period command. Whatever arrived, every message the
     facts now call for is requested: a message held back by an earlier rule goes out with the event that
-    lifts the hold.
+    lifts the hold. Returns the state the events lead to as well: they are folded once, here.
     """
     if isinstance(incoming, AnnounceOverdueBackorders):
         overdue = {
@@ -307,14 +314,16 @@ def decide_order(
             if (due_at := _announcement_due_at(state, line, incoming.grace)) is not None
             and due_at <= incoming.now
         }
-        return _requests(state, _due(state, overdue)) if overdue else []
+        requests = _requests(state, _due(state, overdue)) if overdue else []
+        return reduce(evolve_order, requests, state), requests
     if _already_handled(state, incoming):
-        return []
+        return state, []
     observed = _observe(state, incoming)
     if not observed:
-        return []
+        return state, []
     after = reduce(evolve_order, observed, state)
-    return [*observed, *_requests(after, _due(after))]
+    requests = _requests(after, _due(after))
+    return reduce(evolve_order, requests, after), [*observed, *requests]
 
 
 def due_backorder_announcements(

@@ -28,12 +28,12 @@ from services.notifier.domain import (
     DeliveryState,
     OrderFacts,
     SkuWatch,
-    decide_order,
     decide_sku,
     delivery_stream_id,
     evolve_delivery,
     evolve_order,
     evolve_sku,
+    execute_order,
     initial_delivery,
     initial_order_facts,
     initial_sku_watch,
@@ -79,7 +79,7 @@ def make_handler(store: EventStore) -> Handler:
         ]
         decided: list[Decided[Any]] = []
         if order_inputs:
-            decided += await decide_and_append(conn, store, orders, decide_order, order_inputs)
+            decided += await decide_and_append(conn, store, orders, None, order_inputs, execute=execute_order)
         if sku_inputs:
             decided += await decide_and_append(conn, store, skus, decide_sku, sku_inputs)
         await projections.apply(conn, decided)

@@ -41,6 +41,7 @@ from backbone.db import DATABASE_UNAVAILABLE
 from backbone.decider import Input, decide_and_append
 from backbone.eventstore import ConcurrencyError, EventStore
 from backbone.health import HealthReport
+from backbone.jobs import run_rounds
 from backbone.runtime import component_health
 from services.notifier import projections
 from services.notifier.channels import DeliveryFailure, EmailChannel, WebhookChannel
@@ -50,9 +51,9 @@ from services.notifier.domain import (
     DeliveryState,
     OrderFacts,
     decide_delivery,
-    decide_order,
     delivery_stream_id,
     destination_for,
+    execute_order,
     order_stream_id,
 )
 from services.notifier.events import Notification
@@ -341,7 +342,11 @@ async def announce_overdue(
             )
             for r in rows
         ]
-        decided = await decide_and_append(conn, store, repository, decide_order, work) if work else []
+        decided = (
+            await decide_and_append(conn, store, repository, None, work, execute=execute_order)
+            if work
+            else []
+        )
         await projections.apply(conn, decided)
     return len(rows), sum(len(d.events) for d in decided)
 
@@ -354,24 +359,23 @@ async def announcement_pass(
     clock: Clock = utc_now,
     health: HealthReport | None = None,
 ) -> None:
-    """Every ANNOUNCEMENT_INTERVAL_SECONDS, until cancelled; a failed pass (the database away) is reported
-    in `health` and tried again at the next interval."""
-    health = health or component_health()
+    """Every ANNOUNCEMENT_INTERVAL_SECONDS, until cancelled (backbone.jobs.run_rounds: a failed pass is
+    reported in `health` and tried again at the next interval)."""
     repository = order_repository(store)
     grace = settings.backorder_eta_grace
-    while True:
-        try:
-            for _ in range(_MAX_ROUNDS):
-                seen, requested = await announce_overdue(pool, store, repository, grace, clock())
-                if requested:
-                    log.info("overdue backorders announced", orders=seen, notifications=requested)
-                if seen < _BATCH or not requested:
-                    break
-            health.ok()
-        except TRANSIENT_ERRORS as e:
-            health.degraded(f"announcement pass failed: {type(e).__name__}: {e}")
-            log.warning("announcement pass failed; trying again later", error=repr(e))
-        except Exception as e:
-            health.degraded(f"announcement pass failed: {type(e).__name__}: {e}")
-            log.exception("announcement pass failed; trying again later")
-        await asyncio.sleep(settings.announcement_interval_seconds)
+
+    async def one_round() -> bool:
+        for _ in range(_MAX_ROUNDS):
+            seen, requested = await announce_overdue(pool, store, repository, grace, clock())
+            if requested:
+                log.info("overdue backorders announced", orders=seen, notifications=requested)
+            if seen < _BATCH or not requested:
+                break
+        return False
+
+    await run_rounds(
+        one_round,
+        interval_seconds=settings.announcement_interval_seconds,
+        health=health or component_health(),
+        what="announcement pass",
+    )

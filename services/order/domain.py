@@ -382,15 +382,21 @@ def decide(state: OrderState, incoming: Command | EventPayload) -> list[EventPay
     FulfilmentRequested with the next revision follows them (for inventory's units of an announced
     shipment: once every announced line has them).
     """
+    return execute(state, incoming)[1]
+
+
+def execute(state: OrderState, incoming: Command | EventPayload) -> tuple[OrderState, list[EventPayload]]:
+    """`decide`, and the state its events lead to: folded once, here, not again by the caller."""
     events = _decide(state, incoming)
     if not events:
-        return events
+        return state, events
     after = reduce(evolve, events, state)
     if isinstance(incoming, StockShipped) and _awaiting_rest(after, incoming.shipment_id):
         # Inventory ships an announced shipment's lines all or none, one StockShipped per line: the pick
         # list follows once the last arrived, one revision per shipment instead of one per line.
-        return events
-    return [*events, *_fulfilment(after)]
+        return after, events
+    pick_list = _fulfilment(after)
+    return reduce(evolve, pick_list, after), [*events, *pick_list]
 
 
 def _awaiting_rest(state: OrderState, shipment_id: str) -> bool:

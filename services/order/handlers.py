@@ -29,9 +29,9 @@ from services.order import projections
 from services.order.domain import (
     Command,
     OrderState,
-    decide,
     due_for_auto_cancel,
     evolve,
+    execute,
     initial_state,
     order_id_of,
     order_stream_id,
@@ -51,10 +51,14 @@ Incoming = Command | EventPayload | AutoCancelCheck
 
 
 def decide_incoming(state: OrderState, incoming: Incoming) -> list[EventPayload]:
+    return execute_incoming(state, incoming)[1]
+
+
+def execute_incoming(state: OrderState, incoming: Incoming) -> tuple[OrderState, list[EventPayload]]:
     if isinstance(incoming, AutoCancelCheck):
         command = due_for_auto_cancel(state, incoming.now, incoming.default_max_wait_days)
-        return [] if command is None else decide(state, command)
-    return decide(state, incoming)
+        return (state, []) if command is None else execute(state, command)
+    return execute(state, incoming)
 
 
 def new_repository(store: EventStore) -> StreamRepository[OrderState]:
@@ -73,13 +77,13 @@ async def apply(
     Raises OrderError (nothing written) or ConcurrencyError (retry the transaction)."""
     before: dict[str, OrderState] = {}
 
-    def decide_noting_state(state: OrderState, incoming: Incoming) -> list[EventPayload]:
+    def execute_noting_state(state: OrderState, incoming: Incoming) -> tuple[OrderState, list[EventPayload]]:
         # decide_and_append decides a stream's first input on the state it loaded: the projections need
         # that state to read the times off the new events (projections.track).
         before.setdefault(state.order_id, state)
-        return decide_incoming(state, incoming)
+        return execute_incoming(state, incoming)
 
-    decided = await decide_and_append(conn, store, repository, decide_noting_state, inputs)
+    decided = await decide_and_append(conn, store, repository, None, inputs, execute=execute_noting_state)
     await projections.update(
         conn,
         [projections.StreamChange(before[d.state.order_id], d.version, d.events) for d in decided],

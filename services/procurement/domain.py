@@ -949,8 +949,6 @@ def replan_trigger(incoming: Incoming) -> str:
             return "stock position updated"
         case StockLevelChanged():
             return "stock level updated"
-        case ReplanOverdue():
-            return "daily re-plan"
         case PublishSourcing():
             return "supplier catalogue published"
         case BackorderQueueChanged():
