@@ -1,4 +1,5 @@
-# One image for all four services; the compose `command:` (or the SERVICE build arg) picks which one runs.
+# One image for the four services and the console (the board); the compose `command:` (or the SERVICE
+# build arg) picks which one runs.
 #   docker build -t backorder:local .   then   docker run -e ... backorder:local python -m services.order
 FROM python:3.11-slim
 
@@ -13,7 +14,7 @@ WORKDIR /src
 # The package list in pyproject.toml must find its folders, hence the mkdir.
 COPY pyproject.toml constraints.txt ./
 RUN mkdir -p libs/backbone/contracts libs/backbone/testing \
-        services/order services/inventory services/procurement services/notifier \
+        services/order services/inventory services/procurement services/notifier services/console \
     && pip install -c constraints.txt . \
     && pip uninstall -y backorder
 
@@ -24,8 +25,9 @@ RUN pip install --no-deps -c constraints.txt . \
     && rm -rf /src
 
 WORKDIR /app
-RUN useradd --system --no-create-home --shell /usr/sbin/nologin backorder
-USER backorder
+# A fixed numeric uid, so Kubernetes' runAsNonRoot can check it (deploy/k8s runs it as 10001).
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin backorder
+USER 10001
 
 ARG SERVICE=order
 ENV SERVICE=${SERVICE}

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 INFRA := $(PY) deploy/local/infra.py
 SERVICES := $(PY) deploy/local/services.py
 
-.PHONY: install infra-up infra-down infra-status run stop test test-unit lint docs bench-backbone bench bench-hot-sku demo rebuild clean
+.PHONY: env install infra-up infra-down infra-status run stop test test-unit lint docs bench-backbone bench bench-hot-sku demo rebuild clean deadletters k8s
 
 install: $(STAMP)
 
@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# docker compose's passwords and AUTH_TOKEN_SECRET: .env, generated once (keys it lacks are added, values
+# kept); standard library only, so no install first. make run keeps its own in the state folder.
+env:
+	$(PYTHON) deploy/local/credentials.py .env
 
 infra-up: install
 	$(INFRA) up
@@ -54,6 +59,15 @@ bench: infra-up
 
 bench-hot-sku: infra-up
 	$(PY) -m benchmarks.hot_sku
+
+# make deadletters ARGS="list" (or show, replay, purge, parked ...): see python -m backbone.deadletters --help
+deadletters: install
+	@set -a; if [ -f "$${BACKORDER_STATE_DIR:-.state}/infra.json" ]; then eval "$$($(INFRA) env)"; fi; set +a; \
+	$(PY) -m backbone.deadletters $(ARGS)
+
+# The Kubernetes manifests, rendered: make k8s OVERLAY=local (or base)
+k8s:
+	"$$(deploy/k8s/kustomize.sh)" build deploy/k8s/$(if $(filter base,$(OVERLAY)),base,overlays/$(or $(OVERLAY),local))
 
 # make rebuild SERVICE=order (or inventory, procurement, notifier): re-derive its read models from its log
 rebuild: infra-up

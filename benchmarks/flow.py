@@ -81,7 +81,7 @@ async def stock_skus(fleet: Fleet, skus: Sequence[str], scarce: set[str]) -> Non
 
     async def stock(sku: str) -> None:
         async with limits:
-            body = {"delta": 20 if sku in scarce else 1_000_000, "reason": "bench", "actor": "bench"}
+            body = {"delta": 20 if sku in scarce else 1_000_000, "reason": "bench"}
             response = await fleet.http.post(f"{inventory}/skus/{sku}/adjustments", json=body)
             response.raise_for_status()
 

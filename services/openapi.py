@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
+from backbone.auth import generate_secret
 from backbone.eventstore import EventStore
 from backbone.runtime import Service, ServiceContext, http_app
 
@@ -25,7 +26,9 @@ def service(name: str) -> Service:
 
 def document(svc: Service) -> dict[str, Any]:
     # Routes are only built here, never called: no database, broker or real settings behind them.
-    settings = svc.settings_type.model_construct(service_name=svc.name, database_url="postgresql://unused")
+    settings = svc.settings_type.model_construct(
+        service_name=svc.name, database_url="postgresql://unused", auth_token_secret=generate_secret()
+    )
     ctx = ServiceContext(settings, cast(Any, None), EventStore(svc.registry), cast(Any, None))
     return http_app(svc, ctx).openapi()
 

@@ -11,6 +11,7 @@ and the backorder rate.
 """
 
 import asyncio
+import os
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from typing import Any
 
 from infra import HOST, SERVICES, InfraInfo
 
+from backbone.auth import development_token
 from backbone.kafka import reliable_producer
 from backbone.testing.outsiders import Json, Outsiders, RunningServices, Warehouse
 from backbone.testing.waiting import eventually
@@ -212,9 +214,15 @@ async def main() -> int:
     if info is None:
         print("the infrastructure is not running: use `make demo`, which starts it", file=sys.stderr)
         return 1
+    # The services' secret, as `make run` gave it to them; the demo acts as one person in every role.
+    secret = info.env().get("AUTH_TOKEN_SECRET") or os.environ.get("AUTH_TOKEN_SECRET")
+    if not secret:
+        print("no AUTH_TOKEN_SECRET in the infrastructure's settings: run `make run` first", file=sys.stderr)
+        return 1
     run = f"demo{uuid.uuid4().hex[:5]}"
+    token = development_token(secret, "demo", ttl_seconds=3600)
     services = RunningServices(
-        {name: f"http://{HOST}:{port}" for name, port in SERVICES.items()}, "backorder."
+        {name: f"http://{HOST}:{port}" for name, port in SERVICES.items()}, "backorder.", token
     )
     producer = reliable_producer(info.kafka_bootstrap_servers)
     await producer.start()

@@ -5,9 +5,10 @@
 
 `up` starts a single-node Apache Kafka (KRaft, broker and controller in one process) from jars that Maven
 fetches, and a PostgreSQL server from the binaries of the pgserver package, both on 127.0.0.1; it then
-creates one role and one database per service and writes infra.json. `down` stops exactly the
-processes that `up` started. All state lives in BACKORDER_STATE_DIR (default: the git-ignored .state/
-folder at the project root); the Kafka jars are cached for all of them in ~/.cache/backorder.
+creates per service a database, its owner role and the service's runtime role, and writes infra.json.
+`down` stops exactly the processes that `up` started. All state lives in BACKORDER_STATE_DIR (default:
+the git-ignored .state/ folder at the project root), the generated passwords and AUTH_TOKEN_SECRET too
+(secrets.env, mode 600); the Kafka jars are cached for all of them in ~/.cache/backorder.
 Linux only: a process is recognised as ours through /proc.
 """
 
@@ -33,11 +34,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import credentials  # deploy/local/credentials.py: this folder is on sys.path when infra.py runs
 from aiokafka.admin import AIOKafkaAdminClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +60,7 @@ def cache_dir() -> Path:
 
 STATE_DIR = state_dir()
 INFRA_JSON = STATE_DIR / "infra.json"
+SECRETS_FILE = STATE_DIR / "secrets.env"  # generated once per state folder; `clean` deletes it
 LOCK_FILE = STATE_DIR / "infra.lock"
 
 KAFKA_POM = ROOT / "deploy" / "kafka" / "pom.xml"
@@ -99,7 +103,8 @@ PG_LOG = PG_DIR / "postgres.log"
 # The same script the postgres:16 container runs on first start, so both setups create identical roles.
 PG_INIT_SQL = ROOT / "deploy" / "postgres" / "init" / "10-service-databases.sql"
 PG_SUPERUSER = "postgres"
-PG_SUPERUSER_PASSWORD = "postgres"
+# What clusters initialised by earlier versions have; `up` replaces it by the generated one.
+PG_LEGACY_SUPERUSER_PASSWORD = "postgres"
 PG_FALLBACK_USER = "backorder-pg"
 
 HOST = "127.0.0.1"
@@ -138,48 +143,104 @@ class Settings:
         )
 
 
+def owner_role(service: str) -> str:
+    """Owns the service's database: runs its migrations and `rebuild` (DATABASE_MIGRATION_URL)."""
+    return f"backorder_{service}"
+
+
+def runtime_role(service: str) -> str:
+    """What the service runs as (DATABASE_URL): DML on its tables, the event store append-only."""
+    return f"backorder_{service}_app"
+
+
 @dataclasses.dataclass(frozen=True)
 class InfraInfo:
-    """Where the running servers listen; the content of .state/infra.json."""
+    """Where the running servers listen and with which credentials; the content of .state/infra.json."""
 
     kafka_bootstrap_servers: str
     pg_admin_url: str
-    database_urls: dict[str, str]
+    database_urls: dict[str, str]  # service -> its runtime role's URL (DATABASE_URL)
+    migration_urls: dict[str, str]  # service -> its database owner's URL (DATABASE_MIGRATION_URL)
+    auth_token_secret: str
 
     @classmethod
-    def for_ports(cls, kafka_port: int, pg_port: int) -> InfraInfo:
-        def url(user: str, password: str, database: str) -> str:
+    def for_ports(cls, kafka_port: int, pg_port: int, generated: Mapping[str, str]) -> InfraInfo:
+        """`generated`: the passwords and token secret of SECRETS_FILE (see load_secrets)."""
+
+        def url(user: str, database: str) -> str:
+            password = generated[credentials.password_key(user)]
             return f"postgresql://{user}:{password}@{HOST}:{pg_port}/{database}"
 
         return cls(
             kafka_bootstrap_servers=f"{HOST}:{kafka_port}",
-            pg_admin_url=url(PG_SUPERUSER, PG_SUPERUSER_PASSWORD, "postgres"),
-            # Development credentials: role, password and database all share one name.
-            database_urls={
-                name: url(f"backorder_{name}", f"backorder_{name}", f"backorder_{name}") for name in SERVICES
-            },
+            pg_admin_url=url(PG_SUPERUSER, "postgres"),
+            database_urls={name: url(runtime_role(name), owner_role(name)) for name in SERVICES},
+            migration_urls={name: url(owner_role(name), owner_role(name)) for name in SERVICES},
+            auth_token_secret=generated[credentials.AUTH_TOKEN_SECRET],
         )
 
     @classmethod
     def load(cls, path: Path = INFRA_JSON) -> InfraInfo | None:
+        """What `up` wrote; None when nothing runs (or an earlier version wrote it: `up` rewrites it)."""
         try:
             data = json.loads(path.read_text())
-        except FileNotFoundError:
+            return cls(
+                data["kafka_bootstrap_servers"],
+                data["pg_admin_url"],
+                dict(data["database_urls"]),
+                dict(data["migration_urls"]),
+                data["auth_token_secret"],
+            )
+        except (FileNotFoundError, KeyError):
             return None
-        return cls(data["kafka_bootstrap_servers"], data["pg_admin_url"], dict(data["database_urls"]))
 
     def save(self, path: Path = INFRA_JSON) -> None:
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        tmp.unlink(missing_ok=True)
+        # It holds passwords: private from its first byte.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
         tmp.replace(path)  # atomic, so a reader never sees half a file
+
+    def service_env(self, service: str) -> dict[str, str]:
+        """The settings a process of ours needs to run here: Kafka and the token secret for every one
+        (the console too), the two database URLs for a service with a database."""
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            "AUTH_TOKEN_SECRET": self.auth_token_secret,
+        }
+        if service in self.database_urls:
+            env["DATABASE_URL"] = self.database_urls[service]
+            env["DATABASE_MIGRATION_URL"] = self.migration_urls[service]
+        return env
 
     def env(self) -> dict[str, str]:
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
             "BACKORDER_PG_ADMIN_URL": self.pg_admin_url,
+            "AUTH_TOKEN_SECRET": self.auth_token_secret,
         }
-        env.update({f"{name.upper()}_DATABASE_URL": url for name, url in self.database_urls.items()})
+        for name in self.database_urls:
+            env[f"{name.upper()}_DATABASE_URL"] = self.database_urls[name]
+            env[f"{name.upper()}_DATABASE_MIGRATION_URL"] = self.migration_urls[name]
         return env
+
+
+def without_password(url: str) -> str:
+    """A database URL as it may be shown or put on a command line (which every user can read)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[2]}" if netloc[1] else parts.netloc))
+
+
+def load_secrets() -> dict[str, str]:
+    """This state folder's generated passwords and AUTH_TOKEN_SECRET, created on first use (mode 600)."""
+    try:
+        return credentials.ensure(SECRETS_FILE)
+    except ValueError as exc:
+        raise InfraError(str(exc)) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,12 +310,19 @@ def _require_free(ports: dict[int, str], component: str) -> None:
             )
 
 
-def _run(cmd: Sequence[object], what: str, timeout: float | None = None, cwd: Path | None = None) -> str:
+def _run(
+    cmd: Sequence[object],
+    what: str,
+    timeout: float | None = None,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
     args = [str(part) for part in cmd]
     try:
         done = subprocess.run(
             args,
             cwd=cwd,
+            env=env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -732,12 +800,13 @@ def _remove_stale_postmaster_pid() -> None:
         (PG_DATA / "postmaster.pid").unlink(missing_ok=True)
 
 
-def _initdb(bin_dir: Path, user: str | None) -> None:
+def _initdb(bin_dir: Path, user: str | None, password: str) -> None:
     if PG_DATA.exists():
         shutil.rmtree(PG_DATA)  # leftovers of an initdb that did not finish (PG_VERSION is written last)
     pwfile = PG_DIR / "superuser.pw"
-    pwfile.write_text(PG_SUPERUSER_PASSWORD + "\n")
-    pwfile.chmod(0o600)
+    pwfile.unlink(missing_ok=True)
+    os.close(os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # private before it has content
+    pwfile.write_text(password + "\n")
     _chown(user, pwfile)
     try:
         # C locale: byte-order collation, independent of the locales installed on this machine.
@@ -756,13 +825,15 @@ def _postgres_preflight(settings: Settings) -> tuple[str | None, Path]:
     return user, bin_dir
 
 
-def _start_postgres(settings: Settings, user: str | None, bin_dir: Path, deadline: float) -> None:
+def _start_postgres(
+    settings: Settings, user: str | None, bin_dir: Path, superuser_password: str, deadline: float
+) -> None:
     _prepare_pg_dir(user)
     PG_SOCKET_DIR.mkdir(parents=True, exist_ok=True)
     # The server user writes its log, socket and data here.
     _chown(user, PG_DIR, PG_SOCKET_DIR, PG_LOG)
     if not (PG_DATA / "PG_VERSION").exists():
-        _initdb(bin_dir, user)
+        _initdb(bin_dir, user, superuser_password)
     _remove_stale_postmaster_pid()
     # A Unix socket path longer than 107 bytes cannot be bound; then go TCP-only rather than fail.
     socket_dir = str(PG_SOCKET_DIR) if len(f"{PG_SOCKET_DIR}/.s.PGSQL.{settings.pg_port}") <= 107 else ""
@@ -779,6 +850,8 @@ def _start_postgres(settings: Settings, user: str | None, bin_dir: Path, deadlin
 
 
 def _wait_for_postgres(url: str, deadline: float) -> None:
+    """Wait until the superuser can connect with `url`; asyncpg.InvalidPasswordError if it never will."""
+
     async def probe() -> None:
         conn = await asyncpg.connect(url, timeout=5)
         try:
@@ -793,6 +866,8 @@ def _wait_for_postgres(url: str, deadline: float) -> None:
         try:
             asyncio.run(probe())
             return
+        except asyncpg.InvalidPasswordError:
+            raise  # the server answers; waiting would not change its mind
         except Exception as exc:  # not accepting connections yet
             last_error = _describe(exc)
             time.sleep(0.3)
@@ -801,24 +876,61 @@ def _wait_for_postgres(url: str, deadline: float) -> None:
     )
 
 
-def _provision_databases(info: InfraInfo) -> None:
-    """Create the per-service roles and databases (idempotent), then prove each service URL works."""
+def _adopt_superuser_password(info: InfraInfo) -> None:
+    """The cluster rejected the generated superuser password: one that an earlier version initialised
+    (password "postgres") gets the generated one; any other cluster is not ours to change."""
+    password = urlsplit(info.pg_admin_url).password or ""
+    legacy = info.pg_admin_url.replace(f":{password}@", f":{PG_LEGACY_SUPERUSER_PASSWORD}@", 1)
+
+    async def adopt() -> None:
+        conn = await asyncpg.connect(legacy, timeout=10)
+        try:
+            statement = await conn.fetchval(
+                "SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)", PG_SUPERUSER, password
+            )
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(adopt())
+    except asyncpg.InvalidPasswordError:
+        raise InfraError(
+            f"PostgreSQL on {urlsplit(info.pg_admin_url).netloc.rpartition('@')[2]} refuses the superuser "
+            f"password of {shown(SECRETS_FILE)}: the cluster in {PG_DATA} has another "
+            f"one. Put that one back in the file, or `infra.py clean` to start afresh (deletes the data)"
+        ) from None
+    print(f"note: the PostgreSQL superuser's password is now the generated one of {shown(SECRETS_FILE)}")
+
+
+def _provision_databases(info: InfraInfo, generated: Mapping[str, str]) -> None:
+    """Create the per-service roles and databases and set their passwords (idempotent), then prove that
+    each role logs in."""
     psql = _pg_bin() / "psql"
+    # Passwords go through the environment (the init script's \getenv), never the command line.
+    env = {
+        **os.environ,
+        **{key: generated[key] for key in credentials.role_keys()},
+        "PGPASSWORD": generated[credentials.SUPERUSER_PASSWORD],
+    }
+    admin = without_password(info.pg_admin_url)
     _run(
-        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", info.pg_admin_url, "-f", PG_INIT_SQL],
+        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin, "-f", PG_INIT_SQL],
         what="creating the service databases",
+        env=env,
     )
 
     async def check() -> None:
-        for name, url in info.database_urls.items():
-            try:
-                conn = await asyncpg.connect(url, timeout=10)
-            except Exception as exc:
-                raise InfraError(
-                    f"the {name} service cannot connect with {url}: {exc} "
-                    f"(does {PG_INIT_SQL.relative_to(ROOT)} create backorder_{name}?)"
-                ) from None
-            await conn.close()
+        for name in info.database_urls:
+            for url in (info.database_urls[name], info.migration_urls[name]):
+                try:
+                    conn = await asyncpg.connect(url, timeout=10)
+                except Exception as exc:
+                    raise InfraError(
+                        f"the {name} service cannot connect with {without_password(url)}: {exc} "
+                        f"(does {shown(PG_INIT_SQL)} create that role?)"
+                    ) from None
+                await conn.close()
 
     asyncio.run(check())
 
@@ -858,6 +970,7 @@ def up(timeout: float | None = None, settings: Settings | None = None) -> InfraI
     settings = settings or Settings.from_env()
     timeout = settings.timeout if timeout is None else timeout
     with _lock():
+        generated = load_secrets()
         kafka_pid, pg_running = _kafka_pid(), _postmaster() is not None
         if kafka_pid is None or not pg_running:
             INFRA_JSON.unlink(missing_ok=True)  # it describes servers that run again only once this succeeds
@@ -869,11 +982,11 @@ def up(timeout: float | None = None, settings: Settings | None = None) -> InfraI
         # Wait clocks start once the processes are launched: the one-off Maven download is not counted.
         deadline = time.monotonic() + timeout
         if pg_launch is not None:
-            _start_postgres(settings, *pg_launch, deadline)
+            _start_postgres(settings, *pg_launch, generated[credentials.SUPERUSER_PASSWORD], deadline)
         running_pg = _postmaster()
         pg_port = running_pg[1] if running_pg else settings.pg_port
         kafka_address = _kafka_address() or f"{HOST}:{settings.kafka_port}"
-        info = InfraInfo.for_ports(int(kafka_address.rsplit(":", 1)[1]), pg_port)
+        info = InfraInfo.for_ports(int(kafka_address.rsplit(":", 1)[1]), pg_port, generated)
         for what, actual, wanted in (
             ("Kafka", kafka_address, f"{HOST}:{settings.kafka_port}"),
             ("PostgreSQL", f"{HOST}:{pg_port}", f"{HOST}:{settings.pg_port}"),
@@ -883,8 +996,11 @@ def up(timeout: float | None = None, settings: Settings | None = None) -> InfraI
                     f"note: {what} was already running on {actual}, not {wanted}; `down` first to move it",
                     file=sys.stderr,
                 )
-        _wait_for_postgres(info.pg_admin_url, deadline)
-        _provision_databases(info)
+        try:
+            _wait_for_postgres(info.pg_admin_url, deadline)
+        except asyncpg.InvalidPasswordError:
+            _adopt_superuser_password(info)
+        _provision_databases(info, generated)
         _wait_for_kafka(kafka_pid, info.kafka_bootstrap_servers, deadline)
         info.save()
         return info
@@ -927,9 +1043,10 @@ def _print_summary(info: InfraInfo, seconds: float) -> None:
     print(f"infrastructure ready in {seconds:.1f} s")
     print(f"  Kafka       {kafka.address}  pid {kafka.pid}, log {shown(KAFKA_LOG)}")
     print(f"  PostgreSQL  {postgres.address}  pid {postgres.pid}, log {shown(PG_LOG)}")
-    print(f"    admin        {info.pg_admin_url}")
+    print(f"    admin        {without_password(info.pg_admin_url)}")
     for name, url in info.database_urls.items():
-        print(f"    {name:<12} {url}")
+        print(f"    {name:<12} {without_password(url)}  (migrations, rebuild: {owner_role(name)})")
+    print(f"  passwords and AUTH_TOKEN_SECRET in {shown(SECRETS_FILE)} (mode 600)")
     print(f"  written to {shown(INFRA_JSON)}; `infra.py env` prints them as export lines")
 
 
@@ -963,7 +1080,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if all(state.running for state in states.values()) else 3
         elif args.command == "env":
             settings = Settings.from_env()
-            info = InfraInfo.load() or InfraInfo.for_ports(settings.kafka_port, settings.pg_port)
+            info = InfraInfo.load() or InfraInfo.for_ports(
+                settings.kafka_port, settings.pg_port, load_secrets()
+            )
             for key, value in info.env().items():
                 print(f"export {key}={shlex.quote(value)}")
     except InfraError as exc:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Run the four services on this machine against the servers of `infra.py up`, under a supervisor.
+"""Run the four services and the console (the operations board) on this machine against the servers of
+`infra.py up`, under a supervisor.
 
     python deploy/local/services.py start|stop|status|rebuild <service>
 
@@ -11,7 +12,11 @@ and restarts one that exits with a backoff (1 s, doubling up to 30 s; back to 1 
 which `status` shows. `stop` stops the supervisor, which stops the services; whatever is left (say, after
 the supervisor was SIGKILLed) is stopped by its pid. A mail sink (a real SMTP server on 127.0.0.1:1025
 keeping messages in <state>/mail, listed at http://127.0.0.1:8025/messages) stands in for the shop's mail
-relay, so the notifier's e-mails can be read; it is supervised like the services.
+relay, so the notifier's e-mails can be read; it is supervised like the services. So is the console
+(`python -m services.console` on 127.0.0.1:8005), which reads the services' APIs: once everything answers,
+`start` prints the board's address with a development token in its fragment, and the token itself.
+Every process gets the infrastructure's AUTH_TOKEN_SECRET (infra.json), so the services accept the
+tokens the console and the development token are signed with.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ POLL_SECONDS = 0.5
 MAIL_SMTP_PORT = 1025
 MAIL_HTTP_PORT = 8025
 MAILDIR = STATE_DIR / "mail"
+CONSOLE_PORT = 8005
+DEV_TOKEN_TTL_SECONDS = 12 * 3600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,12 +104,19 @@ MAIL_SINK = Service(
 )
 # Settings a service needs on this machine beyond its database and Kafka.
 _LOCAL_ENV = {"notifier": (("SMTP_HOST", HOST), ("SMTP_PORT", str(MAIL_SMTP_PORT)))}
+CONSOLE = Service(
+    "console",
+    CONSOLE_PORT,
+    "services.console",
+    env=tuple((f"CONSOLE_{name.upper()}_URL", f"http://{HOST}:{port}") for name, port in SERVICES.items()),
+)
 ALL = [
     MAIL_SINK,
     *(
         Service(name, port, f"services.{name}", env=_LOCAL_ENV.get(name, ()))
         for name, port in SERVICES.items()
     ),
+    CONSOLE,
 ]
 
 
@@ -148,6 +162,20 @@ def _read_supervisor_state() -> dict[str, Any]:
 # ---------------------------------------------------------------- the supervisor process
 
 
+def environment(service: Service, info: InfraInfo) -> dict[str, str]:
+    """What a process of ours runs with: ours on top of the caller's environment."""
+    return {
+        **os.environ,
+        "SERVICE_NAME": service.name,
+        "HTTP_HOST": HOST,
+        "HTTP_PORT": str(service.port),
+        "PYTHONUNBUFFERED": "1",  # so the log shows what happened right before a crash
+        # Kafka, AUTH_TOKEN_SECRET and (for a service) its two database URLs.
+        **info.service_env(service.name),
+        **dict(service.env),
+    }
+
+
 def _spawn(service: Service, restart: bool) -> subprocess.Popen[bytes]:
     """Start one service process; raise InfraError when it cannot be started right now."""
     info = InfraInfo.load()  # read again each time: the infrastructure may have been restarted since
@@ -155,17 +183,7 @@ def _spawn(service: Service, restart: bool) -> subprocess.Popen[bytes]:
         raise InfraError(f"{infra.INFRA_JSON} is missing: run `python deploy/local/infra.py up`")
     if infra.port_in_use(service.port):
         raise InfraError(f"{HOST}:{service.port} is taken by another process; {service.name} needs it")
-    env = {
-        **os.environ,
-        "SERVICE_NAME": service.name,
-        "HTTP_HOST": HOST,
-        "HTTP_PORT": str(service.port),
-        "KAFKA_BOOTSTRAP_SERVERS": info.kafka_bootstrap_servers,
-        "PYTHONUNBUFFERED": "1",  # so the log shows what happened right before a crash
-        **dict(service.env),
-    }
-    if service.name in info.database_urls:
-        env["DATABASE_URL"] = info.database_urls[service.name]
+    env = environment(service, info)
     if restart:
         # Appended, so the lines that led to the crash stay right above the new start.
         with service.log.open("ab") as log:
@@ -421,7 +439,32 @@ def start(timeout: float = DEFAULT_TIMEOUT) -> list[str]:
         else:
             log = infra.shown(service.log)
             print(f"{service.name:<12} http://{HOST}:{service.port}  pid {service.pid()}, log {log}")
+    info = InfraInfo.load()
+    if CONSOLE.built and info is not None:
+        print()
+        print(board_address(info, board_up=not any(p.startswith(f"{CONSOLE.name} ") for p in problems)))
     return problems
+
+
+def development_token(info: InfraInfo) -> str:
+    """A token with all four roles, signed with this installation's AUTH_TOKEN_SECRET."""
+    from backbone.auth import development_token as mint  # the venv's; only `start` needs it
+
+    return mint(info.auth_token_secret, ttl_seconds=DEV_TOKEN_TTL_SECONDS)
+
+
+def board_address(info: InfraInfo, board_up: bool = True) -> str:
+    """What `start` prints last: the board's address with a development token, and the token."""
+    token = development_token(info)
+    hours = DEV_TOKEN_TTL_SECONDS // 3600
+    # In the fragment the token stays in the browser: no server ever receives it in a URL.
+    board = f"{'board':<12} http://{HOST}:{CONSOLE_PORT}/#token={token}\n" if board_up else ""
+    return (
+        f"{board}{'token':<12} {token}\n"
+        f"{'':<12} a development token (roles staff, support, checkout, reader; valid {hours} h), sent as\n"
+        f"{'':<12} `Authorization: Bearer <token>`. Others: AUTH_TOKEN_SECRET=... python -m backbone.auth\n"
+        f"{'':<12} token --role reader (the secret is in {infra.shown(infra.SECRETS_FILE)})"
+    )
 
 
 def stop(grace: float = STOP_GRACE_SECONDS) -> list[str]:
@@ -474,7 +517,8 @@ def rebuild(name: str) -> int:
     info = InfraInfo.load()
     if info is None or name not in info.database_urls:
         raise InfraError(f"no database for {name!r}: run `python deploy/local/infra.py up` first")
-    env = {**os.environ, "SERVICE_NAME": name, "DATABASE_URL": info.database_urls[name]}
+    # Its owner runs the migrations and the rebuild (DATABASE_MIGRATION_URL); settings need the secret too.
+    env = {**os.environ, "SERVICE_NAME": name, **info.service_env(name)}
     return subprocess.run([_python(), "-m", f"services.{name}", "rebuild"], cwd=ROOT, env=env).returncode
 
 

@@ -1,28 +1,37 @@
-"""The command line every service has: `python -m services.<name> [rebuild]`.
+"""The command line every service has: `python -m services.<name> [migrate|rebuild]`.
 
-Without arguments the service runs (settings from the environment). `rebuild` applies the migrations,
-then truncates the service's read models and re-derives them from its event log in one transaction (a
-live instance's writers wait for it, then write over the rebuilt rows with their newer state).
+Without arguments the service runs (settings from the environment); it migrates at start as
+DATABASE_MIGRATION_URL (the owner) or, given only DATABASE_URL (the runtime role), verifies that nothing
+is pending and refuses to start otherwise. `migrate` applies the pending migrations as the owner and ends
+(a Kubernetes initContainer runs it, so that the service's own container never holds the owner's
+password). `rebuild` applies the migrations, then truncates the service's read models and re-derives
+them from its event log in one transaction (a live instance's writers wait for it, then write over the
+rebuilt rows with their newer state).
 """
 
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Self, TypeVar
 
 import asyncpg
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from backbone.db import BACKBONE_MIGRATIONS, migrate, migration_files
+from backbone.db import BACKBONE_MIGRATIONS, MigrationsPending, migrate, migration_files
 from backbone.eventstore import EventStore
-from backbone.runtime import Service, run_service
+from backbone.log import configure_logging
+from backbone.runtime import Service, run_service, until_ready
 from backbone.settings import ServiceSettings
+
+S = TypeVar("S", bound=BaseSettings)
 
 # Rebuilds the read models inside the given transaction; returns a one-line summary for the operator.
 Rebuild = Callable[[asyncpg.Connection, EventStore, Any], Awaitable[str]]
 
 
 async def rebuild(service: Service, settings: ServiceSettings, rebuild_read_models: Rebuild) -> None:
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await asyncpg.connect(settings.migration_url)  # the owner: migrations, then truncating read models
     try:
         await migrate(conn, migration_files(BACKBONE_MIGRATIONS, service.migrations))
         async with conn.transaction():
@@ -32,11 +41,77 @@ async def rebuild(service: Service, settings: ServiceSettings, rebuild_read_mode
         await conn.close()
 
 
+class MigrationSettings(BaseSettings):
+    """All `migrate` reads: the container that runs it needs the owner's URL and no other secret (no
+    token secret, no Kafka password, no runtime role)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True, hide_input_in_errors=True)
+
+    database_url: str | None = Field(default=None, description="Used when DATABASE_MIGRATION_URL is unset")
+    database_migration_url: str | None = Field(
+        default=None, description="The role that owns the database and runs the migrations"
+    )
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _has_a_database(self) -> Self:
+        if not (self.database_migration_url or self.database_url):
+            raise ValueError("set DATABASE_MIGRATION_URL (the database's owner)")
+        return self
+
+    @property
+    def migration_url(self) -> str:
+        url = self.database_migration_url or self.database_url
+        assert url is not None  # _has_a_database
+        return url
+
+
+async def apply_migrations(service: Service, settings: MigrationSettings) -> list[str]:
+    """`migrate`: apply what is pending as the owner, waiting for the database like a service at start
+    (an initContainer may start before PostgreSQL answers). Prints the names applied."""
+    configure_logging(service.name, settings.log_level)
+    files = migration_files(BACKBONE_MIGRATIONS, service.migrations)
+
+    async def attempt() -> list[str]:
+        conn = await asyncpg.connect(settings.migration_url, timeout=10)
+        try:
+            return await migrate(conn, files, service=service.name)
+        finally:
+            await conn.close(timeout=5)
+
+    applied = await until_ready("the database (migrations)", attempt)
+    for name in applied:
+        print(f"applied {name}")
+    print(f"migrations: {len(applied)} applied now, {len(files) - len(applied)} before")
+    return applied
+
+
+def settings_or_exit(service: Service) -> ServiceSettings:
+    """The settings from the environment, or exit with what is wrong (no traceback: it is configuration,
+    and the values are left out because they may be secrets)."""
+    return _settings_or_exit(service.name, service.settings_type)
+
+
+def _settings_or_exit(name: str, settings_type: type[S]) -> S:
+    try:
+        return settings_type()
+    except ValidationError as e:
+        problems = "\n".join(
+            f"  {'.'.join(map(str, err['loc'])).upper() or '(settings)'}: {err['msg']}" for err in e.errors()
+        )
+        sys.exit(f"the {name} service's settings are invalid:\n{problems}")
+
+
 def main(service: Service, rebuild_read_models: Rebuild, usage: str | None) -> None:
-    match sys.argv[1:]:
-        case []:
-            asyncio.run(run_service(service, service.settings_type()))
-        case ["rebuild"]:
-            asyncio.run(rebuild(service, service.settings_type(), rebuild_read_models))
-        case _:
-            sys.exit(usage)
+    try:
+        match sys.argv[1:]:
+            case []:
+                asyncio.run(run_service(service, settings_or_exit(service)))
+            case ["migrate"]:
+                asyncio.run(apply_migrations(service, _settings_or_exit(service.name, MigrationSettings)))
+            case ["rebuild"]:
+                asyncio.run(rebuild(service, settings_or_exit(service), rebuild_read_models))
+            case _:
+                sys.exit(usage)
+    except MigrationsPending as e:  # configuration, not a bug: the message says what to run
+        sys.exit(f"the {service.name} service: {e}")

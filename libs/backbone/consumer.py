@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from backbone import business_keys, inbox
+from backbone import business_keys, inbox, tracing
 from backbone.backoff import Backoff
 from backbone.contracts import REGISTRY, DecodeError, Envelope, EventRegistry, Topic
 from backbone.contracts.limits import check_event_size
@@ -37,6 +37,7 @@ from backbone.deadletter import DeadLetter, send_dead_letters
 from backbone.eventstore import ConcurrencyError
 from backbone.health import HealthReport
 from backbone.kafka import reliable_producer
+from backbone.metrics import ServiceMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -123,13 +124,16 @@ class ConsumerLoop:
         registry: EventRegistry = REGISTRY,
         batch_size: int = 500,
         handles: Collection[str] | None = None,
+        metrics: ServiceMetrics | None = None,
+        client_options: Mapping[str, Any] | None = None,
         **consumer_options: Any,
     ) -> None:
         """`handles`: the event types the handler acts on. A message whose event_type header names another
         known type of its topic is acknowledged without its body being parsed (the topics carry many events
         a service ignores, and parsing is most of a consumer's cost); one without the header is parsed and
         handled as usual. `dead_letter_producer`: None gives the loop its own, not idempotent (see
-        backbone.deadletter)."""
+        backbone.deadletter). `client_options`: backbone.kafka.client_options(), for every client it makes."""
+        security = dict(client_options or {})
         self._consumer = AIOKafkaConsumer(
             *topics,
             bootstrap_servers=bootstrap_servers,
@@ -137,12 +141,15 @@ class ConsumerLoop:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=batch_size,
+            **security,
             **consumer_options,
         )
         self._pool = pool
         self._handler = handler
         self._own_dlq = dead_letter_producer is None
-        self._dlq = dead_letter_producer or reliable_producer(bootstrap_servers, enable_idempotence=False)
+        self._dlq = dead_letter_producer or reliable_producer(
+            bootstrap_servers, enable_idempotence=False, **security
+        )
         self._service = service
         self._registry = registry
         self._batch_size = batch_size
@@ -154,6 +161,7 @@ class ConsumerLoop:
         self.applied = 0  # events applied for the first time (for benchmarks and health)
         self.replayed = 0  # new event ids for business facts already applied (backbone.business_keys)
         self.dead_lettered = 0
+        self._metrics = metrics
 
     async def run(self) -> None:
         """Consume until cancelled."""
@@ -197,7 +205,22 @@ class ConsumerLoop:
                 self._verdicts[key] = verdict
         return verdict
 
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Messages behind the end offset per assigned partition: the broker's end offsets against the
+        consumer's own positions (the next offset it hands out; at most one batch ahead of what is
+        applied). Asked afresh each time, so a partition that moved away and came back is not judged by
+        an old figure."""
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return {}
+        ends = await self._consumer.end_offsets(assigned)
+        return {
+            (tp.topic, tp.partition): max(0, ends[tp] - await self._consumer.position(tp)) for tp in assigned
+        }
+
     async def process(self, records: Sequence[Record]) -> None:
+        started = time.perf_counter()
+        before = (self.applied, self.skipped, self.replayed, self.dead_lettered)
         decoded: list[tuple[Record, Envelope[Any]]] = []
         dead: list[DeadLetter] = []
         for record in records:
@@ -212,19 +235,48 @@ class ConsumerLoop:
         if dead:
             await send_dead_letters(self._dlq, self._service, dead, health=self.health)
             self.dead_lettered += len(dead)
+        if self._metrics is not None:
+            self._observe(records, before, time.perf_counter() - started)
+
+    def _observe(self, records: Sequence[Record], before: tuple[int, int, int, int], seconds: float) -> None:
+        assert self._metrics is not None
+        m = self._metrics
+        m.batch_size.observe(len(records))
+        m.batch_seconds.observe(seconds)
+        per_topic: dict[str, int] = {}
+        for record in records:
+            per_topic[record.topic] = per_topic.get(record.topic, 0) + 1
+        for topic, count in per_topic.items():
+            m.messages.labels(topic=topic).inc(count)
+        applied, skipped, replayed, dead = (
+            now - then
+            for now, then in zip(
+                (self.applied, self.skipped, self.replayed, self.dead_lettered), before, strict=True
+            )
+        )
+        duplicates = len(records) - applied - skipped - replayed - dead
+        for outcome, count in (
+            ("applied", applied),
+            ("skipped", skipped),
+            ("replayed", replayed),
+            ("dead_lettered", dead),
+            ("duplicate", duplicates),
+        ):
+            if count:
+                m.events.labels(outcome=outcome).inc(count)
 
     async def _apply(self, decoded: Sequence[tuple[Record, Envelope[Any]]]) -> list[DeadLetter]:
         if not decoded:
             return []
         try:
-            await self._with_retries([e for _, e in decoded])
+            await self._traced(decoded)
             return []
         except Exception as e:
             log.warning("batch failed; applying its messages one by one", error=repr(e), size=len(decoded))
         dead = []
         for record, envelope in decoded:
             try:
-                await self._with_retries([envelope])
+                await self._traced([(record, envelope)])
             except business_keys.BusinessKeyConflict as e:
                 log.warning("business key reused with other content", event_id=str(envelope.event_id))
                 dead.append(DeadLetter(record, str(e)))
@@ -237,6 +289,16 @@ class ConsumerLoop:
                 )
                 dead.append(DeadLetter(record, f"handler failed: {type(e).__name__}: {e}"))
         return dead
+
+    async def _traced(self, decoded: Sequence[tuple[Record, Envelope[Any]]]) -> None:
+        """_with_retries, continuing each message's trace (when traces are on)."""
+        messages = (
+            [(r.topic, e.event_type, e.correlation_id, r.headers) for r, e in decoded]
+            if tracing.enabled()
+            else []
+        )
+        with tracing.consuming(self._service, messages):
+            await self._with_retries([e for _, e in decoded])
 
     async def _with_retries(self, envelopes: Sequence[Envelope[Any]]) -> None:
         """Apply in one transaction; an outage is waited out however long it lasts, conflicts are retried

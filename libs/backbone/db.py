@@ -65,19 +65,45 @@ def migration_files(*folders: Path) -> list[tuple[str, Path]]:
     ]
 
 
-async def migrate(conn: asyncpg.Connection, files: Sequence[tuple[str, Path]]) -> list[str]:
-    """Apply, each in its own transaction, the files not applied before. Returns the names applied."""
+class MigrationsPending(Exception):
+    """Migrations wait to be applied, and the connected role may not apply them: a service running as its
+    runtime role where the owner migrates beforehand (`python -m services.<name> migrate`)."""
+
+    def __init__(self, pending: Sequence[str], service: str | None = None) -> None:
+        self.pending = list(pending)
+        command = f"python -m services.{service or '<name>'} migrate"
+        super().__init__(
+            f"migrations pending ({', '.join(self.pending)}); run `{command}` with DATABASE_MIGRATION_URL"
+            f" (the owner) first"
+        )
+
+
+async def migrate(
+    conn: asyncpg.Connection, files: Sequence[tuple[str, Path]], *, service: str | None = None
+) -> list[str]:
+    """Apply, each in its own transaction, the files not applied before. Returns the names applied.
+
+    With nothing pending it changes nothing, so the runtime role (no CREATE on the schema, SELECT only
+    on schema_migrations) may call it to verify that the owner has migrated; with something pending
+    and a role that may not apply it, it raises MigrationsPending (`service` names the command to run).
+    """
     applied: list[str] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)  # waits for a migrating owner
     try:
+        recorded = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        done = (
+            {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")} if recorded else set()
+        )
+        pending = [(name, path) for name, path in files if name not in done]
+        if not pending:
+            return applied
+        if not await _may_migrate(conn, recorded):
+            raise MigrationsPending([name for name, _ in pending], service)
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations"
             " (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
-        for name, path in files:
-            if name in done:
-                continue
+        for name, path in pending:
             async with conn.transaction():
                 await conn.execute(path.read_text())
                 await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
@@ -86,6 +112,14 @@ async def migrate(conn: asyncpg.Connection, files: Sequence[tuple[str, Path]]) -
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
     return applied
+
+
+async def _may_migrate(conn: asyncpg.Connection, recorded: bool) -> bool:
+    """Whether the connected role may create tables and record what it applied: the owner may, the
+    runtime role may not (deploy/postgres/init/include/service-privileges.sql)."""
+    creates = await conn.fetchval("SELECT has_schema_privilege(current_schema(), 'CREATE')")
+    records = not recorded or await conn.fetchval("SELECT has_table_privilege('schema_migrations', 'INSERT')")
+    return bool(creates and records)
 
 
 def columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:

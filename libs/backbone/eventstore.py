@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from backbone import tracing
 from backbone.contracts import REGISTRY, Envelope, EventRegistry
 
 
@@ -44,9 +45,9 @@ FROM unnest($1::text[]) AS s(stream_id)
 _INSERT = """
 WITH inserted AS (
     INSERT INTO event_store (stream_id, stream_version, event_id, event_type, schema_version,
-                             correlation_id, topic, partition_key, body)
+                             correlation_id, topic, partition_key, body, traceparent)
     SELECT * FROM unnest($1::text[], $2::int[], $3::uuid[], $4::text[], $5::int[],
-                         $6::text[], $7::text[], $8::text[], $9::jsonb[])
+                         $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::text[])
     RETURNING global_position, topic
 )
 INSERT INTO outbox (global_position)
@@ -87,7 +88,7 @@ class EventStore:
         ]
         if stale:
             raise ConcurrencyError("; ".join(stale))
-        columns: list[list[Any]] = [[] for _ in range(9)]
+        columns: list[list[Any]] = [[] for _ in range(10)]
         for a in appends:
             for offset, e in enumerate(a.events, start=1):
                 row = (
@@ -100,6 +101,7 @@ class EventStore:
                     e.payload.topic.value if e.payload.topic else None,
                     e.key,
                     e.model_dump_json(),
+                    tracing.traceparent_for(e.correlation_id),
                 )
                 for column, value in zip(columns, row, strict=True):
                     column.append(value)

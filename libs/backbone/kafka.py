@@ -2,15 +2,37 @@
 
 import asyncio
 from collections.abc import Iterable
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.helpers import create_ssl_context
 
 from backbone.health import HealthReport
+from backbone.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """The security keyword arguments of every aiokafka client (producer, consumer, admin) for these
+    settings: nothing for PLAINTEXT, TLS with the brokers' CA and/or SASL (SCRAM) credentials otherwise."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile)
+    if protocol.startswith("SASL"):
+        assert settings.kafka_sasl_password is not None  # the settings' validator made sure
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": settings.kafka_sasl_password.get_secret_value(),
+        }
+    return options
 
 
 def reliable_producer(bootstrap_servers: str, **overrides: object) -> AIOKafkaProducer:
@@ -29,10 +51,14 @@ def reliable_producer(bootstrap_servers: str, **overrides: object) -> AIOKafkaPr
 
 
 async def ensure_topics(
-    bootstrap_servers: str, names: Iterable[str], partitions: int, replication_factor: int
+    bootstrap_servers: str,
+    names: Iterable[str],
+    partitions: int,
+    replication_factor: int,
+    **options: Any,
 ) -> None:
-    """Create missing topics; an existing topic is left as it is."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    """Create missing topics; an existing topic is left as it is. `options`: client_options()."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **options)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -56,9 +82,9 @@ async def ensure_topics(
         await admin.close()
 
 
-async def started_producer(bootstrap_servers: str) -> AIOKafkaProducer:
+async def started_producer(bootstrap_servers: str, **options: Any) -> AIOKafkaProducer:
     """A started reliable producer; raises KafkaError (leaving nothing open) if the broker does not answer."""
-    producer = reliable_producer(bootstrap_servers)
+    producer = reliable_producer(bootstrap_servers, **options)
     try:
         await producer.start()
     except BaseException:

@@ -25,6 +25,7 @@ event the broker refuses after later events of its key were already in flight ca
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,10 +42,12 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
+from backbone import tracing
 from backbone.backoff import Backoff
 from backbone.contracts.envelope import event_headers
 from backbone.db import DATABASE_UNAVAILABLE
 from backbone.health import HealthReport
+from backbone.metrics import ServiceMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +60,7 @@ _UNPUBLISHABLE = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidTopi
 
 _PENDING = """
 SELECT o.global_position, e.topic, e.partition_key, e.body::text AS body,
-       e.event_type, e.schema_version, e.event_id, e.correlation_id
+       e.event_type, e.schema_version, e.event_id, e.correlation_id, e.traceparent
 FROM outbox o JOIN event_store e USING (global_position)
 WHERE NOT EXISTS (
     SELECT 1 FROM parked_events p WHERE p.topic = e.topic AND p.partition_key = e.partition_key
@@ -92,6 +95,7 @@ class OutboxRelay:
         idle_poll_seconds: float = 1.0,
         max_backoff_seconds: float = 5.0,
         ack_patience_seconds: float = 5.0,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self._dsn = dsn
         self._producer = producer
@@ -101,6 +105,7 @@ class OutboxRelay:
         self._max_backoff = max_backoff_seconds
         self._ack_patience = ack_patience_seconds  # acks slower than this: reported as waiting for Kafka
         self._wake = asyncio.Event()
+        self._metrics = metrics
         self.health = HealthReport()
         self.published = 0
         self.parked = 0
@@ -170,6 +175,7 @@ class OutboxRelay:
         rows = await conn.fetch(_PENDING, self._batch_size)
         if not rows:
             return 0
+        started = time.perf_counter()
         in_flight: list[tuple[asyncpg.Record, asyncio.Future[Any]]] = []
         parked: list[tuple[asyncpg.Record, str]] = []
         held: set[tuple[str, str]] = set()  # keys with an event parked in this round
@@ -196,8 +202,13 @@ class OutboxRelay:
                 parked.append((r, f"refused by Kafka: {type(ack).__name__}: {ack}"))
             elif failure is None:
                 failure = ack
+        if self._metrics is not None and in_flight:
+            self._metrics.publish_seconds.observe(time.perf_counter() - started)
         await self._settle(conn, published, parked)
         self.published += len(published)
+        if self._metrics is not None:
+            self._metrics.published.inc(len(published))
+            self._metrics.parked_total.inc(len(parked))
         if failure is not None:
             raise failure if isinstance(failure, KafkaError) else KafkaError(repr(failure))
         return len(rows)
@@ -220,9 +231,13 @@ class OutboxRelay:
             raise Unpublishable(f"invalid topic name {topic!r}")
         headers = event_headers(r["event_type"], r["schema_version"], r["event_id"], r["correlation_id"])
         try:
-            return await self._producer.send(
-                topic, value=r["body"].encode(), key=r["partition_key"].encode(), headers=headers
-            )
+            with tracing.publishing(topic, r["event_type"], r["traceparent"]) as trace_headers:
+                return await self._producer.send(
+                    topic,
+                    value=r["body"].encode(),
+                    key=r["partition_key"].encode(),
+                    headers=headers + trace_headers,
+                )
         except MessageSizeTooLargeError as e:
             raise Unpublishable(f"too large: {e}") from e
         except UnknownTopicOrPartitionError:

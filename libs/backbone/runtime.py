@@ -21,26 +21,28 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
 import structlog
 import uvicorn
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ConfigDict, Field
 
-from backbone import outbox
+from backbone import auth, outbox, tracing
 from backbone.backoff import Backoff
 from backbone.consumer import ConsumerLoop, Handler
 from backbone.contracts import REGISTRY, EventPayload, EventRegistry, Topic, dead_letter_topic
 from backbone.db import BACKBONE_MIGRATIONS, DATABASE_UNAVAILABLE, create_pool, migrate, migration_files
 from backbone.eventstore import EventStore
 from backbone.health import OK, ComponentHealth, HealthReport
-from backbone.kafka import KafkaProbe, ensure_topics, started_producer
+from backbone.kafka import KafkaProbe, client_options, ensure_topics, started_producer
 from backbone.log import configure_logging
+from backbone.metrics import HttpMetrics, Readings, ServiceMetrics
 from backbone.outbox import OutboxRelay
 from backbone.settings import ServiceSettings
 
@@ -61,6 +63,7 @@ class ServiceContext:
     pool: asyncpg.Pool
     store: EventStore
     producer: AIOKafkaProducer
+    metrics: ServiceMetrics = field(default_factory=lambda: ServiceMetrics("unnamed"))
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class Service:
     # The consumed events the handler acts on; the loop skips the others unparsed. None: parse everything.
     handles: Collection[type[EventPayload]] | None = None
     background: Sequence[Callable[[ServiceContext], Awaitable[None]]] = field(default_factory=tuple)
+    # The service's business gauges, read at each scrape of /metrics (bounded queries of its own tables).
+    readings: Readings | None = None
 
 
 # --- the health of background jobs --------------------------------------------------------------------------
@@ -143,41 +148,57 @@ class _Server(uvicorn.Server):
         yield  # signals are ours (run_service): uvicorn would re-raise SIGTERM and skip our clean-up
 
 
-class OperatorAction(BaseModel):
-    """Who acts on a parked event and why: written to the log as the audit trail."""
+class OperatorAction(auth.WithoutActor):
+    """Why an operator acts on a parked event; who acts is the token's subject. Both go to the log as the
+    audit trail."""
 
-    actor: str = Field(min_length=1, max_length=200)
+    model_config = ConfigDict(extra="forbid")
+
     note: str | None = Field(default=None, max_length=2000)
+
+
+Operator = Annotated[auth.Principal, Depends(auth.requires(auth.Role.STAFF))]
+Watcher = Annotated[
+    auth.Principal, Depends(auth.requires(auth.Role.STAFF, auth.Role.SUPPORT, auth.Role.READER))
+]
+OperatorBody = Annotated[OperatorAction | None, Body()]
 
 
 def _operations(pool: asyncpg.Pool) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/outbox/parked", response_model=list[outbox.ParkedEvent])
-    async def list_parked() -> list[outbox.ParkedEvent]:
+    async def list_parked(_: Watcher) -> list[outbox.ParkedEvent]:
         """Events the relay could never publish, oldest first (`waiting_behind`: later events of the
         same topic and key held in the outbox)."""
         return await outbox.parked_events(pool)
 
-    async def act(position: int, action: OperatorAction, verb: str) -> dict[str, object]:
+    async def act(
+        position: int, operator: auth.Principal, action: OperatorAction | None, verb: str
+    ) -> dict[str, object]:
         act_on = outbox.retry_parked if verb == "retried" else outbox.discard_parked
         async with pool.acquire() as conn:
             done = await act_on(conn, position)
         if not done:
             raise HTTPException(404, f"no parked event at position {position}")
-        log.warning(f"parked event {verb}", position=position, actor=action.actor, note=action.note)
-        return {"position": position, "status": verb}
+        note = action.note if action else None
+        log.warning(f"parked event {verb}", position=position, actor=operator.subject, note=note)
+        return {"position": position, "status": verb, "actor": operator.subject}
 
     @router.post("/outbox/parked/{position}/retry")
-    async def retry_parked(position: int, action: OperatorAction) -> dict[str, object]:
+    async def retry_parked(
+        position: int, operator: Operator, action: OperatorBody = None
+    ) -> dict[str, object]:
         """Put the event back into the outbox: it is published before the later events of its key (and
         parked again if Kafka still refuses it)."""
-        return await act(position, action, "retried")
+        return await act(position, operator, action, "retried")
 
     @router.post("/outbox/parked/{position}/discard")
-    async def discard_parked(position: int, action: OperatorAction) -> dict[str, object]:
+    async def discard_parked(
+        position: int, operator: Operator, action: OperatorBody = None
+    ) -> dict[str, object]:
         """Never publish the event (it stays in the event store); the later events of its key flow."""
-        return await act(position, action, "discarded")
+        return await act(position, operator, action, "discarded")
 
     return router
 
@@ -187,13 +208,16 @@ def http_app(
     ctx: ServiceContext,
     status: Callable[[], dict[str, object]] = dict,
     components: Components = dict,
+    scrape: Callable[[], Awaitable[bytes]] | None = None,
 ) -> FastAPI:
-    """The service's routes, the parked-events operations and GET /health (the database answers and every
-    component is ok: 200; else 503 with each component's state; `status` adds the components' figures)."""
+    """The service's routes, the parked-events operations, the probes and GET /metrics (`scrape`)."""
     app = FastAPI(title=f"backorder {service.name} service", version="1.0.0")
     app.include_router(service.make_routes(ctx))
     app.include_router(_operations(ctx.pool))
-    database = HealthReport()
+    app.include_router(_probes(service, ctx, status, components, scrape))
+    auth.install(app, ctx.settings)  # every route but the probes needs a token; fails without a verifier
+    app.add_middleware(HttpMetrics, metrics=ctx.metrics)
+    tracing.instrument_http(app)
 
     async def database_away(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(
@@ -205,15 +229,35 @@ def http_app(
     for error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error, database_away)
 
-    @app.get("/health", tags=["operations"])
-    async def health() -> JSONResponse:
-        parked: int | None = None
+    return app
+
+
+def _probes(
+    service: Service,
+    ctx: ServiceContext,
+    status: Callable[[], dict[str, object]],
+    components: Components,
+    scrape: Callable[[], Awaitable[bytes]] | None,
+) -> APIRouter:
+    """GET /health (the database answers and every component is ok: 200; else 503 with each component's
+    state; `status` adds the components' figures), the orchestrator's probes and /metrics. Open to all:
+    they carry no customer data."""
+    router = APIRouter(tags=["operations"])
+    database = HealthReport()
+
+    async def parked_count() -> int | None:
         try:
             async with asyncio.timeout(_HEALTH_DB_TIMEOUT):
                 parked = await outbox.parked_count(ctx.pool)
             database.ok()
+            return parked
         except (*DATABASE_UNAVAILABLE, asyncpg.PostgresError) as e:
             database.degraded(f"unreachable: {type(e).__name__}: {e}")
+            return None
+
+    @router.get("/health")
+    async def health() -> JSONResponse:
+        parked = await parked_count()
         states = {"database": database.current, **components()}
         ok = all(c.status == "ok" for c in states.values())
         body = {
@@ -225,7 +269,33 @@ def http_app(
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    return app
+    @router.get("/health/live")
+    async def live() -> dict[str, str]:
+        """200 while the process answers: an outage of Kafka or the database is waited out inside, so it
+        is no reason to restart the process."""
+        return {"status": "alive", "service": service.name}
+
+    @router.get("/health/ready")
+    async def ready() -> JSONResponse:
+        """200 when the database answers and the consumer loop applies messages (not waiting for a server,
+        not restarting): send this instance work. 503 otherwise."""
+        await parked_count()
+        states = {"database": database.current}
+        states |= {name: c for name, c in components().items() if name == "consumer"}
+        ok = all(c.status == "ok" for c in states.values())
+        body = {
+            "status": "ready" if ok else "not ready",
+            "components": {n: c.as_json() for n, c in states.items()},
+        }
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @router.get("/metrics", response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus text exposition (see backbone.metrics)."""
+        body = await scrape() if scrape is not None else generate_latest(ctx.metrics.registry)
+        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
+
+    return router
 
 
 # --- the service --------------------------------------------------------------------------------------------
@@ -234,30 +304,38 @@ def http_app(
 async def run_service(service: Service, settings: ServiceSettings) -> None:
     """Run until SIGTERM/SIGINT or until the HTTP server ends."""
     configure_logging(service.name, settings.log_level)
+    tracing.configure_tracing(service.name)
+    kafka = client_options(settings)
     all_topics = [t.qualified(settings.topic_prefix) for t in Topic]
-    await until_ready(
-        "Kafka (creating topics)",
-        lambda: ensure_topics(
-            settings.kafka_bootstrap_servers,
-            [*all_topics, *map(dead_letter_topic, all_topics)],
-            settings.topic_partitions,
-            settings.topic_replication_factor,
-        ),
-    )
+    if settings.topic_auto_create:
+        await until_ready(
+            "Kafka (creating topics)",
+            lambda: ensure_topics(
+                settings.kafka_bootstrap_servers,
+                [*all_topics, *map(dead_letter_topic, all_topics)],
+                settings.topic_partitions,
+                settings.topic_replication_factor,
+                **kafka,
+            ),
+        )
+    await until_ready("the database (migrations)", lambda: _migrate(settings.migration_url, service))
     pool = await until_ready(
         "the database", lambda: create_pool(settings.database_url, max_size=settings.db_pool_size)
     )
     try:
-        producer = await until_ready("Kafka", lambda: started_producer(settings.kafka_bootstrap_servers))
+        producer = await until_ready(
+            "Kafka", lambda: started_producer(settings.kafka_bootstrap_servers, **kafka)
+        )
         try:
-            await until_ready("the database (migrations)", lambda: _migrate(pool, service))
-            await _serve(
-                service, settings, ServiceContext(settings, pool, EventStore(service.registry), producer)
+            ctx = ServiceContext(
+                settings, pool, EventStore(service.registry), producer, ServiceMetrics(service.name)
             )
+            await _serve(service, settings, ctx)
         finally:
             await producer.stop()
     finally:
         await _close(pool)
+        tracing.shutdown()
 
 
 _POOL_CLOSE_SECONDS = 10.0
@@ -275,14 +353,25 @@ async def _close(pool: asyncpg.Pool) -> None:
         pool.terminate()
 
 
-async def _migrate(pool: asyncpg.Pool, service: Service) -> None:
-    async with pool.acquire() as conn:
-        await migrate(conn, migration_files(BACKBONE_MIGRATIONS, service.migrations))
+async def _migrate(database_url: str, service: Service) -> None:
+    """Migrations run as the role that owns the database (DATABASE_MIGRATION_URL), which may differ from
+    the runtime role of the pool: that one cannot rewrite the event store. Without DATABASE_MIGRATION_URL
+    (a cluster, where `python -m services.<name> migrate` ran before as the owner) this only verifies, as
+    the runtime role, that nothing is pending; MigrationsPending ends the service otherwise."""
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        await migrate(conn, migration_files(BACKBONE_MIGRATIONS, service.migrations), service=service.name)
+    finally:
+        await conn.close(timeout=5)
 
 
 async def _serve(service: Service, settings: ServiceSettings, ctx: ServiceContext) -> None:
     relay = OutboxRelay(
-        settings.database_url, ctx.producer, settings.topic_prefix, batch_size=settings.relay_batch_size
+        settings.database_url,
+        ctx.producer,
+        settings.topic_prefix,
+        batch_size=settings.relay_batch_size,
+        metrics=ctx.metrics,
     )
     kafka = KafkaProbe(ctx.producer)
     handler = service.make_handler(ctx)
@@ -298,6 +387,8 @@ async def _serve(service: Service, settings: ServiceSettings, ctx: ServiceContex
             registry=service.registry,
             batch_size=settings.consumer_batch_size,
             handles=None if service.handles is None else [e.event_type for e in service.handles],
+            metrics=ctx.metrics,
+            client_options=client_options(settings),
         )
 
     consumer = _Replaceable(new_loop)
@@ -328,9 +419,14 @@ async def _serve(service: Service, settings: ServiceSettings, ctx: ServiceContex
     def components() -> dict[str, ComponentHealth]:
         return {name: worst(supervisors[name].current, own.get(name, _none)()) for name in starts}
 
+    async def scrape() -> bytes:
+        return await ctx.metrics.exposition(
+            ctx.pool, lag=consumer.current.lag, relay_active=relay.active, readings=service.readings
+        )
+
     server = _Server(
         uvicorn.Config(
-            http_app(service, ctx, figures, components),
+            http_app(service, ctx, figures, components, scrape),
             host=settings.http_host,
             port=settings.http_port,
             log_config=None,

@@ -1,6 +1,8 @@
 """The inventory service.
 
 python -m services.inventory           run it (settings from the environment, see app.InventorySettings)
+python -m services.inventory migrate   apply the pending migrations as DATABASE_MIGRATION_URL (the
+                                       database's owner) and end
 python -m services.inventory rebuild   truncate the read models (stock, backorder_queue,
                                        allocation_audit) and re-derive them from the event log
 """

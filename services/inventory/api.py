@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 import asyncpg
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
+from backbone.auth import Principal, Role, WithoutActor, requires
 from backbone.contracts.types import Identifier, NonNegativeQuantity, Text
 from backbone.eventstore import ConcurrencyError, EventStore
+from services.inventory import reports
 from services.inventory.domain import (
     MAX_ON_HAND,
     AdjustStock,
@@ -34,31 +36,31 @@ from services.inventory.priority import PriorityPolicy
 
 ATTEMPTS = 5
 SkuPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^\S(?:.*\S)?$")]
+# Who may do what (README "Roles"): the audited commands are staff's; the actor is the token's subject.
+ReadsViews = Annotated[Principal, Depends(requires(Role.STAFF, Role.SUPPORT, Role.READER))]
+Staff = Annotated[Principal, Depends(requires(Role.STAFF))]
 
 
-class PolicyRequest(BaseModel):
+class PolicyRequest(WithoutActor):
     backorder_policy: BackorderPolicy
     backorder_cap: NonNegativeQuantity | None = None
     reorder_point: NonNegativeQuantity = 0
     safety_stock: NonNegativeQuantity = 0
-    actor: Identifier
 
 
-class AdjustmentRequest(BaseModel):
+class AdjustmentRequest(WithoutActor):
     delta: int = Field(ge=-MAX_ON_HAND, le=MAX_ON_HAND, description="Units added or removed; not 0")
     reason: Text
-    actor: Identifier
     adjustment_id: Identifier = Field(
         default_factory=lambda: str(uuid.uuid4()),
         description="Idempotency key: a repeated request with the same id is applied once",
     )
 
 
-class CountRequest(BaseModel):
+class CountRequest(WithoutActor):
     count_id: Identifier = Field(description="Idempotency key: a repeated request is applied once")
     counted: NonNegativeQuantity = Field(description="Units found; becomes stock on hand")
     reason: Text
-    actor: Identifier
     counted_at: AwareDatetime | None = Field(default=None, description="When counted; default: now")
 
 
@@ -230,7 +232,7 @@ def make_router(
 
     @router.get("/stock/{sku}", response_model=StockView)
     async def get_stock(
-        sku: SkuPath, queue_offset: QueueOffset = 0, queue_limit: QueueLimit = 100
+        sku: SkuPath, _: ReadsViews, queue_offset: QueueOffset = 0, queue_limit: QueueLimit = 100
     ) -> StockView:
         async with pool.acquire() as conn:
             view = await stock_view(conn, sku, queue_offset, queue_limit)
@@ -238,27 +240,38 @@ def make_router(
             raise HTTPException(404, detail=f"unknown SKU {sku!r}")
         return view
 
+    @router.get("/reports/waiting", response_model=list[reports.WaitingSku])
+    async def waiting_skus(
+        _: ReadsViews,
+        limit: Annotated[int, Query(ge=1, le=reports.MAX_WAITING_SKUS)] = 10,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[reports.WaitingSku]:
+        """SKUs with lines in their backorder queue, the most units waiting first (then by SKU)."""
+        return await reports.waiting_skus(pool, limit, offset)
+
     @router.put("/skus/{sku}/policy", response_model=CommandResult)
-    async def set_policy(sku: SkuPath, body: PolicyRequest) -> CommandResult:
-        return await run(sku, built(lambda: SetPolicy(sku=sku, **body.model_dump())))
+    async def set_policy(sku: SkuPath, body: PolicyRequest, staff: Staff) -> CommandResult:
+        return await run(sku, built(lambda: SetPolicy(sku=sku, actor=staff.subject, **body.model_dump())))
 
     @router.post("/skus/{sku}/adjustments", response_model=CommandResult)
-    async def adjust(sku: SkuPath, body: AdjustmentRequest) -> CommandResult:
-        command = built(lambda: AdjustStock(sku=sku, **body.model_dump()))
+    async def adjust(sku: SkuPath, body: AdjustmentRequest, staff: Staff) -> CommandResult:
+        command = built(lambda: AdjustStock(sku=sku, actor=staff.subject, **body.model_dump()))
         return await run(sku, command, lambda conn: _claim(conn, command))
 
     @router.post("/skus/{sku}/counts", response_model=CommandResult)
-    async def count(sku: SkuPath, body: CountRequest) -> CommandResult:
+    async def count(sku: SkuPath, body: CountRequest, staff: Staff) -> CommandResult:
         """Record a cycle count: stock on hand becomes `counted` (StockCounted explains the difference);
         a count above on hand serves waiting lines. 409 if fewer were counted than are reserved."""
         counted_at = body.counted_at or datetime.now(UTC)
-        command = built(lambda: CountStock(sku=sku, **{**body.model_dump(), "counted_at": counted_at}))
+        fields = {**body.model_dump(), "counted_at": counted_at, "actor": staff.subject}
+        command = built(lambda: CountStock(sku=sku, **fields))
         timed = body.counted_at is not None
         return await run(sku, command, lambda conn: _claim_count(conn, command, timed=timed))
 
     @router.get("/skus/{sku}/allocations", response_model=list[AllocationView])
     async def allocations(
         sku: SkuPath,
+        _: ReadsViews,
         after_version: Annotated[int, Query(ge=0, description="Only allocations after this one")] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
     ) -> list[AllocationView]:

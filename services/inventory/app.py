@@ -17,7 +17,7 @@ from backbone.contracts.events import (
 )
 from backbone.runtime import Service, ServiceContext
 from backbone.settings import ServiceSettings
-from services.inventory import api, handlers
+from services.inventory import api, handlers, metrics
 from services.inventory.domain import UnknownSkuPolicy
 from services.inventory.events import INVENTORY_EVENTS
 from services.inventory.priority import PriorityMode, PriorityPolicy
@@ -65,4 +65,5 @@ SERVICE = Service(
     registry=contract_registry(INVENTORY_EVENTS),
     # See handlers.commands_of; of the procurement topic only SkuSourcingChanged.
     handles=(OrderPlaced, OrderCancelled, GoodsReceived, ShipmentDispatched, SkuSourcingChanged),
+    readings=metrics.readings,
 )

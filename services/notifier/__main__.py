@@ -1,6 +1,8 @@
 """The notifier service.
 
 python -m services.notifier           run it (settings from the environment, see settings.NotifierSettings)
+python -m services.notifier migrate   apply the pending migrations as DATABASE_MIGRATION_URL (the
+                                      database's owner) and end
 python -m services.notifier rebuild   truncate the read models (notification_delivery,
                                       backorder_announcement, sku_watch, back_in_stock_subscription)
                                       and re-derive them from the event log

@@ -12,14 +12,16 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from fastapi import status as http_status
 from pydantic import BaseModel, ConfigDict, Field
 
+from backbone.auth import Principal, Role, requires
 from backbone.contracts.events import Channel, NotificationKind
 from backbone.contracts.types import Email, Identifier, Text
 from backbone.decider import Decided, Input, decide_and_append
 from backbone.eventstore import ConcurrencyError, EventStore
+from backbone.log import redact_text
 from services.notifier import projections
 from services.notifier.domain import (
     BackordersAllowed,
@@ -37,6 +39,12 @@ _ID_PATTERN = r"^\S(?:.*\S)?$"
 SkuPath = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID_PATTERN)]
 IdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID_PATTERN)]
 DeliveryStatus = Literal["pending", "sent", "failed"]
+# Who may do what (README "Roles"). Subscribing takes a customer's address, so not everyone may: support
+# and staff, or the shop's checkout system on the customer's behalf (its storefront's "notify me").
+# Names and addresses only to support and staff; the others see them as null.
+ReadsViews = Annotated[Principal, Depends(requires(Role.STAFF, Role.SUPPORT, Role.READER))]
+Subscribes = Annotated[Principal, Depends(requires(Role.STAFF, Role.SUPPORT, Role.CHECKOUT))]
+_ONLY_TO_SUPPORT = "Null unless the caller's token has role support or staff (customer data)"
 
 
 class SubscriptionRequest(BaseModel):
@@ -51,16 +59,25 @@ class SubscriptionRequest(BaseModel):
 class SubscriptionView(BaseModel):
     sku: str
     customer_id: str
-    email: str
-    customer_name: str | None
+    email: str | None = Field(description=_ONLY_TO_SUPPORT)
+    customer_name: str | None = Field(description=_ONLY_TO_SUPPORT)
     shop_id: str
     subscribed_at: datetime
+
+    def as_seen_by(self, principal: Principal) -> "SubscriptionView":
+        if principal.sees_customer_data:
+            return self
+        return self.model_copy(update={"email": None, "customer_name": None})
 
 
 class SkuSubscriptions(BaseModel):
     sku: str
     backorder_policy: str | None = Field(description="As last seen from inventory; null: not seen yet")
     subscriptions: list[SubscriptionView]
+
+    def as_seen_by(self, principal: Principal) -> "SkuSubscriptions":
+        shown = [s.as_seen_by(principal) for s in self.subscriptions]
+        return self.model_copy(update={"subscriptions": shown})
 
 
 class NotificationView(BaseModel):
@@ -69,24 +86,34 @@ class NotificationView(BaseModel):
     status: DeliveryStatus
     customer_id: str
     shop_id: str
-    email: str
+    email: str | None = Field(description=_ONLY_TO_SUPPORT)
     order_id: str | None
     line_id: str | None
     sku: str | None
     subject: str
     content: dict[str, Any] = Field(description="What the message says, field by field")
     channel: Channel | None = Field(description="Of the last attempt; null before the first")
-    recipient: str | None = Field(description="Email address or webhook URL of the last attempt")
+    recipient_ref: str | None = Field(
+        description="Where the last attempt went, by reference: email:<customer_id> (the customer's "
+        "address, `email`) or webhook:<shop_id> (the shop's SHOP_WEBHOOKS entry); null before the first"
+    )
     attempts: int
     next_attempt_at: datetime | None = Field(description="When a pending message is due")
     last_error: str | None
     requested_at: datetime
     updated_at: datetime
 
+    def as_seen_by(self, principal: Principal) -> "NotificationView":
+        if principal.sees_customer_data:
+            return self
+        # The notifier records errors without addresses; rows recorded before it did may quote them.
+        error = redact_text(self.last_error) if self.last_error else self.last_error
+        return self.model_copy(update={"email": None, "last_error": error})
+
 
 _NOTIFICATION_COLUMNS = """
 notification_id, kind, status, customer_id, shop_id, email, order_id, line_id, sku, subject,
-notification::text AS notification, channel, recipient, attempts, next_attempt_at, last_error,
+notification::text AS notification, channel, recipient_ref, attempts, next_attempt_at, last_error,
 requested_at, updated_at
 """
 
@@ -143,8 +170,13 @@ def make_router(pool: asyncpg.Pool, store: EventStore) -> APIRouter:
             422: {"description": "Invalid subscription"},
         },
     )
-    async def subscribe(sku: SkuPath, body: SubscriptionRequest, response: Response) -> SubscriptionView:
-        """Tell the customer once when the SKU (which does not take backorders) is back in stock."""
+    async def subscribe(
+        sku: SkuPath, body: SubscriptionRequest, response: Response, principal: Subscribes
+    ) -> SubscriptionView:
+        """Tell the customer once when the SKU (which does not take backorders) is back in stock. A shop's
+        checkout token subscribes for its own shop only."""
+        if not principal.may_act_for_shop(body.shop_id):
+            raise HTTPException(403, detail=f"your token subscribes for shop {principal.shop} only")
         command = Subscribe(
             sku=sku,
             customer_id=body.customer_id,
@@ -158,58 +190,71 @@ def make_router(pool: asyncpg.Pool, store: EventStore) -> APIRouter:
             response.status_code = http_status.HTTP_200_OK
         found = next((s for s in current.subscriptions if s.customer_id == body.customer_id), None)
         assert found is not None  # just subscribed, in the same transaction
-        return found
+        return found.as_seen_by(principal)
 
     @router.delete(
         "/skus/{sku}/subscriptions/{customer_id}",
         status_code=http_status.HTTP_204_NO_CONTENT,
         responses={404: {"description": "No such subscription"}},
     )
-    async def unsubscribe(sku: SkuPath, customer_id: IdPath) -> Response:
+    async def unsubscribe(sku: SkuPath, customer_id: IdPath, principal: Subscribes) -> Response:
+        """End the subscription. A shop's checkout token ends only its own shop's subscriptions."""
+        if principal.shop is not None:
+            shop = await pool.fetchval(
+                "SELECT shop_id FROM back_in_stock_subscription WHERE sku = $1 AND customer_id = $2",
+                sku,
+                customer_id,
+            )
+            if shop is not None and not principal.may_act_for_shop(shop):
+                raise HTTPException(404, detail=f"{customer_id!r} has no subscription to {sku!r}")
         decided, _ = await run(sku, Unsubscribe(sku=sku, customer_id=customer_id))
         if not decided:
             raise HTTPException(404, detail=f"{customer_id!r} has no subscription to {sku!r}")
         return Response(status_code=http_status.HTTP_204_NO_CONTENT)
 
     @router.get("/skus/{sku}/subscriptions", response_model=SkuSubscriptions)
-    async def subscriptions(sku: SkuPath) -> SkuSubscriptions:
+    async def subscriptions(sku: SkuPath, principal: ReadsViews) -> SkuSubscriptions:
         async with pool.acquire() as conn:
-            return await _subscriptions(conn, sku)
+            return (await _subscriptions(conn, sku)).as_seen_by(principal)
 
     @router.get("/notifications", response_model=list[NotificationView])
     async def notifications(
+        principal: ReadsViews,
         order_id: Annotated[Identifier | None, Query()] = None,
         customer_id: Annotated[Identifier | None, Query()] = None,
         status: Annotated[DeliveryStatus | None, Query()] = None,
         kind: Annotated[NotificationKind | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        newest_first: Annotated[bool, Query()] = False,
     ) -> list[NotificationView]:
-        """The delivery queue, oldest request first, filtered by every parameter given."""
+        """The delivery queue, oldest request first (or newest first), filtered by every parameter given."""
+        # Only the filters given go into the statement, so that each shape gets a plan that uses its index
+        # (per order, per customer, pending or failed ones) instead of one generic plan over the table.
+        filters = {"order_id": order_id, "customer_id": customer_id, "status": status, "kind": kind}
+        given = [(column, value) for column, value in filters.items() if value is not None]
+        where = " AND ".join(f"{column} = ${n}" for n, (column, _) in enumerate(given, start=1))
+        direction = "DESC" if newest_first else "ASC"
         rows = await pool.fetch(
             f"SELECT {_NOTIFICATION_COLUMNS} FROM notification_delivery"
-            " WHERE ($1::text IS NULL OR order_id = $1) AND ($2::text IS NULL OR customer_id = $2)"
-            " AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR kind = $4)"
-            " ORDER BY requested_at, notification_id LIMIT $5",
-            order_id,
-            customer_id,
-            status,
-            kind,
+            + (f" WHERE {where}" if where else "")
+            + f" ORDER BY requested_at {direction}, notification_id {direction} LIMIT ${len(given) + 1}",
+            *(value for _, value in given),
             limit,
         )
-        return [_notification_view(r) for r in rows]
+        return [_notification_view(r).as_seen_by(principal) for r in rows]
 
     @router.get(
         "/notifications/{notification_id}",
         response_model=NotificationView,
         responses={404: {"description": "No such notification"}},
     )
-    async def notification(notification_id: IdPath) -> NotificationView:
+    async def notification(notification_id: IdPath, principal: ReadsViews) -> NotificationView:
         row = await pool.fetchrow(
             f"SELECT {_NOTIFICATION_COLUMNS} FROM notification_delivery WHERE notification_id = $1",
             notification_id,
         )
         if row is None:
             raise HTTPException(404, detail=f"unknown notification {notification_id!r}")
-        return _notification_view(row)
+        return _notification_view(row).as_seen_by(principal)
 
     return router

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from backbone.consumer import Handler
 from backbone.contracts import Topic
 from backbone.runtime import Service, ServiceContext
-from services.notifier import api, handlers, jobs
+from services.notifier import api, handlers, jobs, metrics
 from services.notifier.domain import CONSUMED_EVENTS
 from services.notifier.events import NOTIFIER_REGISTRY
 from services.notifier.settings import NotifierSettings
@@ -32,7 +32,7 @@ def make_routes(ctx: ServiceContext) -> APIRouter:
 
 
 async def deliver(ctx: ServiceContext) -> None:
-    await jobs.DeliveryWorker(ctx.pool, ctx.store, settings_of(ctx)).run()
+    await jobs.DeliveryWorker(ctx.pool, ctx.store, settings_of(ctx), metrics=ctx.metrics).run()
 
 
 async def announce(ctx: ServiceContext) -> None:
@@ -52,4 +52,5 @@ SERVICE = Service(
     registry=NOTIFIER_REGISTRY,
     handles=CONSUMED_EVENTS,
     background=[deliver, announce],
+    readings=metrics.readings,
 )

@@ -10,8 +10,18 @@ or of the message itself, a webhook's 400/410/413/415/422, a message that cannot
 else -- connection errors, timeouts, 4xx SMTP replies, authentication or TLS trouble, other HTTP
 statuses -- is retried: misconfiguration is fixed by an operator while the retries run, and should not
 have failed every message in the meantime.
+
+Webhook calls are signed: `Backorder-Signature: t=<unix seconds>,v1=<hex>`, the HMAC-SHA256 with the
+shop's secret of `<t>.<body>` (the body's exact bytes), made anew for each attempt. A receiver checks it
+with `verify_signature` (or the lines in docs/contract.md, "Webhook calls"): the right secret proves the
+call is ours and the body untouched; a timestamp outside its tolerance (5 minutes) refuses a recorded
+call replayed later, and the Idempotency-Key one replayed within it.
 """
 
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
@@ -116,7 +126,9 @@ class EmailChannel:
                 port=s.smtp_port,
                 username=s.smtp_username,
                 password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-                start_tls=s.smtp_starttls,
+                use_tls=s.smtp_use_tls,
+                start_tls=s.smtp_starttls,  # False: never (the settings refuse a login without TLS)
+                cert_bundle=s.smtp_tls_cafile,
                 timeout=s.smtp_timeout_seconds,
             )
         except aiosmtplib.SMTPException as e:
@@ -142,22 +154,88 @@ def webhook_failure(status: int, body: str) -> DeliveryFailure | None:
     )
 
 
+SIGNATURE_HEADER = "Backorder-Signature"
+SIGNATURE_TOLERANCE_SECONDS = 300
+
+
+class SignatureError(ValueError):
+    """A webhook call whose signature does not hold: refuse it (HTTP 401)."""
+
+
+def _hmac_hex(secret: str, timestamp: str, body: bytes) -> str:
+    """HMAC-SHA256 of `<t>.<body>`, `t` exactly as the header carries it."""
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def sign_webhook(secret: str, body: bytes, timestamp: int) -> str:
+    """The Backorder-Signature header of `body` sent at `timestamp` (Unix seconds)."""
+    return f"t={timestamp},v1={_hmac_hex(secret, str(timestamp), body)}"
+
+
+def verify_signature(
+    header: str | None,
+    body: bytes,
+    secrets: str | Sequence[str],
+    *,
+    now: float,
+    tolerance_seconds: float = SIGNATURE_TOLERANCE_SECONDS,
+) -> int:
+    """What a receiver does with a call: check its Backorder-Signature `header` against the raw `body`
+    with the shop's secret (several while rotating it: any may match), and its timestamp against `now`
+    (Unix seconds). Returns the timestamp; raises SignatureError saying what is wrong. Pure."""
+    if not header:
+        raise SignatureError(f"no {SIGNATURE_HEADER} header")
+    timestamps: list[str] = []
+    signatures: list[str] = []
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t":
+            timestamps.append(value)
+        elif name == "v1":
+            signatures.append(value)
+        # Other schemes (a later v2) are ignored, so that the header can grow without breaking receivers.
+    if len(timestamps) != 1 or not timestamps[0].isdigit() or len(timestamps[0]) > 12:
+        raise SignatureError(f"{SIGNATURE_HEADER} needs exactly one t=<unix seconds>")
+    if not signatures:
+        raise SignatureError(f"{SIGNATURE_HEADER} has no v1 signature")
+    timestamp = int(timestamps[0])
+    if abs(now - timestamp) > tolerance_seconds:
+        raise SignatureError(
+            f"signed at {timestamp}, {abs(now - timestamp):.0f} s from now: outside the tolerance of "
+            f"{tolerance_seconds:g} s (a replay, or a clock off)"
+        )
+    keys = [secrets] if isinstance(secrets, str) else list(secrets)
+    expected = [_hmac_hex(secret, timestamps[0], body) for secret in keys]
+    if not any(hmac.compare_digest(e, given.lower()) for e in expected for given in signatures):
+        raise SignatureError("signature mismatch: another secret, or the body was changed")
+    return timestamp
+
+
 class WebhookChannel:
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, settings: NotifierSettings, clock: Callable[[], float] = time.time
+    ) -> None:
         self._client = client  # shared: keeps connections to a shop's endpoint open between messages
+        self._settings = settings
+        self._clock = clock
 
     async def send(self, notification: Notification, url: str) -> None:
+        webhook = self._settings.webhook_for(notification.shop_id)
+        if webhook is None:  # the shop was removed from SHOP_WEBHOOKS since the message was claimed
+            raise DeliveryFailure(f"no webhook is configured for shop {notification.shop_id!r} any more")
         try:
-            body = webhook_body_for(notification)
+            body = webhook_body_for(notification).encode()
         except Exception as e:  # a template error: this message cannot be made
             raise DeliveryFailure(f"body could not be built: {type(e).__name__}: {e}", permanent=True) from e
+        signature = sign_webhook(webhook.secret.get_secret_value(), body, int(self._clock()))
         try:
             response = await self._client.post(
                 url,
-                content=body.encode(),
+                content=body,
                 headers={
                     "Content-Type": "application/json; charset=utf-8",
                     "Idempotency-Key": notification.notification_id,
+                    SIGNATURE_HEADER: signature,
                     "User-Agent": "backorder-notifier/1.0",
                 },
             )

@@ -7,7 +7,10 @@ Pure: no I/O and no clock. Three kinds of small deciders, each over its own stre
 - per SKU (`decide_sku`/`evolve_sku`): back-in-stock subscriptions, each consumed by its one message;
 - per message (`decide_delivery`/`evolve_delivery` over `delivered`/`delivery_failed`): NotificationSent,
   a retry with exponential backoff, or NotificationFailed once the attempts are exhausted; each attempt
-  is recorded once, and nothing after the final outcome.
+  is recorded once, and nothing after the final outcome. They name the destination by reference
+  (`email:<customer_id>`, `webhook:<shop_id>`), and the channels' error texts lose e-mail addresses,
+  the customer's name and the webhook URL (`scrub_error`): the events are published, and the log is
+  append-only.
 A stream before its first event is `initial_order_facts(order_id)`, `initial_sku_watch(sku)` or
 `initial_delivery(notification_id)`; the stream ids are `order_stream_id(order_id)` ("order:<id>"),
 `sku_stream_id(sku)` ("sku:<sku>") and `delivery_stream_id(notification_id)` ("delivery:<id>").
@@ -66,6 +69,7 @@ refunds, shipments, shipped lines) are applied once per event id, shipment id, o
 (`OrderFacts.observed`).
 """
 
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -85,8 +89,10 @@ from backbone.contracts.events import (
     GoodsReceived,
     LineQuantity,
     NotificationFailed,
+    NotificationFailedV1,
     NotificationKind,
     NotificationSent,
+    NotificationSentV1,
     OrderCancelled,
     OrderPlaced,
     RefundRequested,
@@ -96,7 +102,9 @@ from backbone.contracts.events import (
     StockReleased,
     StockShipped,
     StockShort,
+    recipient_ref,
 )
+from backbone.log import REDACTED, redact_text
 from services.notifier.events import (
     BackInStockContent,
     BackInStockSubscribed,
@@ -1027,14 +1035,37 @@ class RetryPolicy:
 @dataclass(frozen=True, slots=True)
 class Destination:
     channel: Channel
-    recipient: str  # an email address, or the shop's webhook URL
+    recipient: str  # an email address, or the shop's webhook URL: what the channel sends to, never recorded
+    ref: str  # what the events say instead (NotificationSent.recipient_ref)
 
 
 def destination_for(notification: Notification, shop_webhook_url: str | None) -> Destination:
     """A shop with a webhook messages its customers itself; otherwise the customer gets an email."""
-    if shop_webhook_url:
-        return Destination(channel="webhook", recipient=shop_webhook_url)
-    return Destination(channel="email", recipient=notification.email)
+    channel: Channel = "webhook" if shop_webhook_url else "email"
+    return Destination(
+        channel=channel,
+        recipient=shop_webhook_url or notification.email,
+        ref=recipient_ref(channel, notification.customer_id, notification.shop_id),
+    )
+
+
+def scrub_error(error: str, notification: Notification, destination: Destination) -> str:
+    """A channel's answer as the events keep it (and publish it, in NotificationFailed): without the
+    webhook URL, any e-mail address (a relay's refusal names the mailbox) or the customer's name. What
+    refused stays clear from the channel and the reference."""
+    text = error
+    if destination.channel == "webhook":
+        for url in {destination.recipient, destination.recipient.rstrip("/")}:
+            text = text.replace(url, "<webhook URL>")
+    text = redact_text(text)  # addresses first: a name may be an address's local part
+    if notification.customer_name and len(notification.customer_name.strip()) > 1:
+        name = re.escape(notification.customer_name.strip())
+        text = re.sub(rf"(?<!\w){name}(?!\w)", REDACTED, text, flags=re.IGNORECASE)
+    return text
+
+
+def _error_text(error: str, notification: Notification, destination: Destination) -> str:
+    return (scrub_error(error, notification, destination).strip() or "unknown error")[:1000]
 
 
 def delivered(notification: Notification, destination: Destination, attempts: int) -> NotificationSent:
@@ -1045,7 +1076,7 @@ def delivered(notification: Notification, destination: Destination, attempts: in
         line_id=notification.line_id,
         kind=notification.kind,
         channel=destination.channel,
-        recipient=destination.recipient,
+        recipient_ref=destination.ref,
         attempts=attempts,
     )
 
@@ -1061,7 +1092,7 @@ def delivery_failed(
 ) -> DeliveryRetryScheduled | NotificationFailed:
     """After failed attempt number `attempts`: try again later, or give up (out of attempts, or the
     channel said the message can never be delivered, e.g. an unknown mailbox)."""
-    error = (error.strip() or "unknown error")[:1000]
+    error = _error_text(error, notification, destination)
     if permanent or attempts >= policy.max_attempts:
         return NotificationFailed(
             notification_id=notification.notification_id,
@@ -1070,7 +1101,7 @@ def delivery_failed(
             line_id=notification.line_id,
             kind=notification.kind,
             channel=destination.channel,
-            recipient=destination.recipient,
+            recipient_ref=destination.ref,
             attempts=attempts,
             error=error,
         )
@@ -1078,7 +1109,6 @@ def delivery_failed(
         notification_id=notification.notification_id,
         customer_id=notification.customer_id,
         channel=destination.channel,
-        recipient=destination.recipient,
         attempts=attempts,
         error=error,
         retry_at=now + policy.delay_after(attempts),
@@ -1143,8 +1173,8 @@ def evolve_delivery(state: DeliveryState, event: EventPayload) -> DeliveryState:
     match event:
         case DeliveryRetryScheduled():
             return replace(state, attempts=event.attempts)
-        case NotificationSent():
+        case NotificationSent() | NotificationSentV1():
             return replace(state, attempts=event.attempts, outcome="sent")
-        case NotificationFailed():
+        case NotificationFailed() | NotificationFailedV1():
             return replace(state, attempts=event.attempts, outcome="failed")
     raise TypeError(f"{type(event).__name__} is not an event of a notifier delivery stream")

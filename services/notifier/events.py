@@ -7,7 +7,7 @@ the contract's NotificationSent and NotificationFailed are published.
 """
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -334,9 +334,28 @@ class BackInStockSubscriptionEnded(EventPayload):
 
 
 class DeliveryRetryScheduled(EventPayload):
-    """A channel refused a message; it is tried again at `retry_at`."""
+    """A channel refused a message; it is tried again at `retry_at`. v2 (contract 3.0) no longer records
+    the address or webhook URL: the notification has the address, the settings the URL, and a URL that
+    carries a token has no place in an append-only log."""
 
     event_type = "notifier.DeliveryRetryScheduled"
+    schema_version = 2
+    topic = None
+    key_field = "customer_id"
+
+    notification_id: Identifier
+    customer_id: Identifier
+    channel: Channel
+    attempts: Quantity
+    error: Text = Field(description="The channel's answer, without e-mail addresses, names or the URL")
+    retry_at: AwareDatetime
+
+
+class DeliveryRetryScheduledV1(EventPayload):
+    """As logs before contract 3.0 hold it; read as v2 without `recipient` (`upcast_retry_v1`)."""
+
+    event_type = "notifier.DeliveryRetryScheduled"
+    schema_version = 1
     topic = None
     key_field = "customer_id"
 
@@ -347,6 +366,11 @@ class DeliveryRetryScheduled(EventPayload):
     attempts: Quantity
     error: Text
     retry_at: AwareDatetime
+
+
+def upcast_retry_v1(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2: the destination itself is dropped (v1's error texts stay as they were recorded)."""
+    return {key: value for key, value in payload.items() if key != "recipient"}
 
 
 INTERNAL_EVENTS: tuple[type[EventPayload], ...] = (
@@ -364,7 +388,9 @@ INTERNAL_EVENTS: tuple[type[EventPayload], ...] = (
     BackInStockSubscribed,
     BackInStockSubscriptionEnded,
     DeliveryRetryScheduled,
+    DeliveryRetryScheduledV1,
 )
 
 NOTIFIER_REGISTRY = contract_registry(INTERNAL_EVENTS)
 """Decodes everything the notifier's event store holds: contract events and its internal ones."""
+NOTIFIER_REGISTRY.register_upcaster(DeliveryRetryScheduled.event_type, 1, upcast_retry_v1)

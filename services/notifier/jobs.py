@@ -32,6 +32,7 @@ from typing import Any
 import asyncpg
 import httpx
 import structlog
+from pydantic import ValidationError
 
 from backbone.aggregate import StreamRepository
 from backbone.backoff import Backoff
@@ -42,6 +43,7 @@ from backbone.decider import Input, decide_and_append
 from backbone.eventstore import ConcurrencyError, EventStore
 from backbone.health import HealthReport
 from backbone.jobs import run_rounds
+from backbone.metrics import ServiceMetrics
 from backbone.runtime import component_health
 from services.notifier import projections
 from services.notifier.channels import DeliveryFailure, EmailChannel, WebhookChannel
@@ -55,6 +57,7 @@ from services.notifier.domain import (
     destination_for,
     execute_order,
     order_stream_id,
+    scrub_error,
 )
 from services.notifier.events import Notification
 from services.notifier.handlers import delivery_repository, order_repository
@@ -108,7 +111,7 @@ WITH due AS (
 )
 UPDATE notification_delivery d SET claimed_until = $5, claim_token = $6
 FROM due WHERE d.notification_id = due.notification_id
-RETURNING d.notification::text AS notification, d.attempts, d.correlation_id
+RETURNING d.notification_id, d.notification::text AS notification, d.attempts, d.correlation_id
 """
 
 _RELEASE = """
@@ -126,6 +129,7 @@ class DeliveryWorker:
         *,
         clock: Clock = utc_now,
         health: HealthReport | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self._pool = pool
         self._store = store
@@ -142,6 +146,11 @@ class DeliveryWorker:
         # Notification ids whose send went out and whose outcome is not recorded yet: never claimed again
         # by this worker meanwhile, and their leases are not given back on shutdown.
         self.unrecorded: set[str] = set()
+        self._outcomes = (metrics or ServiceMetrics("notifier")).count_job(
+            "notifications",
+            "Delivery attempts by channel and outcome: sent, failed (tried again later), given_up",
+            ["channel", "outcome"],
+        )
 
     def _report(self) -> None:
         if self._claim_error is not None:
@@ -157,7 +166,7 @@ class DeliveryWorker:
         async with httpx.AsyncClient(timeout=s.webhook_timeout_seconds, follow_redirects=False) as client:
             senders: dict[Channel, Send] = {
                 "email": EmailChannel(s).send,
-                "webhook": WebhookChannel(client).send,
+                "webhook": WebhookChannel(client, s).send,
             }
             async with asyncio.TaskGroup() as lanes:
                 lanes.create_task(self._lane("email", senders))
@@ -213,8 +222,15 @@ class DeliveryWorker:
         for r in rows:
             try:
                 notification = Notification.model_validate_json(r["notification"])
-            except ValueError as e:  # cannot happen for rows this code wrote; left leased, and logged
-                log.error("unreadable queued notification", error=str(e), row=r["notification"][:500])
+            except ValidationError as e:  # cannot happen for rows this code wrote; left leased, and logged
+                # Where and what, never the row or pydantic's input values: they hold the customer's data.
+                problems = [
+                    f"{'.'.join(map(str, p['loc']))}: {p['msg']}"
+                    for p in e.errors(include_url=False, include_input=False, include_context=False)[:5]
+                ]
+                log.error(
+                    "unreadable queued notification", notification_id=r["notification_id"], problems=problems
+                )
                 continue
             claimed.append(Claimed(notification, r["attempts"] + 1, r["correlation_id"], token))
         return claimed
@@ -230,7 +246,7 @@ class DeliveryWorker:
 
     async def _deliver(self, claimed: Claimed, senders: dict[Channel, Send]) -> None:
         notification = claimed.notification
-        destination = destination_for(notification, self._settings.webhook_for(notification.shop_id))
+        destination = destination_for(notification, self._settings.webhook_url(notification.shop_id))
         timeout = self._timeouts[destination.channel]
         error: str | None = None
         permanent = False
@@ -258,11 +274,16 @@ class DeliveryWorker:
             notification_id=notification.notification_id,
             kind=notification.kind,
             channel=destination.channel,
+            recipient_ref=destination.ref,
             attempt=claimed.attempt,
-            error=error,
+            error=None if error is None else scrub_error(error, notification, destination),
             permanent=permanent,
         )
-        await self._record(outcome, claimed)
+        recorded = await self._record(outcome, claimed)
+        if recorded:  # counted once, by the worker that recorded it
+            given_up = any(e.event_type == "NotificationFailed" for e in recorded)
+            verdict = "sent" if error is None else "given_up" if given_up else "failed"
+            self._outcomes.labels(channel=destination.channel, outcome=verdict).inc()
 
     async def _record(self, outcome: DeliveryAttempt, claimed: Claimed) -> list[Envelope[Any]]:
         """Append the outcome to the delivery stream and update the row; the events appended. Waits for

@@ -1,9 +1,10 @@
-"""Read models of the notifier (tables in migrations/001_notifier.sql), derived from its event log.
+"""Read models of the notifier (tables in migrations/001_notifier.sql and after), derived from its event log.
 
 - `notification_delivery`, the delivery queue, follows the events themselves: a NotificationRequested
   inserts its row (ON CONFLICT DO NOTHING, so a request decided again never queues twice), and each
-  delivery outcome (DeliveryRetryScheduled, NotificationSent, NotificationFailed) updates it. Its times
-  are the events' `occurred_at`, so a rebuild writes the very same values.
+  delivery outcome (DeliveryRetryScheduled, NotificationSent, NotificationFailed, and their versions
+  from before contract 3.0) updates it. Its times are the events' `occurred_at`, so a rebuild writes
+  the very same values.
 - `backorder_announcement`, `sku_watch` and `back_in_stock_subscription` are written whole from the new
   state of every order or SKU stream a transaction appended to: the state is folded anyway, and the
   read model cannot drift from it.
@@ -21,7 +22,12 @@ import jinja2
 import structlog
 
 from backbone.contracts import Envelope
-from backbone.contracts.events import NotificationFailed, NotificationSent
+from backbone.contracts.events import (
+    NotificationFailed,
+    NotificationFailedV1,
+    NotificationSent,
+    NotificationSentV1,
+)
 from backbone.db import columns
 from backbone.decider import Decided
 from backbone.eventstore import EventStore
@@ -76,11 +82,15 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
 ON CONFLICT (notification_id) DO NOTHING
 """
 
-# An outcome also ends the lease of the worker that reported it.
+# An outcome also ends the lease of the worker that reported it. The destination is kept by reference
+# (contract 3.0, as NotificationSent.recipient_ref): derived from the row, so that retries and outcomes
+# recorded before 3.0, which named the address itself, give the same value.
 _RECORD_OUTCOME = """
 UPDATE notification_delivery
 SET status = $2, attempts = $3, next_attempt_at = $4, last_error = coalesce($5, last_error),
-    channel = $6, recipient = $7, updated_at = $8, claimed_until = NULL, claim_token = NULL
+    channel = $6,
+    recipient_ref = CASE $6 WHEN 'webhook' THEN 'webhook:' || shop_id ELSE 'email:' || customer_id END,
+    updated_at = $7, claimed_until = NULL, claim_token = NULL
 WHERE notification_id = $1
 """
 
@@ -110,11 +120,11 @@ def _outcome_row(envelope: Envelope[Any]) -> tuple[Any, ...] | None:
     e, at = envelope.payload, envelope.occurred_at
     match e:
         case DeliveryRetryScheduled():
-            return (e.notification_id, "pending", e.attempts, e.retry_at, e.error, e.channel, e.recipient, at)
-        case NotificationSent():
-            return (e.notification_id, "sent", e.attempts, None, None, e.channel, e.recipient, at)
-        case NotificationFailed():
-            return (e.notification_id, "failed", e.attempts, None, e.error, e.channel, e.recipient, at)
+            return (e.notification_id, "pending", e.attempts, e.retry_at, e.error, e.channel, at)
+        case NotificationSent() | NotificationSentV1():
+            return (e.notification_id, "sent", e.attempts, None, None, e.channel, at)
+        case NotificationFailed() | NotificationFailedV1():
+            return (e.notification_id, "failed", e.attempts, None, e.error, e.channel, at)
     return None
 
 

@@ -1,18 +1,73 @@
 """The notifier's settings (environment variables; documented in README.md and here, field by field)."""
 
+import ipaddress
 from datetime import timedelta
 from email.utils import parseaddr
-from typing import Self
+from typing import Any, Self
 
-from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from backbone.contracts.types import Identifier
 from backbone.settings import ServiceSettings
 from services.notifier.domain import RetryPolicy
 
 
+def _loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ShopWebhook(BaseModel):
+    """One shop's endpoint: its customers' messages go there as JSON, signed with the shop's secret
+    (`Backorder-Signature`, services/notifier/channels.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)  # a secret
+
+    url: HttpUrl
+    secret: SecretStr = Field(description="Shared with the shop only; signs every call (HMAC-SHA256)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _has_a_secret(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "url" in data and not data.get("secret"):
+            raise ValueError(
+                "has no secret: every webhook call is signed (header Backorder-Signature), so each shop "
+                'needs {"url": "...", "secret": "<at least 32 characters, shared with the shop>"}'
+            )
+        return data
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, secret: SecretStr) -> SecretStr:
+        if len(secret.get_secret_value()) < 32:
+            raise ValueError(
+                "the secret is shorter than 32 characters; e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`"
+            )
+        return secret
+
+    @field_validator("url")
+    @classmethod
+    def _encrypted(cls, url: HttpUrl) -> HttpUrl:
+        # The body carries the customer's e-mail address and name: a signature proves who sent it, only
+        # TLS keeps it private. Plain http is for a receiver on this machine (tests, a local relay).
+        if url.scheme != "https" and not _loopback(url.host):
+            raise ValueError(f"{url} is not https: plain http is accepted for localhost only")
+        return url
+
+
 class NotifierSettings(ServiceSettings):
     """Every field is an environment variable of the same name in capitals (e.g. SMTP_HOST)."""
+
+    # A refusal names the setting and why, never the values: they include passwords and webhook secrets.
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
 
     service_name: str = "notifier"
 
@@ -25,12 +80,25 @@ class NotifierSettings(ServiceSettings):
     )
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    smtp_starttls: bool = Field(default=False, description="Require STARTTLS (never negotiated silently)")
+    smtp_starttls: bool = Field(
+        default=False, description="Require STARTTLS, usually port 587 (never negotiated silently)"
+    )
+    smtp_use_tls: bool = Field(
+        default=False, description="Implicit TLS from the first byte, usually port 465"
+    )
+    smtp_tls_cafile: str | None = Field(
+        default=None, description="CA bundle to verify the relay's certificate with (default: the system's)"
+    )
+    smtp_allow_plaintext_login: bool = Field(
+        default=False,
+        description="Let SMTP_USERNAME/SMTP_PASSWORD go without TLS (a relay on a trusted network only)",
+    )
     smtp_timeout_seconds: float = Field(default=30.0, gt=0, description="For one whole SMTP delivery")
 
-    # Webhooks: a shop listed here gets its customers' messages as a JSON POST instead of emails.
-    shop_webhooks: dict[Identifier, HttpUrl] = Field(
-        default_factory=dict, description='JSON object, e.g. {"shop-1": "https://shop-1.example/hooks"}'
+    # Webhooks: a shop listed here gets its customers' messages as a signed JSON POST instead of emails.
+    shop_webhooks: dict[Identifier, ShopWebhook] = Field(
+        default_factory=dict,
+        description='JSON object, e.g. {"shop-1": {"url": "https://shop-1.example/hooks", "secret": "..."}}',
     )
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="For one whole webhook call")
 
@@ -60,10 +128,33 @@ class NotifierSettings(ServiceSettings):
             raise ValueError(f"{value!r} has no email address, e.g. 'Shop <orders@shop.example>'")
         return value
 
+    @field_validator("shop_webhooks", mode="before")
+    @classmethod
+    def _no_bare_urls(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for shop, target in value.items():
+                if isinstance(target, str):
+                    raise ValueError(
+                        f"SHOP_WEBHOOKS[{shop!r}] is a bare URL: webhook calls are signed now, give "
+                        '{"url": "<that URL>", "secret": "<at least 32 characters, shared with the shop>"}'
+                    )
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if (self.smtp_username is None) != (self.smtp_password is None):
             raise ValueError("SMTP_USERNAME and SMTP_PASSWORD go together")
+        if self.smtp_use_tls and self.smtp_starttls:
+            raise ValueError(
+                "SMTP_USE_TLS (implicit TLS, port 465) and SMTP_STARTTLS (an upgrade, port 587) exclude "
+                "each other: set one"
+            )
+        if self.smtp_username is not None and not self.smtp_tls and not self.smtp_allow_plaintext_login:
+            raise ValueError(
+                "SMTP_USERNAME/SMTP_PASSWORD would cross the network unencrypted: set SMTP_STARTTLS=true "
+                "(port 587) or SMTP_USE_TLS=true (port 465); only for a relay on a trusted network, "
+                "SMTP_ALLOW_PLAINTEXT_LOGIN=true"
+            )
         # The lease must outlast any send, or a second instance could send a row still in flight.
         longest = max(self.smtp_timeout_seconds, self.webhook_timeout_seconds)
         if self.delivery_lease_seconds < 2 * longest:
@@ -86,9 +177,17 @@ class NotifierSettings(ServiceSettings):
     def backorder_eta_grace(self) -> timedelta:
         return timedelta(seconds=self.backorder_eta_grace_seconds)
 
-    def webhook_for(self, shop_id: str) -> str | None:
-        url = self.shop_webhooks.get(shop_id)
-        return str(url) if url is not None else None
+    @property
+    def smtp_tls(self) -> bool:
+        """Whether the mail relay's connection is encrypted (implicit TLS or a required STARTTLS)."""
+        return self.smtp_use_tls or self.smtp_starttls
+
+    def webhook_for(self, shop_id: str) -> ShopWebhook | None:
+        return self.shop_webhooks.get(shop_id)
+
+    def webhook_url(self, shop_id: str) -> str | None:
+        webhook = self.shop_webhooks.get(shop_id)
+        return str(webhook.url) if webhook is not None else None
 
     @property
     def sender_address(self) -> str:

@@ -1,6 +1,8 @@
 """The order service.
 
 python -m services.order           run it (settings from the environment, see app.OrderSettings)
+python -m services.order migrate   apply the pending migrations as DATABASE_MIGRATION_URL (the
+                                   database's owner) and end
 python -m services.order rebuild   truncate the read models (orders, order_lines) and re-derive them
                                    from the event log
 """

@@ -14,9 +14,11 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import asyncpg
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
+import structlog
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from backbone.auth import Principal, Role, requires
 from backbone.contracts.events import OrderPlaced
 from backbone.contracts.limits import MAX_EVENT_BYTES
 from backbone.contracts.types import Quantity
@@ -35,6 +37,8 @@ from services.order.domain import (
 )
 from services.order.handlers import Incoming, apply, new_repository
 
+log = structlog.get_logger(__name__)
+
 ATTEMPTS = 5
 # Bodies of POST /orders are refused (413) beyond the contract's event size: a valid order is well below
 # it (tests/unit/backbone/test_edge_limits.py), and the body is never held in memory beyond it.
@@ -43,6 +47,11 @@ _ID = {"min_length": 1, "max_length": 128, "pattern": r"^\S(?:.*\S)?$"}
 OrderIdPath = Annotated[str, Path(**_ID)]
 LineIdPath = Annotated[str, Path(**_ID)]
 RequestReason = Literal["customer_request", "shop_request"]
+# Who may do what (README "Roles"). Customer names and e-mail addresses only to support and staff.
+ReadsViews = Annotated[Principal, Depends(requires(Role.STAFF, Role.SUPPORT, Role.READER))]
+ReadsOrders = Annotated[Principal, Depends(requires(Role.SUPPORT, Role.STAFF, Role.READER, Role.CHECKOUT))]
+PlacesOrders = Annotated[Principal, Depends(requires(Role.CHECKOUT))]
+ActsForCustomers = Annotated[Principal, Depends(requires(Role.SUPPORT))]
 
 
 class CancelOrderRequest(BaseModel):
@@ -105,6 +114,13 @@ async def _bounded_body(request: Request) -> bytes:
     return bytes(body)
 
 
+def _as_seen_by(view: views.OrderView, principal: Principal) -> views.OrderView:
+    """The order without the customer's name and e-mail address, unless the caller may see them."""
+    if principal.sees_customer_data:
+        return view
+    return view.model_copy(update={"customer": view.customer.redacted()})
+
+
 def _domain_error(error: OrderError) -> HTTPException:
     match error:
         case OrderNotFound() | LineNotFound():
@@ -133,16 +149,20 @@ def make_router(pool: asyncpg.Pool, store: EventStore, default_max_wait_days: in
                 raise _domain_error(e) from None
         raise AssertionError("unreachable")
 
-    async def view_of(order_id: str) -> views.OrderView:
+    async def view_of(order_id: str, principal: Principal) -> views.OrderView:
+        """The order as `principal` may see it; 404 also for another shop's order of a shop's token (so
+        it learns nothing of other shops' orders)."""
         async with pool.acquire() as conn:
             view = await views.order_view(conn, store, order_id, default_max_wait_days)
-        if view is None:
+        if view is None or not principal.may_act_for_shop(view.shop_id):
             raise HTTPException(404, detail=f"order {order_id} is unknown")
-        return view
+        return _as_seen_by(view, principal)
 
-    async def run(order_id: str, command: Incoming) -> CommandResult:
+    async def run(order_id: str, command: Incoming, principal: Principal) -> CommandResult:
         events = await execute(order_id, command)
-        return CommandResult(events=events, order=await view_of(order_id))
+        # OrderCancelled has no actor field: the audit trail of who cancelled is this log line.
+        log.info("order command", command=type(command).__name__, order_id=order_id, actor=principal.subject)
+        return CommandResult(events=events, order=await view_of(order_id, principal))
 
     @router.post(
         "/orders",
@@ -155,7 +175,7 @@ def make_router(pool: asyncpg.Pool, store: EventStore, default_max_wait_days: in
             422: {"description": "The body is not a valid OrderPlaced payload; `detail` lists the errors"},
         },
     )
-    async def place_order(request: Request, response: Response) -> views.OrderView:
+    async def place_order(request: Request, response: Response, principal: PlacesOrders) -> views.OrderView:
         """Take an order: OrderPlaced is appended to the order's stream and published on the orders topic,
         where inventory reserves it. Accepted (202): inventory's answer follows asynchronously; see the
         order's status. Retrying with the identical body is accepted again without a second event."""
@@ -166,15 +186,18 @@ def make_router(pool: asyncpg.Pool, store: EventStore, default_max_wait_days: in
             # Without the inputs: they may be bytes (not JSON), or echo the whole body for one error.
             detail = e.errors(include_url=False, include_context=False, include_input=False)
             raise HTTPException(422, detail=detail) from None
+        if not principal.may_act_for_shop(placed.shop_id):
+            raise HTTPException(403, detail=f"your token places orders for shop {principal.shop} only")
         await execute(placed.order_id, PlaceOrder(placed))
         response.headers["Location"] = f"/orders/{quote(placed.order_id, safe='')}"
-        return await view_of(placed.order_id)
+        return await view_of(placed.order_id, principal)
 
     @router.get("/orders/{order_id}", response_model=views.OrderView, responses={404: {}})
-    async def get_order(order_id: OrderIdPath) -> views.OrderView:
+    async def get_order(order_id: OrderIdPath, principal: ReadsOrders) -> views.OrderView:
         """The order from its event stream: lines with every quantity, status, ETAs, what may ship now,
-        and the stream's history. 404 if the order was never placed."""
-        return await view_of(order_id)
+        and the stream's history. 404 if the order was never placed. The customer's name and e-mail
+        address only for support and staff; a shop's checkout token sees only that shop's orders."""
+        return await view_of(order_id, principal)
 
     @router.post(
         "/orders/{order_id}/cancel",
@@ -182,14 +205,16 @@ def make_router(pool: asyncpg.Pool, store: EventStore, default_max_wait_days: in
         responses={404: {}, 409: {"description": "Nothing left to cancel (shipped, cancelled or pending)"}},
     )
     async def cancel_order(
-        order_id: OrderIdPath, body: Annotated[CancelOrderRequest | None, Body()] = None
+        order_id: OrderIdPath,
+        principal: ActsForCustomers,
+        body: Annotated[CancelOrderRequest | None, Body()] = None,
     ) -> CommandResult:
         """Cancel every unshipped unit, also of lines inventory has not decided yet: publishes OrderCancelled
         (waiting units first, then reserved ones). The units count as cancelled, and paid ones are
         refunded (RefundRequested), when inventory confirms what it released (StockReleased); until then
         they show as `cancellation_pending`. Units already shipped are never cancelled."""
         reason = (body or CancelOrderRequest()).reason
-        return await run(order_id, CancelOrder(order_id, datetime.now(UTC), reason))
+        return await run(order_id, CancelOrder(order_id, datetime.now(UTC), reason), principal)
 
     @router.post(
         "/orders/{order_id}/lines/{line_id}/cancel-backordered",
@@ -199,6 +224,7 @@ def make_router(pool: asyncpg.Pool, store: EventStore, default_max_wait_days: in
     async def cancel_backordered(
         order_id: OrderIdPath,
         line_id: LineIdPath,
+        principal: ActsForCustomers,
         body: Annotated[CancelBackorderedRequest | None, Body()] = None,
     ) -> CommandResult:
         """Cancel (some of) the units of a line still waiting for stock; allocated units still ship.
@@ -208,10 +234,11 @@ def make_router(pool: asyncpg.Pool, store: EventStore, default_max_wait_days: in
         command = CancelBackorderedUnits(
             order_id, line_id, datetime.now(UTC), quantity=request.quantity, reason=request.reason
         )
-        return await run(order_id, command)
+        return await run(order_id, command, principal)
 
     @router.get("/backorders", response_model=list[views.BackorderView])
     async def backorders(
+        _: ReadsViews,
         sku: Annotated[str | None, Query(**_ID)] = None,
         customer_id: Annotated[str | None, Query(**_ID)] = None,
         min_age_days: Annotated[
@@ -236,8 +263,29 @@ def make_router(pool: asyncpg.Pool, store: EventStore, default_max_wait_days: in
             )
 
     @router.get("/reports", response_model=reports.Report, description=reports.__doc__)
-    async def report() -> reports.Report:
+    async def report(_: ReadsViews) -> reports.Report:
         async with pool.acquire() as conn:
             return await reports.report(conn, datetime.now(UTC))
+
+    @router.get("/reports/rates", response_model=reports.RatesOverTime)
+    async def rates_over_time(
+        _: ReadsViews,
+        bucket: reports.RateBucket = "hour",
+        buckets: Annotated[int, Query(ge=1, le=reports.MAX_RATE_BUCKETS)] = 24,
+        sku: Annotated[str | None, Query(**_ID)] = None,
+    ) -> reports.RatesOverTime:
+        """Backorder rate and fill rate (as in GET /reports) of the orders placed in each of the last
+        `buckets` whole UTC hours or days, the current one included; optionally of one SKU's lines."""
+        async with pool.acquire() as conn:
+            return await reports.rates_over_time(conn, datetime.now(UTC), bucket, buckets, sku)
+
+    @router.get("/reports/ageing", response_model=reports.WaitingAgeing)
+    async def waiting_ageing(
+        _: ReadsViews, sku: Annotated[str | None, Query(**_ID)] = None
+    ) -> reports.WaitingAgeing:
+        """The lines with units still waiting, by how long since their order was placed (optionally of
+        one SKU): a histogram from under an hour to 30 days and more."""
+        async with pool.acquire() as conn:
+            return await reports.waiting_ageing(conn, datetime.now(UTC), sku)
 
     return router

@@ -17,7 +17,8 @@ Both rates describe inventory's answer at placement, so cancellations and shipme
 change them. Quantities are bigint; their sums are cast back to bigint (Postgres sums bigint as numeric).
 """
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import asyncpg
 from pydantic import BaseModel, Field
@@ -204,4 +205,140 @@ async def report(conn: asyncpg.Connection, now: datetime) -> Report:
             on_time_percent=percent(eta["on_time"], eta["lines"]),
             mean_days_late=_rounded(eta["mean_days_late"]),
         ),
+    )
+
+
+# --- for the operations board: the rates over time and the ageing of the waiting lines -------------------
+# Both read only what their window holds: the rates the orders placed in it (index orders_placed_at), the
+# ageing the lines still waiting (partial index order_lines_open); neither reads the whole history.
+
+RateBucket = Literal["hour", "day"]
+BUCKET_WIDTH: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+MAX_RATE_BUCKETS = 366
+
+WAITING_AGE_BUCKETS: tuple[tuple[str, float], ...] = (  # label, lower bound in hours (upper: the next one's)
+    ("<1h", 0),
+    ("1-6h", 1),
+    ("6-24h", 6),
+    ("1-3d", 24),
+    ("3-7d", 72),
+    ("7-14d", 168),
+    ("14-30d", 336),
+    (">=30d", 720),
+)
+
+
+class RatePoint(BaseModel):
+    start: datetime = Field(description="Start of the bucket (UTC), inclusive")
+    end: datetime = Field(description="End of the bucket, exclusive")
+    lines: int = Field(description="Decided lines of the orders placed in the bucket")
+    ordered_units: int
+    reserved_at_placement_units: int
+    backordered_units: int
+    backorder_rate_percent: float | None = Field(description="backordered / ordered x 100; null: no line")
+    fill_rate_percent: float | None = Field(description="reserved at placement / ordered x 100")
+
+
+class RatesOverTime(BaseModel):
+    generated_at: datetime
+    bucket: RateBucket
+    sku: str | None = Field(description="Only this SKU's lines; null: every SKU")
+    points: list[RatePoint] = Field(description="Oldest first; the last bucket holds now")
+
+
+class WaitingAgeBucket(BaseModel):
+    bucket: str
+    lower_hours: float = Field(description="Waited at least this long (since the order was placed)")
+    upper_hours: float | None = Field(description="and less than this; null: no upper bound")
+    lines: int
+    waiting_units: int
+
+
+class WaitingAgeing(BaseModel):
+    generated_at: datetime
+    sku: str | None = Field(description="Only this SKU's lines; null: every SKU")
+    lines: int = Field(description="Lines with units still waiting")
+    waiting_units: int
+    oldest_placed_at: datetime | None = Field(description="Placement of the longest-waiting line")
+    buckets: list[WaitingAgeBucket]
+
+
+def bucket_starts(now: datetime, bucket: RateBucket, count: int) -> list[datetime]:
+    """The starts of the `count` buckets that end with the one holding `now`, aligned to whole UTC hours
+    or days."""
+    width = BUCKET_WIDTH[bucket]
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    current = now - (now - epoch) % width
+    return [current - width * (count - 1 - n) for n in range(count)]
+
+
+_RATES_OVER_TIME = f"""
+SELECT floor(extract(epoch FROM o.placed_at - $1::timestamptz) / $2::float8)::int AS n,
+       count(*) AS lines, sum(l.ordered)::bigint AS ordered,
+       sum(l.reserved_at_placement)::bigint AS reserved, sum(l.backordered)::bigint AS backordered
+FROM {_PLACED_LINES}
+WHERE l.decided AND o.placed_at >= $1 AND o.placed_at < $3 AND ($4::text IS NULL OR l.sku = $4)
+GROUP BY 1
+"""
+
+
+async def rates_over_time(
+    conn: asyncpg.Connection, now: datetime, bucket: RateBucket, count: int, sku: str | None = None
+) -> RatesOverTime:
+    """Backorder and fill rate of the orders placed in each of the last `count` buckets."""
+    width = BUCKET_WIDTH[bucket]
+    starts = bucket_starts(now, bucket, count)
+    rows = await conn.fetch(_RATES_OVER_TIME, starts[0], width.total_seconds(), starts[-1] + width, sku)
+    found = {r["n"]: r for r in rows}
+    points = []
+    for n, start in enumerate(starts):
+        r = found.get(n)
+        ordered, reserved, backordered = (r["ordered"], r["reserved"], r["backordered"]) if r else (0, 0, 0)
+        points.append(
+            RatePoint(
+                start=start,
+                end=start + width,
+                lines=r["lines"] if r else 0,
+                ordered_units=ordered,
+                reserved_at_placement_units=reserved,
+                backordered_units=backordered,
+                backorder_rate_percent=percent(backordered, ordered),
+                fill_rate_percent=percent(reserved, ordered),
+            )
+        )
+    return RatesOverTime(generated_at=now, bucket=bucket, sku=sku, points=points)
+
+
+_WAITING_AGES = f"""
+SELECT width_bucket(extract(epoch FROM $1::timestamptz - o.placed_at)::float8 / 3600, $2::float8[])
+           AS bucket,
+       count(*) AS lines, sum(l.waiting)::bigint AS waiting, min(o.placed_at) AS oldest
+FROM {_PLACED_LINES} WHERE l.waiting > 0 AND ($3::text IS NULL OR l.sku = $3)
+GROUP BY 1
+"""
+
+
+async def waiting_ageing(conn: asyncpg.Connection, now: datetime, sku: str | None = None) -> WaitingAgeing:
+    """The lines still waiting by how long their customers have waited."""
+    bounds = [lower for _, lower in WAITING_AGE_BUCKETS]
+    rows = {r["bucket"]: r for r in await conn.fetch(_WAITING_AGES, now, bounds[1:], sku)}
+    # width_bucket numbers the buckets from 0 (below the first bound, also a placement "in the future").
+    buckets = [
+        WaitingAgeBucket(
+            bucket=label,
+            lower_hours=lower,
+            upper_hours=bounds[i + 1] if i + 1 < len(bounds) else None,
+            lines=rows[i]["lines"] if i in rows else 0,
+            waiting_units=rows[i]["waiting"] if i in rows else 0,
+        )
+        for i, (label, lower) in enumerate(WAITING_AGE_BUCKETS)
+    ]
+    oldest = [r["oldest"] for r in rows.values()]
+    return WaitingAgeing(
+        generated_at=now,
+        sku=sku,
+        lines=sum(b.lines for b in buckets),
+        waiting_units=sum(b.waiting_units for b in buckets),
+        oldest_placed_at=min(oldest) if oldest else None,
+        buckets=buckets,
     )

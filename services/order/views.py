@@ -20,12 +20,17 @@ from services.order.domain import (
 from services.order.history import summarize
 from services.order.projections import LineTimes, track
 
+_ONLY_TO_SUPPORT = "Null unless the caller's token has role support or staff (customer data)"
+
 
 class CustomerView(BaseModel):
     customer_id: str
-    email: str
-    name: str | None
+    email: str | None = Field(description=_ONLY_TO_SUPPORT)
+    name: str | None = Field(description=_ONLY_TO_SUPPORT)
     tier: CustomerTier
+
+    def redacted(self) -> "CustomerView":
+        return self.model_copy(update={"email": None, "name": None})
 
 
 _ANNOUNCED = "Sent by the warehouse (ShipmentDispatched); false: only inventory's part is known yet"

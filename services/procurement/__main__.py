@@ -1,6 +1,8 @@
 """The procurement service.
 
 python -m services.procurement           run it (settings from the environment, see app.ProcurementSettings)
+python -m services.procurement migrate   apply the pending migrations as DATABASE_MIGRATION_URL (the
+                                         database's owner) and end
 python -m services.procurement rebuild   truncate the read models (procurement_skus, supplier_catalogues,
                                          supplier_terms, purchase_orders, line_etas) and re-derive them
                                          from the event log

@@ -14,9 +14,10 @@ from decimal import Decimal
 from typing import Annotated, Literal, Self
 
 import asyncpg
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from backbone.auth import Principal, Role, WithoutActor, requires
 from backbone.contracts.types import Currency, Identifier, Money, Quantity
 from backbone.decider import Input
 from backbone.eventstore import ConcurrencyError, EventStore
@@ -31,6 +32,9 @@ _ID_PATTERN = r"^\S(?:.*\S)?$"
 SkuPath = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID_PATTERN)]
 PoIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID_PATTERN)]
 PoStatus = Literal["open", "closed", "cancelled"]
+# Who may do what (README "Roles"): the catalogue is staff's; the audit actor is the token's subject.
+ReadsViews = Annotated[Principal, Depends(requires(Role.STAFF, Role.SUPPORT, Role.READER))]
+Staff = Annotated[Principal, Depends(requires(Role.STAFF))]
 
 
 # --- request bodies ------------------------------------------------------------------------------------
@@ -56,13 +60,13 @@ class SupplierTermsBody(BaseModel):
         return SupplierTerms(**self.model_dump())
 
 
-class CatalogueRequest(BaseModel):
-    """Replaces the SKU's whole supplier catalogue; an empty list stops purchasing it."""
+class CatalogueRequest(WithoutActor):
+    """Replaces the SKU's whole supplier catalogue; an empty list stops purchasing it. Who makes the
+    change (audited) is the token's subject."""
 
     model_config = ConfigDict(extra="forbid")
 
     suppliers: list[SupplierTermsBody] = Field(max_length=100)
-    actor: Identifier = Field(description="Who makes the change (audited)")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -254,11 +258,11 @@ def make_router(pool: asyncpg.Pool, store: EventStore, policy: PurchasePolicy, c
     repository = new_repository(store)
 
     @router.put("/skus/{sku}/suppliers", response_model=CatalogueChange)
-    async def set_suppliers(sku: SkuPath, body: CatalogueRequest) -> CatalogueChange:
+    async def set_suppliers(sku: SkuPath, body: CatalogueRequest, staff: Staff) -> CatalogueChange:
         """Replace the SKU's supplier catalogue. A need nothing covered yet is bought for at once."""
         try:
             command = SetSupplierTerms(
-                sku=sku, suppliers=[s.terms() for s in body.suppliers], actor=body.actor
+                sku=sku, suppliers=[s.terms() for s in body.suppliers], actor=staff.subject
             )
         except ValidationError as e:
             raise _unprocessable(e) from None
@@ -282,7 +286,7 @@ def make_router(pool: asyncpg.Pool, store: EventStore, policy: PurchasePolicy, c
         return CatalogueChange(**view.model_dump(), events=events)
 
     @router.get("/skus/{sku}/suppliers", response_model=CatalogueView)
-    async def get_suppliers(sku: SkuPath) -> CatalogueView:
+    async def get_suppliers(sku: SkuPath, _: ReadsViews) -> CatalogueView:
         async with pool.acquire() as conn:
             view = await catalogue_view(conn, sku)
         if view is None:
@@ -292,6 +296,7 @@ def make_router(pool: asyncpg.Pool, store: EventStore, policy: PurchasePolicy, c
     @router.get("/skus/{sku}", response_model=SkuView)
     async def get_sku(
         sku: SkuPath,
+        _: ReadsViews,
         lines_offset: Annotated[int, Query(ge=0, description="Skip this many waiting lines")] = 0,
         lines_limit: Annotated[int, Query(ge=0, le=1000, description="Show at most this many")] = 100,
     ) -> SkuView:
@@ -304,6 +309,7 @@ def make_router(pool: asyncpg.Pool, store: EventStore, policy: PurchasePolicy, c
 
     @router.get("/purchase-orders", response_model=list[PurchaseOrderView])
     async def list_purchase_orders(
+        _: ReadsViews,
         sku: Annotated[str | None, Query(min_length=1, max_length=128, pattern=_ID_PATTERN)] = None,
         status: PoStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -322,7 +328,7 @@ def make_router(pool: asyncpg.Pool, store: EventStore, policy: PurchasePolicy, c
         return [_purchase_order(r) for r in rows]
 
     @router.get("/purchase-orders/{po_id}", response_model=PurchaseOrderView)
-    async def get_purchase_order(po_id: PoIdPath) -> PurchaseOrderView:
+    async def get_purchase_order(po_id: PoIdPath, _: ReadsViews) -> PurchaseOrderView:
         row = await pool.fetchrow(f"SELECT {_PO_COLUMNS} FROM purchase_orders WHERE po_id = $1", po_id)
         if row is None:
             raise HTTPException(404, detail=f"unknown purchase order {po_id!r}")
@@ -330,6 +336,7 @@ def make_router(pool: asyncpg.Pool, store: EventStore, policy: PurchasePolicy, c
 
     @router.get("/etas", response_model=list[LineEtaView])
     async def get_etas(
+        _: ReadsViews,
         order_id: Annotated[str, Query(min_length=1, max_length=128, pattern=_ID_PATTERN)],
     ) -> list[LineEtaView]:
         """The ETA of each of the order's lines still waiting for stock ([] if none waits)."""
@@ -337,6 +344,7 @@ def make_router(pool: asyncpg.Pool, store: EventStore, policy: PurchasePolicy, c
 
     @router.get("/reports/unsourced", response_model=list[UnsourcedSkuView])
     async def unsourced_skus(
+        _: ReadsViews,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> list[UnsourcedSkuView]:

@@ -14,7 +14,7 @@ from backbone.contracts import Topic
 from backbone.contracts.events import contract_registry
 from backbone.runtime import Service, ServiceContext
 from backbone.settings import ServiceSettings
-from services.procurement import api, handlers, scheduler, sourcing
+from services.procurement import api, handlers, metrics, scheduler, sourcing
 from services.procurement.domain import CONSUMED_EVENTS
 from services.procurement.events import PROCUREMENT_EVENTS
 from services.procurement.handlers import Clock
@@ -125,6 +125,7 @@ def build_service(clock: Clock = utc_today) -> Service:
         registry=REGISTRY,
         handles=CONSUMED_EVENTS,
         background=[replan_overdue, publish_sourcing],
+        readings=metrics.readings,
     )
 
 

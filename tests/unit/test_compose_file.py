@@ -13,17 +13,23 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+LOCAL = ROOT / "deploy" / "local"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SCHEMA_FILE = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
 INIT_SQL = ROOT / "deploy" / "postgres" / "init" / "10-service-databases.sql"
 SERVERS = {"kafka", "postgres"}  # what every service waits for
 MAIL = "mail"  # the SMTP relay stand-in; the notifier retries while it is down
+CONSOLE, CONSOLE_PORT = "console", 8005  # the operations board (python -m services.console)
+# `${NAME:?message}`: compose refuses to start without the variable (from .env) instead of using "".
+REQUIRED_VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*):\?[^}]+\}")
 
 
-def _load_infra() -> ModuleType:
-    # deploy/local is not a package; infra.py holds the service table both setups must agree on.
-    path = ROOT / "deploy" / "local" / "infra.py"
-    spec = importlib.util.spec_from_file_location("backorder_local_infra", path)
+def _load(name: str) -> ModuleType:
+    # deploy/local is not a package; infra.py holds the service table both setups must agree on, and
+    # imports credentials.py (the generator of .env) from its folder.
+    if str(LOCAL) not in sys.path:
+        sys.path.append(str(LOCAL))
+    spec = importlib.util.spec_from_file_location(f"backorder_local_{name}", LOCAL / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
@@ -31,7 +37,9 @@ def _load_infra() -> ModuleType:
     return module
 
 
-SERVICE_PORTS: dict[str, int] = _load_infra().SERVICES
+infra = _load("infra")
+credentials = _load("credentials")
+SERVICE_PORTS: dict[str, int] = infra.SERVICES
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +59,7 @@ def test_validates_against_the_compose_specification(compose: dict[str, Any]) ->
 
 
 def test_runs_the_servers_and_exactly_the_services_of_the_local_setup(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == SERVERS | {MAIL} | set(SERVICE_PORTS)
+    assert set(compose["services"]) == SERVERS | {MAIL, CONSOLE} | set(SERVICE_PORTS)
     assert compose["services"]["kafka"]["image"] == "apache/kafka:4.1.1"
     assert compose["services"]["postgres"]["image"].startswith("postgres:16")
 
@@ -81,16 +89,99 @@ def test_service_is_wired_to_its_own_database_and_port(compose: dict[str, Any], 
     assert isinstance(env, dict), f"{name}: environment must be a mapping"
     assert env["SERVICE_NAME"] == name
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
-    role = f"backorder_{name}"
-    assert env["DATABASE_URL"] == f"postgresql://{role}:{role}@postgres:5432/{role}"
+    owner, runtime = infra.owner_role(name), infra.runtime_role(name)
+    # The service runs as its runtime role (the event store append-only), migrates as the owner.
+    assert env["DATABASE_URL"] == (
+        f"postgresql://{runtime}:${{{credentials.password_key(runtime)}:?run make env}}@postgres:5432/{owner}"
+    )
+    assert env["DATABASE_MIGRATION_URL"] == (
+        f"postgresql://{owner}:${{{credentials.password_key(owner)}:?run make env}}@postgres:5432/{owner}"
+    )
+    assert env["AUTH_TOKEN_SECRET"] == "${AUTH_TOKEN_SECRET:?run make env}"
     assert env["HTTP_HOST"] == "0.0.0.0"
     assert service["command"] == ["python", "-m", f"services.{name}"]
-    assert service["ports"] == [f"{SERVICE_PORTS[name]}:{env['HTTP_PORT']}"]
+    assert service["ports"] == [f"127.0.0.1:{SERVICE_PORTS[name]}:{env['HTTP_PORT']}"]
     assert service["healthcheck"]["test"][-1].count(f":{env['HTTP_PORT']}/health") == 1
 
 
-def test_postgres_init_script_creates_every_service_database(compose: dict[str, Any]) -> None:
-    mounts = compose["services"]["postgres"]["volumes"]
-    assert "./deploy/postgres/init:/docker-entrypoint-initdb.d:ro" in mounts
-    roles = set(re.findall(r"'(backorder_\w+)'", INIT_SQL.read_text()))
-    assert roles == {f"backorder_{name}" for name in SERVICE_PORTS}
+def test_the_console_reads_the_services_inside_the_network_and_listens_on_8005(
+    compose: dict[str, Any],
+) -> None:
+    console = compose["services"][CONSOLE]
+    env = console["environment"]
+    assert console["command"] == ["python", "-m", "services.console"]
+    assert console["ports"] == [f"127.0.0.1:{CONSOLE_PORT}:{env['HTTP_PORT']}"]
+    for name in SERVICE_PORTS:
+        assert env[f"CONSOLE_{name.upper()}_URL"] == f"http://{name}:{env['HTTP_PORT']}"
+        assert name in console["depends_on"]
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092" and env["TOPIC_PREFIX"] == "backorder."
+    assert env["AUTH_TOKEN_SECRET"] == "${AUTH_TOKEN_SECRET:?run make env}"
+    assert "DATABASE_URL" not in env  # it reads the services' APIs, no database
+    assert console["healthcheck"]["test"][-1].count(f":{env['HTTP_PORT']}/health") == 1
+
+
+def test_every_published_port_is_bound_to_the_loopback_interface(compose: dict[str, Any]) -> None:
+    published = {name: service.get("ports", []) for name, service in compose["services"].items()}
+    assert "kafka" not in {name for name, ports in published.items() if ports}
+    for name, ports in published.items():
+        for port in ports:
+            assert isinstance(port, str) and port.startswith("127.0.0.1:"), (
+                f"{name} publishes {port!r} on every interface of the host; bind it to 127.0.0.1"
+            )
+
+
+def _environments(compose: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {name: service.get("environment", {}) for name, service in compose["services"].items()}
+
+
+def test_no_password_or_secret_is_written_in_the_file(compose: dict[str, Any]) -> None:
+    for name, env in _environments(compose).items():
+        for key, value in env.items():
+            value = str(value)
+            if key.endswith(("PASSWORD", "SECRET")):
+                assert REQUIRED_VARIABLE.fullmatch(value), (
+                    f"{name}: {key} must be ${{{key}:?...}}, not {value!r}"
+                )
+            if "://" in value and "@" in value:
+                userinfo = value.split("://", 1)[1].split("@", 1)[0]
+                user, _, password = userinfo.partition(":")
+                assert REQUIRED_VARIABLE.fullmatch(password), f"{name}: {key} has a literal password"
+                assert password != user
+
+
+def test_every_variable_is_one_that_make_env_generates(compose: dict[str, Any]) -> None:
+    # Interpolation happens anywhere in the file: every ${VAR} must come from the generated .env.
+    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
+    assert used == set(credentials.required_keys())
+    assert not re.search(r"\$\{[A-Z][A-Z0-9_]*(:?-|\})", COMPOSE_FILE.read_text()), (
+        "a variable with a default or none: use ${VAR:?message}, so a missing .env stops compose"
+    )
+
+
+def test_no_role_shares_a_password_variable_with_another(compose: dict[str, Any]) -> None:
+    seen: dict[str, str] = {}
+    for env in _environments(compose).values():
+        for value in map(str, env.values()):
+            if value.startswith("postgresql://"):
+                user, _, password = value.split("://", 1)[1].split("@", 1)[0].partition(":")
+                variable = REQUIRED_VARIABLE.fullmatch(password)
+                assert variable is not None
+                assert seen.setdefault(variable[1], user) == user, f"{user} and {seen[variable[1]]}"
+                assert variable[1] == credentials.password_key(user)
+
+
+def test_postgres_gets_every_password_the_init_script_reads(compose: dict[str, Any]) -> None:
+    postgres = compose["services"]["postgres"]
+    assert "./deploy/postgres/init:/docker-entrypoint-initdb.d:ro" in postgres["volumes"]
+    assert postgres["ports"] == ["127.0.0.1:55432:5432"]
+    env = postgres["environment"]
+    wanted = credentials.role_keys()
+    assert wanted == [
+        credentials.password_key(role(name))
+        for name in SERVICE_PORTS
+        for role in (infra.owner_role, infra.runtime_role)
+    ]
+    for key in [*wanted, "POSTGRES_PASSWORD"]:
+        assert env[key] == f"${{{key}:?run make env}}"
+    # The image runs *.sql and *.sh of the folder itself; the include folder is only \ir'd.
+    assert sorted(p.name for p in INIT_SQL.parent.iterdir() if p.is_file()) == [INIT_SQL.name]

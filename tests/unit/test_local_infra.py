@@ -1,6 +1,8 @@
-"""deploy/local: the state folder, copies of the PostgreSQL binaries, the supervisor's backoff; no servers."""
+"""deploy/local: the state folder, copies of the PostgreSQL binaries, the generated credentials, the
+supervisor's backoff; no servers."""
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -29,6 +31,7 @@ def _load(name: str) -> ModuleType:
 
 
 infra = _load("infra")
+credentials = _load("credentials")
 local_services = _load("services")
 
 
@@ -133,3 +136,98 @@ def test_the_supervisor_reports_how_a_child_ended(monkeypatch: pytest.MonkeyPatc
     watched.pid = watched.process.pid
     watched.process.wait()
     assert watched.exit_status() == "exit status 3"
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_credentials_are_generated_once_private_and_strong(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "secrets.env"
+    values = credentials.ensure(path)
+    assert list(values) == credentials.required_keys()
+    assert "POSTGRES_PASSWORD" in values and "AUTH_TOKEN_SECRET" in values
+    assert "BACKORDER_ORDER_PASSWORD" in values and "BACKORDER_ORDER_APP_PASSWORD" in values
+    assert _mode(path) == 0o600
+    assert len(set(values.values())) == len(values)  # every role its own
+    roles = {
+        "postgres",
+        *(infra.owner_role(n) for n in infra.SERVICES),
+        *(infra.runtime_role(n) for n in infra.SERVICES),
+    }
+    for key, value in values.items():
+        assert len(value) >= 32 and value not in roles, key
+        assert credentials.weakness(key, value) is None
+    assert credentials.ensure(path) == values  # kept: the databases were created with them
+    assert credentials.read(path) == values
+
+
+def test_credentials_add_what_the_file_lacks_and_keep_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    kept = "k" * 40
+    path.write_text(f"# mine\nCOMPOSE_PROJECT_NAME=shop\nexport POSTGRES_PASSWORD='{kept}'")
+    path.chmod(0o644)
+    values = credentials.ensure(path)
+    assert values["POSTGRES_PASSWORD"] == kept
+    text = path.read_text()
+    assert text.startswith("# mine\nCOMPOSE_PROJECT_NAME=shop\n") and text.count("AUTH_TOKEN_SECRET=") == 1
+    assert credentials.read(path)["COMPOSE_PROJECT_NAME"] == "shop"
+    assert _mode(path) == 0o600  # made private
+
+
+@pytest.mark.parametrize("value", ["backorder_order", "short", "x" * 40 + " $weird"])
+def test_a_weak_value_already_in_the_file_is_refused(tmp_path: Path, value: str) -> None:
+    path = tmp_path / ".env"
+    path.write_text(f"BACKORDER_ORDER_PASSWORD={value}\n")
+    with pytest.raises(ValueError, match="BACKORDER_ORDER_PASSWORD"):
+        credentials.ensure(path)
+    assert credentials.main([str(path)]) == 1
+
+
+def test_the_infrastructure_hands_each_service_its_runtime_and_owner_role(tmp_path: Path) -> None:
+    secrets = credentials.ensure(tmp_path / "secrets.env")
+    info = infra.InfraInfo.for_ports(29092, 57432, secrets)
+    for name in infra.SERVICES:
+        runtime = infra.urlsplit(info.database_urls[name])
+        owner = infra.urlsplit(info.migration_urls[name])
+        assert (runtime.username, owner.username) == (f"backorder_{name}_app", f"backorder_{name}")
+        assert runtime.path == owner.path == f"/backorder_{name}"
+        assert runtime.password == secrets[f"BACKORDER_{name.upper()}_APP_PASSWORD"]
+        assert owner.password == secrets[f"BACKORDER_{name.upper()}_PASSWORD"]
+        assert (runtime.hostname, runtime.port) == ("127.0.0.1", 57432)
+    admin = infra.urlsplit(info.pg_admin_url)
+    assert (admin.username, admin.password) == ("postgres", secrets["POSTGRES_PASSWORD"])
+    for url in [info.pg_admin_url, *info.database_urls.values(), *info.migration_urls.values()]:
+        parts = infra.urlsplit(url)
+        assert parts.password != parts.username
+
+    env = info.env()
+    assert env["AUTH_TOKEN_SECRET"] == secrets["AUTH_TOKEN_SECRET"]
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:29092"
+    assert env["ORDER_DATABASE_URL"] == info.database_urls["order"]
+    assert env["ORDER_DATABASE_MIGRATION_URL"] == info.migration_urls["order"]
+    assert info.service_env("inventory") == {
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:29092",
+        "AUTH_TOKEN_SECRET": secrets["AUTH_TOKEN_SECRET"],
+        "DATABASE_URL": info.database_urls["inventory"],
+        "DATABASE_MIGRATION_URL": info.migration_urls["inventory"],
+    }
+    assert set(info.service_env("console")) == {"KAFKA_BOOTSTRAP_SERVERS", "AUTH_TOKEN_SECRET"}
+
+
+def test_infra_json_is_private_and_one_of_an_earlier_version_counts_as_absent(tmp_path: Path) -> None:
+    info = infra.InfraInfo.for_ports(29092, 57432, credentials.ensure(tmp_path / "secrets.env"))
+    path = tmp_path / "infra.json"
+    info.save(path)
+    assert _mode(path) == 0o600
+    assert infra.InfraInfo.load(path) == info
+    old = {"kafka_bootstrap_servers": "x:1", "pg_admin_url": "postgresql://a@b/c", "database_urls": {}}
+    path.write_text(json.dumps(old))
+    assert infra.InfraInfo.load(path) is None  # `up` writes it anew
+    assert infra.InfraInfo.load(tmp_path / "missing.json") is None
+
+
+def test_urls_are_shown_without_their_password() -> None:
+    assert infra.without_password("postgresql://u:secret@127.0.0.1:5/db") == "postgresql://u@127.0.0.1:5/db"
+    assert infra.without_password("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert infra.without_password("postgresql://h/db") == "postgresql://h/db"

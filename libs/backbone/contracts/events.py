@@ -1,4 +1,4 @@
-"""Every integration event of the public contract (version 1 unless said otherwise).
+"""Every integration event of the public contract (schema version 1 unless said otherwise).
 
 `business_key_fields` names the fact an event states (a receipt line, a shipment, an order): a consumer
 applies it once, whatever its event id, and dead-letters a different content under a key it has seen.
@@ -12,7 +12,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
 
 from backbone.contracts.envelope import STRICT, EventPayload
 from backbone.contracts.registry import EventRegistry
@@ -607,10 +607,36 @@ NotificationKind = Literal[
 Channel = Literal["email", "webhook"]
 
 
+# Where a message went, by reference (contract 3.0), never the address or URL itself:
+# "email:<customer_id>" is the customer's address as the shop knows it; "webhook:<shop_id>" the shop's
+# configured endpoint. Only the notifier (GET /notifications, to roles that may see customer data) and
+# the shop resolve it.
+RecipientRef = Annotated[
+    str,
+    StringConstraints(min_length=7, max_length=137, pattern=r"^(?:email|webhook):\S(?:.*\S)?$"),
+    Field(
+        description="The destination by reference, never the address or URL: email:<customer_id> (the "
+        "customer's address) or webhook:<shop_id> (the shop's endpoint)",
+        examples=["email:c-7", "webhook:shop-1"],
+    ),
+]
+
+
+def recipient_ref(channel: Channel, customer_id: str, shop_id: str) -> str:
+    """The reference of a message's destination: the customer for email, the shop for its webhook."""
+    return f"webhook:{shop_id}" if channel == "webhook" else f"email:{customer_id}"
+
+
+def _ref_matches_channel(channel: Channel, ref: str) -> None:
+    if not ref.startswith(f"{channel}:"):
+        raise ValueError(f"recipient_ref {ref!r} does not name a {channel} destination")
+
+
 class NotificationSent(EventPayload):
-    """A channel accepted a message for a customer."""
+    """A channel accepted a message for a customer. Names its destination by reference only."""
 
     event_type = "NotificationSent"
+    schema_version = 2
     topic = Topic.NOTIFIER
     key_field = "customer_id"
 
@@ -620,14 +646,66 @@ class NotificationSent(EventPayload):
     line_id: Identifier | None
     kind: NotificationKind
     channel: Channel
+    recipient_ref: RecipientRef
+    attempts: Quantity
+
+    @model_validator(mode="after")
+    def _ref_of_the_channel(self) -> Self:
+        _ref_matches_channel(self.channel, self.recipient_ref)
+        return self
+
+
+class NotificationFailed(EventPayload):
+    """A channel kept refusing a message; retries are exhausted. Names its destination by reference only."""
+
+    event_type = "NotificationFailed"
+    schema_version = 2
+    topic = Topic.NOTIFIER
+    key_field = "customer_id"
+
+    notification_id: Identifier
+    customer_id: Identifier
+    order_id: Identifier | None
+    line_id: Identifier | None
+    kind: NotificationKind
+    channel: Channel
+    recipient_ref: RecipientRef
+    attempts: Quantity
+    error: Text = Field(
+        description="The channel's last answer, without e-mail addresses, names or the webhook URL"
+    )
+
+    @model_validator(mode="after")
+    def _ref_of_the_channel(self) -> Self:
+        _ref_matches_channel(self.channel, self.recipient_ref)
+        return self
+
+
+class NotificationSentV1(EventPayload):
+    """Retired (contract 2.x): named the destination itself, the customer's e-mail address or the shop's
+    webhook URL. Still decoded, so that the notifier's log and old topics replay, but no longer
+    published; consumers skip it."""
+
+    event_type = "NotificationSent"
+    schema_version = 1
+    topic = Topic.NOTIFIER
+    key_field = "customer_id"
+
+    notification_id: Identifier
+    customer_id: Identifier
+    order_id: Identifier | None
+    line_id: Identifier | None
+    kind: NotificationKind
+    channel: Channel
     recipient: Text
     attempts: Quantity
 
 
-class NotificationFailed(EventPayload):
-    """A channel kept refusing a message; retries are exhausted."""
+class NotificationFailedV1(EventPayload):
+    """Retired (contract 2.x), as NotificationSentV1."""
 
     event_type = "NotificationFailed"
+    schema_version = 1
     topic = Topic.NOTIFIER
     key_field = "customer_id"
 
@@ -671,7 +749,11 @@ CONTRACT_EVENTS: tuple[type[EventPayload], ...] = (
 )
 
 # Old versions that are read but not upcast (see EventRegistry.register_retired).
-RETIRED_EVENTS: tuple[type[EventPayload], ...] = (BackorderQueueSnapshotV1,)
+RETIRED_EVENTS: tuple[type[EventPayload], ...] = (
+    BackorderQueueSnapshotV1,
+    NotificationSentV1,
+    NotificationFailedV1,
+)
 
 
 def contract_registry(internal: Iterable[type[EventPayload]] = ()) -> EventRegistry:

@@ -1,17 +1,31 @@
 """Throwaway databases on a real PostgreSQL server, for tests and benchmarks."""
 
 import contextlib
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
 from backbone.db import BACKBONE_MIGRATIONS, migrate, migration_files
+from backbone.testing.servers import PROJECT_ROOT
+
+# What a service's runtime role may do in its database; deploy/postgres/init runs the same file.
+SERVICE_PRIVILEGES_SQL = PROJECT_ROOT / "deploy" / "postgres" / "init" / "include" / "service-privileges.sql"
 
 
 def with_database(admin_url: str, name: str) -> str:
     base, _, _ = admin_url.rpartition("/")
     return f"{base}/{name}"
+
+
+def with_login(url: str, user: str, password: str) -> str:
+    """`url` with another user and password (same server and database)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"))
 
 
 @contextlib.asynccontextmanager
@@ -37,6 +51,74 @@ async def fresh_database(admin_url: str, name: str) -> AsyncIterator[str]:
         yield url
     finally:
         await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass(frozen=True)
+class ServiceDatabase:
+    """A database set up as deploy/postgres/init sets up a service's: `owner` owns it and runs the
+    migrations and rebuilds (DATABASE_MIGRATION_URL), the service runs as `runtime` (DATABASE_URL)."""
+
+    url: str  # the runtime role's
+    migration_url: str  # the owner's
+    owner: str
+    runtime: str
+
+
+async def apply_service_privileges(admin_url: str, database: str, runtime: str) -> None:
+    """Grant `runtime` what a service's runtime role may do in `database` (idempotent)."""
+    conn = await asyncpg.connect(with_database(admin_url, database))
+    try:
+        await conn.execute("SELECT set_config('backorder.runtime_role', $1, false)", runtime)
+        await conn.execute(SERVICE_PRIVILEGES_SQL.read_text())
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def service_database(
+    admin_url: str, name: str, *, privileges: bool = True
+) -> AsyncIterator[ServiceDatabase]:
+    """Roles `name` (owner) and `name`_app (runtime) with generated passwords and database `name`, no
+    tables yet (a service migrates it as the owner when it starts); dropped afterwards. `privileges=False`
+    leaves out the runtime role's grants, as a database from before that role was (apply them later
+    with `apply_service_privileges`)."""
+    owner, runtime = name, f"{name}_app"
+    passwords = {role: secrets.token_urlsafe(24) for role in (owner, runtime)}
+
+    async def admin(*statements: str) -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    def login(role: str) -> str:
+        # CREATE ROLE takes no parameters; the passwords are URL-safe and quoted by the server.
+        return f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{passwords[role]}'"
+
+    await admin(login(owner), login(runtime))
+    try:
+        await admin(
+            f'CREATE DATABASE "{name}" OWNER "{owner}"',
+            f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC',
+            f'GRANT CONNECT ON DATABASE "{name}" TO "{runtime}"',
+        )
+        if privileges:
+            await apply_service_privileges(admin_url, name, runtime)
+        url = with_database(admin_url, name)
+        yield ServiceDatabase(
+            url=with_login(url, runtime, passwords[runtime]),
+            migration_url=with_login(url, owner, passwords[owner]),
+            owner=owner,
+            runtime=runtime,
+        )
+    finally:
+        await admin(
+            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+            f'DROP ROLE IF EXISTS "{runtime}"',
+            f'DROP ROLE IF EXISTS "{owner}"',
+        )
 
 
 async def table_rows(database_url: str, tables: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from backbone.contracts import Envelope
@@ -37,8 +39,25 @@ def kafka_bootstrap(servers: Servers) -> str:
 
 
 @pytest.fixture
-def topic_prefix() -> str:
-    return f"{unique_name('topics')}."
+async def topic_prefix(kafka_bootstrap: str) -> AsyncIterator[str]:
+    """Topics of the test's own; deleted after it, since every partition holds open files in the broker
+    and a long-lived local broker would otherwise reach its limit of open files."""
+    prefix = f"{unique_name('topics')}."
+    yield prefix
+    await delete_topics(kafka_bootstrap, prefix)
+
+
+async def delete_topics(bootstrap: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+    except KafkaError:
+        pass  # best effort: the broker's data folder is the test run's anyway
+    finally:
+        await admin.close()
 
 
 @pytest.fixture

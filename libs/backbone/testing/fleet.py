@@ -16,10 +16,11 @@ from pathlib import Path
 
 import httpx
 
+from backbone.auth import ALL_ROLES, Role, development_token, generate_secret, mint_token
 from backbone.contracts import Topic
 from backbone.testing.databases import fresh_database
 from backbone.testing.servers import PROJECT_ROOT, Servers
-from backbone.testing.service import free_port
+from backbone.testing.service import bearer, free_port
 from backbone.testing.waiting import eventually
 
 SERVICE_NAMES = ("order", "inventory", "procurement", "notifier")
@@ -77,10 +78,19 @@ class ServiceProcess:
 
 @dataclass
 class Fleet:
+    """`http` sends a development token (all four roles) the services accept; `token` mints others."""
+
     kafka_bootstrap: str
     topic_prefix: str
     services: dict[str, ServiceProcess]
-    http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=10.0))
+    auth_token_secret: str = field(default_factory=generate_secret)
+    http: httpx.AsyncClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = httpx.AsyncClient(timeout=10.0, headers=bearer(development_token(self.auth_token_secret)))
+
+    def token(self, *roles: Role, subject: str = "test", shop: str | None = None) -> str:
+        return mint_token(self.auth_token_secret, subject, roles or ALL_ROLES, shop=shop)
 
     def url(self, name: str) -> str:
         return self.services[name].url
@@ -114,10 +124,12 @@ async def running_fleet(
     names: Sequence[str] = SERVICE_NAMES,
 ) -> AsyncIterator[Fleet]:
     """Start the services (in parallel), wait for /health, stop them and drop their databases at the end.
-    `env` goes to every service, `service_env[name]` to one."""
+    `env` goes to every service, `service_env[name]` to one; the fleet's AUTH_TOKEN_SECRET is generated
+    unless `env` gives one."""
     log_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 -- once, before anything runs
     async with contextlib.AsyncExitStack() as stack:
-        fleet = Fleet(servers.kafka_bootstrap_servers, f"{run_name}.", {})
+        secret = (env or {}).get("AUTH_TOKEN_SECRET") or generate_secret()
+        fleet = Fleet(servers.kafka_bootstrap_servers, f"{run_name}.", {}, secret)
         stack.push_async_callback(fleet.http.aclose)
         for name in names:
             # Crash-proof: an outage test may restart the server under the fleet.
@@ -135,6 +147,7 @@ async def running_fleet(
                     "KAFKA_BOOTSTRAP_SERVERS": servers.kafka_bootstrap_servers,
                     "TOPIC_PREFIX": fleet.topic_prefix,
                     "PYTHONUNBUFFERED": "1",
+                    "AUTH_TOKEN_SECRET": secret,
                     **(env or {}),
                     **(service_env or {}).get(name, {}),
                 },

@@ -2,7 +2,8 @@
 
 - a checkout system publishing OrderPlaced;
 - a supplier's EDI adapter publishing acknowledgements, shipment notices and GoodsReceived;
-- shop staff using the admin APIs (stock, backorder policy, supplier catalogue);
+- shop staff using the admin APIs (stock, backorder policy, supplier catalogue), as the subject of the
+  deployment's token (the audit actor);
 - a warehouse's fulfilment adapter (`Warehouse`): reading FulfilmentRequested, publishing
   ShipmentDispatched;
 - customers reading their orders and e-mails, cancelling, subscribing to back-in-stock.
@@ -52,9 +53,16 @@ class Deployment(Protocol):
 
 @dataclass
 class RunningServices:
+    """Services started elsewhere (`make run`); `http` sends `token` (e.g. a development token)."""
+
     urls: Mapping[str, str]
     topic_prefix: str
-    http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=10.0))
+    token: str | None = None
+    http: httpx.AsyncClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        self.http = httpx.AsyncClient(timeout=10.0, headers=headers)
 
     def url(self, name: str) -> str:
         return self.urls[name]
@@ -150,16 +158,16 @@ class Outsiders:
         return dict(response.json())
 
     async def stock_up(self, sku: str, quantity: int) -> None:
-        body = {"delta": quantity, "reason": "opening balance", "actor": "e2e"}
+        body = {"delta": quantity, "reason": "opening balance"}
         await self.call("inventory", "POST", f"/skus/{sku}/adjustments", json=body)
 
     async def set_policy(self, sku: str, policy: str, **extra: Any) -> None:
-        body = {"backorder_policy": policy, "actor": "e2e", **extra}
+        body = {"backorder_policy": policy, **extra}
         await self.call("inventory", "PUT", f"/skus/{sku}/policy", json=body)
 
     async def set_suppliers(self, sku: str, *suppliers: Json) -> Json:
         """Each supplier: supplier_id, lead_time_days, unit_cost, role (+ MOQ, pack size)."""
-        body = {"suppliers": [{"currency": "EUR", **s} for s in suppliers], "actor": "e2e"}
+        body = {"suppliers": [{"currency": "EUR", **s} for s in suppliers]}
         catalogue = dict(await self.call("procurement", "PUT", f"/skus/{sku}/suppliers", json=body))
         if suppliers:  # inventory learns of them from SkuSourcingChanged; until then the SKU may be unknown
             await eventually(

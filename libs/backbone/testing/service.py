@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from backbone.auth import Role, development_token, generate_secret, mint_token
 from backbone.runtime import Service, run_service
 from backbone.settings import ServiceSettings
 from backbone.testing.background import running
@@ -33,7 +34,8 @@ def service_settings(
     topic_prefix: str,
     **overrides: Any,
 ) -> Settings:
-    """Settings for a test instance: its own database, topics and a free HTTP port."""
+    """Settings for a test instance: its own database, topics, a free HTTP port and a token secret of its
+    own (mint tokens for it with `token_for`)."""
     values: dict[str, Any] = {
         "service_name": service_name,
         "database_url": database_url,
@@ -42,16 +44,39 @@ def service_settings(
         "http_host": "127.0.0.1",
         "http_port": free_port(),
         "consumer_batch_size": 50,
+        "auth_token_secret": generate_secret(),
         **overrides,
     }
     return settings_type(**values)
 
 
+def secret_of(config: ServiceSettings) -> str:
+    secret = config.auth_token_secret
+    assert secret is not None, "the test's settings have no AUTH_TOKEN_SECRET"
+    return secret.get_secret_value()
+
+
+def token_for(config: ServiceSettings, *roles: Role, subject: str = "test", shop: str | None = None) -> str:
+    """A token the service configured by `config` accepts: with `roles` (default: all four)."""
+    if not roles:
+        return development_token(secret_of(config), subject)
+    return mint_token(secret_of(config), subject, roles, shop=shop)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 @contextlib.asynccontextmanager
 async def serving(service: Service, config: ServiceSettings) -> AsyncIterator[httpx.AsyncClient]:
-    """Run the service until the block ends; yields an HTTP client once /health answers."""
+    """Run the service until the block ends; yields an HTTP client once /health answers. The client
+    sends a development token (all four roles, subject "test"); a request may send another."""
     base_url = f"http://{config.http_host}:{config.http_port}"
-    async with running(run_service(service, config)) as task, httpx.AsyncClient(base_url=base_url) as http:
+    headers = bearer(token_for(config))
+    async with (
+        running(run_service(service, config)) as task,
+        httpx.AsyncClient(base_url=base_url, headers=headers) as http,
+    ):
 
         async def healthy() -> bool:
             if task.done():
@@ -67,7 +92,12 @@ async def serving(service: Service, config: ServiceSettings) -> AsyncIterator[ht
 
 async def run_rebuild(service_name: str, database_url: str) -> bytes:
     """`python -m services.<name> rebuild`, as an operator runs it; returns what it printed."""
-    env = {**os.environ, "SERVICE_NAME": service_name, "DATABASE_URL": database_url}
+    env = {
+        "AUTH_TOKEN_SECRET": generate_secret(),  # a service's settings need a verifier, also to rebuild
+        **os.environ,
+        "SERVICE_NAME": service_name,
+        "DATABASE_URL": database_url,
+    }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", f"services.{service_name}", "rebuild", env=env, stdout=asyncio.subprocess.PIPE
     )

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 async def count(
     http: httpx.AsyncClient, sku: str, count_id: str, counted: int, **extra: Any
 ) -> httpx.Response:
-    body = {"count_id": count_id, "counted": counted, "reason": "cycle count", "actor": "tester", **extra}
+    body = {"count_id": count_id, "counted": counted, "reason": "cycle count", **extra}
     return await http.post(f"/skus/{sku}/counts", json=body)
 
 
@@ -159,9 +159,7 @@ async def test_under_reject_an_unknown_sku_is_rejected_and_a_supplier_makes_it_k
         assert (view["known"], view["sourced"], view["backordered"]) == (False, False, 0)
 
         # Staff carrying the SKU (a policy, even the default one) make it known too.
-        carried = await http.put(
-            f"/skus/{unknown}/policy", json={"backorder_policy": "allow", "actor": "buyer"}
-        )
+        carried = await http.put(f"/skus/{unknown}/policy", json={"backorder_policy": "allow"})
         assert carried.status_code == 200, carried.text
         assert carried.json()["events"][0] == "SkuPolicyChanged" and carried.json()["stock"]["known"] is True
         await publish(producer, orders, [order("C", unknown, 2)])

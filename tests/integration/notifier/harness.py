@@ -1,8 +1,10 @@
 """The notifier as outsiders see it: a running process, the topics it reads, a real mail relay (aiosmtpd)
-and a real shop webhook (FastAPI under uvicorn), and its HTTP API."""
+and a real shop webhook (FastAPI under uvicorn, checking the signature as a shop would), and its HTTP
+API."""
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -45,6 +47,7 @@ from backbone.testing.service import free_port, run_rebuild, service_settings
 from backbone.testing.service import serving as serving_service
 from backbone.testing.waiting import eventually
 from services.notifier.app import SERVICE, NotifierSettings
+from services.notifier.channels import SIGNATURE_HEADER, SignatureError, verify_signature
 
 SENDER = "Shop <orders@shop.example>"
 
@@ -150,15 +153,24 @@ def text_of(message: EmailMessage) -> str:
 class Call:
     headers: dict[str, str]
     body: dict[str, Any]
+    raw: bytes  # the body as it came, which the signature covers
 
 
 @dataclass
 class ShopWebhook:
-    """Answers each POST /hook with the next status of `statuses`, then 200; keeps every call."""
+    """Checks each POST /hook's Backorder-Signature with `secret` as a shop's receiver would: a call whose
+    signature does not hold is refused with 401 and kept in `refused`; a good one is answered with the
+    next status of `statuses`, then 200, and kept in `calls`."""
 
     url: str
     statuses: list[int]
+    secret: str = "shop-webhook-secret-" + "s" * 24
     calls: list[Call] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+    def setting(self, secret: str | None = None) -> dict[str, str]:
+        """This endpoint's SHOP_WEBHOOKS entry for the notifier (signing with `secret`, default ours)."""
+        return {"url": self.url, "secret": secret or self.secret}
 
 
 @contextlib.asynccontextmanager
@@ -169,7 +181,13 @@ async def shop_webhook(statuses: Sequence[int] = ()) -> AsyncIterator[ShopWebhoo
 
     @app.post("/hook")
     async def receive(request: Request) -> Response:
-        hook.calls.append(Call(dict(request.headers), await request.json()))
+        raw = await request.body()
+        try:
+            verify_signature(request.headers.get(SIGNATURE_HEADER), raw, hook.secret, now=time.time())
+        except SignatureError as e:
+            hook.refused.append(str(e))
+            return Response(status_code=401, content=str(e).encode())
+        hook.calls.append(Call(dict(request.headers), json.loads(raw), raw))
         status = hook.statuses.pop(0) if hook.statuses else 200
         return Response(status_code=status, content=b"busy" if status >= 300 else b"")
 

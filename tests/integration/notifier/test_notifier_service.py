@@ -2,16 +2,19 @@
 HTTP out; against the real Kafka broker and PostgreSQL server."""
 
 import json
+import time
 from datetime import date, datetime
 from typing import Any
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from backbone.contracts import new_envelope
 from backbone.contracts.events import SkuPolicyChanged, StockAdjusted
 from backbone.testing.fixtures import publish, read_topic, unique_name
+from services.notifier.channels import SignatureError, verify_signature
 from services.notifier.messages import long_date
 from tests.integration.notifier.harness import (
     again,
@@ -62,6 +65,9 @@ async def published_by_notifier(
     assert len(events) == expected
     by_id = {e["payload"]["notification_id"]: (key, e) for key, e in events.values()}
     assert len(by_id) == expected  # one outcome per notification, never two
+    for _, e in by_id.values():  # contract 3.0: the destination by reference, never an address or URL
+        assert e["schema_version"] == 2 and "recipient" not in e["payload"]
+        assert "@" not in json.dumps(e) and "://" not in json.dumps(e["payload"]), e
     return by_id
 
 
@@ -98,7 +104,8 @@ async def test_one_message_per_line_change_across_repeats_and_a_restart(
                 "sent",
                 1,
             )
-            assert (backordered["channel"], backordered["recipient"]) == ("email", "ada@example.com")
+            assert (backordered["channel"], backordered["recipient_ref"]) == ("email", f"email:{customer}")
+            assert backordered["email"] == "ada@example.com"  # the address, to roles that may see it
             assert backordered["content"]["eta"] == APRIL_1.isoformat()
 
             (email,) = mail.messages()
@@ -156,6 +163,7 @@ async def test_one_message_per_line_change_across_repeats_and_a_restart(
         assert {e["event_type"] for _, e in sent.values()} == {"NotificationSent"}
         assert {key for key, _ in sent.values()} == {customer}
         assert set(sent) == {r["notification_id"] for r in rows}
+        assert {e["payload"]["recipient_ref"] for _, e in sent.values()} == {f"email:{customer}"}
 
     models = await read_models(database_url)
     assert [r["order_id"] for r in models["backorder_announcement"]] == [waiting.payload.order_id]
@@ -167,7 +175,11 @@ async def test_refusals_are_retried_with_backoff_then_failed_while_other_message
 ) -> None:
     sku = unique_name("BOOT")
     busy, unknown, fine, shopper = (f"{name}@example.com" for name in ("busy", "unknown", "fine", "shopper"))
-    refuse = {busy: "451 4.3.0 mailbox busy, try again later", unknown: "550 5.1.1 no such user"}
+    # Relays name the refused mailbox: recorded and published without it.
+    refuse = {
+        busy: "451 4.3.0 mailbox busy, try again later",
+        unknown: f"550 5.1.1 <{unknown}>: no such user",
+    }
     customers = {email: unique_name("customer") for email in (busy, unknown, fine, shopper)}
     orders = {
         email: placed(unique_name("order"), customers[email], email, [("1", sku, 3)], shop_id=shop)
@@ -178,7 +190,7 @@ async def test_refusals_are_retried_with_backoff_then_failed_while_other_message
 
     async with mail_relay(refuse) as mail, shop_webhook(statuses=[503]) as hook:
         config = settings(
-            database_url, kafka_bootstrap, topic_prefix, mail.port, shop_webhooks={"webshop": hook.url}
+            database_url, kafka_bootstrap, topic_prefix, mail.port, shop_webhooks={"webshop": hook.setting()}
         )
         async with serving(config) as http:
             await publish(producer, f"{topic_prefix}orders", list(orders.values()))
@@ -195,19 +207,37 @@ async def test_refusals_are_retried_with_backoff_then_failed_while_other_message
             assert second - first >= 0.3 and third - second >= 0.6
             # An unknown mailbox is not retried.
             assert (rows[customers[unknown]]["status"], rows[customers[unknown]]["attempts"]) == ("failed", 1)
-            assert "550 5.1.1 no such user" in rows[customers[unknown]]["last_error"]
+            assert "550 5.1.1 <<redacted e-mail>>: no such user" in rows[customers[unknown]]["last_error"]
             assert len(mail.refusals(unknown)) == 1
             # Meanwhile the others went out: the healthy mailbox at once, the webhook on its 2nd try.
             ok = rows[customers[fine]]
-            assert (ok["status"], ok["attempts"], ok["recipient"]) == ("sent", 1, fine)
+            assert (ok["status"], ok["attempts"], ok["recipient_ref"]) == (
+                "sent",
+                1,
+                f"email:{customers[fine]}",
+            )
             assert datetime.fromisoformat(ok["updated_at"]) < datetime.fromisoformat(failed["updated_at"])
             (email,) = mail.messages()
             assert fine in str(email["To"])
             assert email["Subject"] == f"2 units of {sku} could not be ordered"
             hooked = rows[customers[shopper]]
             assert (hooked["status"], hooked["attempts"], hooked["channel"]) == ("sent", 2, "webhook")
-            assert hooked["recipient"] == hook.url
+            assert hooked["recipient_ref"] == "webhook:webshop"
             assert len(hook.calls) == 2  # 503, then accepted; the shop's customer gets no email
+            # Each call was signed (the receiver checked it), each attempt anew; a changed body is not.
+            assert hook.refused == []
+            signatures = [c.headers["backorder-signature"] for c in hook.calls]
+            assert all(sig.startswith("t=") and ",v1=" in sig for sig in signatures)
+            last = hook.calls[1]
+            signed_at = verify_signature(signatures[1], last.raw, hook.secret, now=time.time())
+            tampered = last.raw.replace(b'"rejected":2', b'"rejected":1')
+            assert tampered != last.raw
+            with pytest.raises(SignatureError, match="signature mismatch"):
+                verify_signature(signatures[1], tampered, hook.secret, now=time.time())
+            with pytest.raises(
+                SignatureError, match="outside the tolerance"
+            ):  # the same call, replayed later
+                verify_signature(signatures[1], last.raw, hook.secret, now=signed_at + 301)
             assert {c.headers["idempotency-key"] for c in hook.calls} == {hooked["notification_id"]}
             body = hook.calls[1].body
             assert (body["kind"], body["customer"]["email"], body["order_id"]) == (
@@ -225,6 +255,28 @@ async def test_refusals_are_retried_with_backoff_then_failed_while_other_message
             assert (await http.get("/notifications", params={"status": "lost"})).status_code == 422
             by_status = await notifications(http, status="failed")
             assert {r["customer_id"] for r in by_status} == {customers[busy], customers[unknown]}
+            newest = await notifications(http, status="failed", newest_first="true")
+            assert [r["notification_id"] for r in newest] == [
+                r["notification_id"] for r in reversed(by_status)
+            ]
+            assert len(await notifications(http, status="failed", newest_first="true", limit="1")) == 1
+            # /metrics counts every attempt by channel and outcome, and shows nothing left to deliver.
+            metrics = (await http.get("/metrics")).text
+            attempts = {
+                (sample.labels["channel"], sample.labels["outcome"]): sample.value
+                for family in text_string_to_metric_families(metrics)
+                if family.name == "backorder_notifications"
+                for sample in family.samples
+                if sample.name == "backorder_notifications_total"
+            }
+            assert attempts == {
+                ("email", "sent"): 1,
+                ("email", "failed"): 2,  # busy, twice retried
+                ("email", "given_up"): 2,  # busy's third attempt, unknown's only one
+                ("webhook", "failed"): 1,
+                ("webhook", "sent"): 1,
+            }
+            assert "backorder_notifications_pending 0.0" in metrics
 
     # On the notifier topic, keyed by customer: the outcomes, and nothing of the retries in between.
     published = await published_by_notifier(database_url, kafka_bootstrap, topic_prefix)
@@ -239,6 +291,39 @@ async def test_refusals_are_retried_with_backoff_then_failed_while_other_message
         customers[shopper]: ("NotificationSent", 2, "webhook"),
     }
     await assert_rebuild_gives_the_same_read_models(database_url)
+
+
+async def test_a_receiver_refuses_calls_signed_with_another_secret(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, producer: AIOKafkaProducer
+) -> None:
+    """The notifier signs with the secret it was given; a shop that expects another one refuses every
+    call (401), which is retried like any refusal and then recorded as failed, naming neither the URL
+    nor the secret."""
+    sku, customer = unique_name("BOOT"), unique_name("customer")
+    order = placed(unique_name("order"), customer, "shopper@example.com", [("1", sku, 3)], shop_id="webshop")
+    rejection = short(order.payload.order_id, "1", sku, 3, 1, disposition="rejected")
+    async with mail_relay() as mail, shop_webhook() as hook:
+        forged = hook.setting(secret="not-the-shops-secret-" + "x" * 20)
+        config = settings(
+            database_url, kafka_bootstrap, topic_prefix, mail.port, shop_webhooks={"webshop": forged}
+        )
+        async with serving(config) as http:
+            await publish(producer, f"{topic_prefix}orders", [order])
+            await publish(producer, f"{topic_prefix}inventory", [rejection])
+            (row,) = await settled(http, customer_id=customer)
+            assert (row["status"], row["attempts"], row["channel"]) == ("failed", 3, "webhook")
+            assert row["last_error"].startswith("webhook answered HTTP 401: signature mismatch")
+            # Read while the relay runs: the row is settled when the outcome is appended, not yet published.
+            published = await published_by_notifier(database_url, kafka_bootstrap, topic_prefix)
+    assert hook.calls == [] and mail.messages() == []
+    assert len(hook.refused) == 3 and all(r.startswith("signature mismatch") for r in hook.refused)
+    ((key, failed),) = published.values()
+    assert (key, failed["event_type"], failed["payload"]["recipient_ref"]) == (
+        customer,
+        "NotificationFailed",
+        "webhook:webshop",
+    )
+    assert hook.url not in json.dumps(failed) and forged["secret"] not in json.dumps(failed)
 
 
 async def test_back_in_stock_subscriptions_and_their_api(

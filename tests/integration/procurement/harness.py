@@ -207,7 +207,7 @@ def supplier(
 
 
 async def set_catalogue(http: httpx.AsyncClient, sku: str, *suppliers: dict[str, Any]) -> httpx.Response:
-    return await http.put(f"/skus/{sku}/suppliers", json={"suppliers": list(suppliers), "actor": "buyer-1"})
+    return await http.put(f"/skus/{sku}/suppliers", json={"suppliers": list(suppliers)})
 
 
 async def sku_reaches(

@@ -1,6 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
+from backbone.auth import generate_secret
 from services.inventory.app import InventorySettings
 
 
@@ -8,6 +9,7 @@ def test_unknown_sku_policy_defaults_to_reject_and_is_read_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://localhost/x")
+    monkeypatch.setenv("AUTH_TOKEN_SECRET", generate_secret())
     assert InventorySettings().unknown_sku_policy == "reject"
 
     monkeypatch.setenv("UNKNOWN_SKU_POLICY", "backorder")

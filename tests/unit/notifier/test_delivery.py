@@ -4,8 +4,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from backbone.contracts import EventPayload
-from backbone.contracts.events import NotificationFailed, NotificationSent
+from backbone.contracts import EventPayload, new_envelope
+from backbone.contracts.events import (
+    NotificationFailed,
+    NotificationFailedV1,
+    NotificationSent,
+    NotificationSentV1,
+)
 from services.notifier.domain import (
     DeliveryAttempt,
     DeliveryState,
@@ -20,8 +25,10 @@ from services.notifier.domain import (
     initial_delivery,
 )
 from services.notifier.events import (
+    NOTIFIER_REGISTRY,
     BackInStockContent,
     DeliveryRetryScheduled,
+    DeliveryRetryScheduledV1,
     Notification,
     NotificationRequested,
 )
@@ -40,7 +47,9 @@ MESSAGE = Notification(
     line_id=None,
     content=BackInStockContent(sku="SKU-C"),
 )
-EMAIL = Destination(channel="email", recipient="ada@example.com")
+EMAIL = Destination(channel="email", recipient="ada@example.com", ref="email:c-1")
+HOOK_URL = "https://shop.example/hooks/3f9c2a?token=s3cr3t"
+HOOK = Destination(channel="webhook", recipient=HOOK_URL, ref="webhook:shop-1")
 
 
 def test_delays_double_and_stop_at_the_cap() -> None:
@@ -62,7 +71,6 @@ def test_a_failed_attempt_is_retried_after_its_delay() -> None:
         notification_id="n-1",
         customer_id="c-1",
         channel="email",
-        recipient="ada@example.com",
         attempts=3,
         error="451 try later",
         retry_at=NOW + timedelta(seconds=120),
@@ -78,7 +86,7 @@ def test_the_last_attempt_fails_for_good() -> None:
         line_id=None,
         kind="back_in_stock",
         channel="email",
-        recipient="ada@example.com",
+        recipient_ref="email:c-1",
         attempts=5,
         error="451 try later",
     )
@@ -106,16 +114,54 @@ def test_success_is_a_notification_sent() -> None:
         line_id=None,
         kind="back_in_stock",
         channel="email",
-        recipient="ada@example.com",
+        recipient_ref="email:c-1",
         attempts=2,
     )
 
 
 def test_a_shop_with_a_webhook_gets_the_message() -> None:
     assert destination_for(MESSAGE, None) == EMAIL
-    assert destination_for(MESSAGE, "https://shop.example/hooks") == Destination(
-        channel="webhook", recipient="https://shop.example/hooks"
-    )
+    assert destination_for(MESSAGE, HOOK_URL) == HOOK
+
+
+def test_published_outcomes_name_the_destination_by_reference_only() -> None:
+    """Contract 3.0: neither the address nor the webhook URL reaches the notifier topic, nor its log."""
+    sent = delivered(MESSAGE, HOOK, attempts=1)
+    assert (sent.channel, sent.recipient_ref) == ("webhook", "webhook:shop-1")
+    failed = delivery_failed(MESSAGE, EMAIL, attempts=5, error="451 busy", now=NOW, policy=POLICY)
+    retry = delivery_failed(MESSAGE, HOOK, attempts=1, error="HTTP 503", now=NOW, policy=POLICY)
+    for event in (sent, failed, retry):
+        text = event.model_dump_json()
+        assert "ada@example.com" not in text and "shop.example" not in text and "s3cr3t" not in text
+    with pytest.raises(ValueError, match="does not name a email destination"):
+        NotificationSent(**{**sent.model_dump(), "channel": "email"})
+
+
+@pytest.mark.parametrize(
+    ("destination", "error", "recorded"),
+    [
+        (
+            EMAIL,
+            "recipient refused: 550 5.1.1 <ada@example.com>: Recipient address rejected: Ada unknown",
+            "recipient refused: 550 5.1.1 <<redacted e-mail>>: Recipient address rejected: "
+            "<redacted> unknown",
+        ),
+        (
+            HOOK,
+            f"webhook unreachable: ConnectError: cannot reach {HOOK_URL} (or ADA at other@example.org)",
+            "webhook unreachable: ConnectError: cannot reach <webhook URL> "
+            "(or <redacted> at <redacted e-mail>)",
+        ),
+        (EMAIL, "451 4.3.0 Adalbert's mailbox is busy", "451 4.3.0 Adalbert's mailbox is busy"),
+    ],
+)
+def test_recorded_errors_lose_addresses_the_name_and_the_webhook_url(
+    destination: Destination, error: str, recorded: str
+) -> None:
+    failed = delivery_failed(MESSAGE, destination, attempts=5, error=error, now=NOW, policy=POLICY)
+    retry = delivery_failed(MESSAGE, destination, attempts=1, error=error, now=NOW, policy=POLICY)
+    assert isinstance(failed, NotificationFailed) and isinstance(retry, DeliveryRetryScheduled)
+    assert failed.error == retry.error == recorded
 
 
 def attempt(number: int, error: str | None = None, permanent: bool = False) -> DeliveryAttempt:
@@ -175,3 +221,45 @@ def test_a_delivery_stream_holds_only_delivery_events() -> None:
     with pytest.raises(TypeError):
         evolve_delivery(initial_delivery("n-1"), NotificationRequested(notification=MESSAGE))
     assert delivery_stream_id("n-1") == "delivery:n-1"
+
+
+def test_outcomes_recorded_before_contract_3_still_end_their_stream() -> None:
+    """The notifier's log keeps the retired v1 outcomes (they named the address): they decode as
+    themselves and fold like v2, so a stream recorded before the upgrade stays finished."""
+    sent_v1 = NotificationSentV1(
+        notification_id="n-1",
+        customer_id="c-1",
+        order_id=None,
+        line_id=None,
+        kind="back_in_stock",
+        channel="email",
+        recipient="ada@example.com",
+        attempts=2,
+    )
+    stored = NOTIFIER_REGISTRY.decode(new_envelope(sent_v1).to_json())
+    assert stored.payload == sent_v1 and stored.schema_version == 1
+    assert evolve_delivery(initial_delivery("n-1"), stored.payload) == DeliveryState("n-1", 2, "sent")
+    failed_v1 = NotificationFailedV1(**{**sent_v1.model_dump(), "attempts": 3, "error": "550"})
+    assert evolve_delivery(initial_delivery("n-1"), failed_v1) == DeliveryState("n-1", 3, "failed")
+
+
+def test_a_retry_recorded_before_contract_3_is_read_without_its_destination() -> None:
+    old = DeliveryRetryScheduledV1(
+        notification_id="n-1",
+        customer_id="c-1",
+        channel="webhook",
+        recipient=HOOK_URL,
+        attempts=1,
+        error="webhook answered HTTP 503",
+        retry_at=NOW,
+    )
+    read = NOTIFIER_REGISTRY.decode(new_envelope(old).to_json())
+    assert read.schema_version == 2
+    assert read.payload == DeliveryRetryScheduled(
+        notification_id="n-1",
+        customer_id="c-1",
+        channel="webhook",
+        attempts=1,
+        error="webhook answered HTTP 503",
+        retry_at=NOW,
+    )

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from backbone.auth import generate_secret
 from backbone.contracts import new_envelope
 from backbone.contracts.events import (
     CONTRACT_EVENTS,
@@ -33,7 +34,7 @@ def body(**changes: Any) -> dict[str, Any]:
         "currency": "EUR",
         "role": "primary",
     }
-    return {"suppliers": [{**primary, **changes}], "actor": "ann"}
+    return {"suppliers": [{**primary, **changes}]}
 
 
 @pytest.mark.parametrize("cost", ["4.10", 4.1, 4, "4"])
@@ -75,11 +76,17 @@ def test_an_alternate_in_another_currency_is_refused_because_it_could_never_be_c
 
 
 def test_an_empty_catalogue_is_allowed_it_stops_purchasing() -> None:
-    assert CatalogueRequest.model_validate({"suppliers": [], "actor": "ann"}).suppliers == []
+    assert CatalogueRequest.model_validate({"suppliers": []}).suppliers == []
+
+
+def test_the_actor_comes_from_the_token_so_a_body_naming_one_is_refused() -> None:
+    with pytest.raises(ValidationError, match="actor comes from the bearer token"):
+        CatalogueRequest.model_validate({**body(), "actor": "ann"})
 
 
 def test_the_policy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://nowhere/db")
+    monkeypatch.setenv("AUTH_TOKEN_SECRET", generate_secret())
     assert ProcurementSettings().policy == DEFAULT_POLICY
     monkeypatch.setenv("ALTERNATE_MIN_DAYS_SOONER", "1")
     monkeypatch.setenv("ALTERNATE_MAX_COST_PREMIUM", "0.25")
