@@ -138,6 +138,17 @@ def publishing(topic: str, event_type: str, traceparent: str | None) -> Iterator
         yield [(k, v.encode()) for k, v in carrier.items()]
 
 
+@contextlib.contextmanager
+def continuing(traceparent: str | None, name: str) -> Iterator[None]:
+    """A span of a background job's work in the trace of the event it acts on (`traceparent`, as kept
+    in the event store); events appended meanwhile join that trace."""
+    if not _enabled:
+        yield
+        return
+    with _tracer.start_as_current_span(name, context=_parent(traceparent), record_exception=False):
+        yield
+
+
 def headers_context(headers: Sequence[tuple[str, bytes]]) -> otel_context.Context | None:
     carrier = {k: v.decode("latin-1") for k, v in headers if k in ("traceparent", "tracestate")}
     return propagate.extract(carrier) if carrier else None

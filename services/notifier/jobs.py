@@ -34,6 +34,7 @@ import httpx
 import structlog
 from pydantic import ValidationError
 
+from backbone import tracing
 from backbone.aggregate import StreamRepository
 from backbone.backoff import Backoff
 from backbone.contracts import Envelope
@@ -88,6 +89,7 @@ class Claimed:
     attempt: int  # the number of the attempt about to be made
     correlation_id: str
     token: uuid.UUID
+    traceparent: str | None = None  # of the flow that requested it, to carry its trace on to the outcome
 
 
 _CLAIM = """
@@ -111,7 +113,8 @@ WITH due AS (
 )
 UPDATE notification_delivery d SET claimed_until = $5, claim_token = $6
 FROM due WHERE d.notification_id = due.notification_id
-RETURNING d.notification_id, d.notification::text AS notification, d.attempts, d.correlation_id
+RETURNING d.notification_id, d.notification::text AS notification, d.attempts, d.correlation_id,
+          d.traceparent
 """
 
 _RELEASE = """
@@ -206,7 +209,14 @@ class DeliveryWorker:
         held = [c.notification.notification_id for c in busy]
         try:
             rows = await self._pool.fetch(
-                _CLAIM, now, self._webhook_shops, channel == "webhook", limit, lease_end, token, held
+                _CLAIM,
+                now,
+                self._webhook_shops,
+                channel == "webhook",
+                limit,
+                lease_end,
+                token,
+                held,
             )
         except TRANSIENT_ERRORS as e:
             if self._claim_error is None:
@@ -232,7 +242,9 @@ class DeliveryWorker:
                     "unreadable queued notification", notification_id=r["notification_id"], problems=problems
                 )
                 continue
-            claimed.append(Claimed(notification, r["attempts"] + 1, r["correlation_id"], token))
+            claimed.append(
+                Claimed(notification, r["attempts"] + 1, r["correlation_id"], token, r["traceparent"])
+            )
         return claimed
 
     async def _release(self, claims: Iterable[Claimed]) -> None:
@@ -245,6 +257,11 @@ class DeliveryWorker:
             log.warning("could not give back delivery leases", error=repr(e))
 
     async def _deliver(self, claimed: Claimed, senders: dict[Channel, Send]) -> None:
+        """One attempt, in the trace of the flow that requested the notification (when traces are on)."""
+        with tracing.continuing(claimed.traceparent, f"deliver {claimed.notification.kind} notification"):
+            await self._attempt(claimed, senders)
+
+    async def _attempt(self, claimed: Claimed, senders: dict[Channel, Send]) -> None:
         notification = claimed.notification
         destination = destination_for(notification, self._settings.webhook_url(notification.shop_id))
         timeout = self._timeouts[destination.channel]

@@ -21,6 +21,7 @@ import asyncpg
 import jinja2
 import structlog
 
+from backbone import tracing
 from backbone.contracts import Envelope
 from backbone.contracts.events import (
     NotificationFailed,
@@ -72,13 +73,13 @@ def subject_of(notification: Notification) -> str:
 _INSERT_DELIVERY = """
 INSERT INTO notification_delivery (notification_id, kind, customer_id, shop_id, email, order_id, line_id,
                                    sku, subject, notification, correlation_id, status, attempts,
-                                   next_attempt_at, requested_at, updated_at)
+                                   next_attempt_at, requested_at, updated_at, traceparent)
 SELECT id, kind, customer_id, shop_id, email, order_id, line_id, sku, subject, notification,
-       correlation_id, 'pending', 0, at, at, at
+       correlation_id, 'pending', 0, at, at, at, traceparent
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[], $9::text[], $10::jsonb[], $11::text[], $12::timestamptz[])
+            $8::text[], $9::text[], $10::jsonb[], $11::text[], $12::timestamptz[], $13::text[])
      AS r(id, kind, customer_id, shop_id, email, order_id, line_id, sku, subject, notification,
-          correlation_id, at)
+          correlation_id, at, traceparent)
 ON CONFLICT (notification_id) DO NOTHING
 """
 
@@ -113,6 +114,7 @@ def _delivery_row(envelope: Envelope[Any]) -> tuple[Any, ...] | None:
         n.model_dump_json(),
         envelope.correlation_id,
         envelope.occurred_at,
+        tracing.traceparent_for(envelope.correlation_id),  # the flow being applied, as the event store keeps
     )
 
 
@@ -133,7 +135,7 @@ async def apply_delivery_events(conn: asyncpg.Connection, envelopes: Sequence[En
     same as strict log order: an outcome is only ever recorded after its request committed."""
     requested = [row for e in envelopes if (row := _delivery_row(e)) is not None]
     if requested:
-        await conn.execute(_INSERT_DELIVERY, *columns(requested, 12))
+        await conn.execute(_INSERT_DELIVERY, *columns(requested, 13))
     outcomes = [row for e in envelopes if (row := _outcome_row(e)) is not None]
     if outcomes:
         await conn.executemany(_RECORD_OUTCOME, outcomes)

@@ -1,6 +1,7 @@
-"""One trace per business flow across services: an order placed over HTTP at the order service, reserved
-(or backordered) by inventory, answered back to the order service, all in one trace, exported over
-OTLP/HTTP to a collector of the test's own (traces are on only because OTEL_* variables say so)."""
+"""One trace per business flow across services: an order placed over HTTP at the order service, refused by
+inventory (a SKU it never heard of), answered back to the order service and mailed to the customer by the
+notifier's delivery job, all in one trace, exported over OTLP/HTTP to a collector of the test's own (traces
+are on only because OTEL_* variables say so)."""
 
 import asyncio
 import contextlib
@@ -16,6 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from backbone.contracts.events import Customer, OrderLine, OrderPlaced
 from backbone.testing.fixtures import unique_name
 from backbone.testing.fleet import running_fleet
+from backbone.testing.mailsink import MailSink
 from backbone.testing.servers import Servers, state_dir
 from backbone.testing.service import free_port
 from backbone.testing.waiting import eventually
@@ -86,18 +88,23 @@ class Collector:
 SERVER, PRODUCER, CONSUMER = 2, 4, 5
 
 
-async def test_an_order_is_one_trace_from_the_http_request_through_inventory_and_back(
+async def test_an_order_is_one_trace_from_the_http_request_through_inventory_to_the_customer(
     servers: Servers,
 ) -> None:
     run = unique_name("traces")
-    async with Collector().serving() as collector:
+    async with Collector().serving() as collector, MailSink().serving() as mail:
         env = {
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}",
             "OTEL_BSP_SCHEDULE_DELAY": "100",
             "OTEL_TRACES_SAMPLER": "always_on",
         }
         async with running_fleet(
-            servers, run, state_dir() / "test-logs" / run, env=env, names=("order", "inventory")
+            servers,
+            run,
+            state_dir() / "test-logs" / run,
+            env=env,
+            service_env={"notifier": {"SMTP_HOST": mail.host, "SMTP_PORT": str(mail.port)}},
+            names=("order", "inventory", "notifier"),
         ) as fleet:
             order = OrderPlaced(
                 order_id="o-traced",
@@ -126,6 +133,8 @@ async def test_an_order_is_one_trace_from_the_http_request_through_inventory_and
                     ("backorder-inventory", CONSUMER),  # inventory applies it
                     ("backorder-inventory", PRODUCER),  # and publishes its answer
                     ("backorder-order", CONSUMER),  # which the order service applies
+                    ("backorder-notifier", CONSUMER),  # as does the notifier, which requests a message
+                    ("backorder-notifier", PRODUCER),  # and, once mailed, publishes NotificationSent
                 }
                 return spans if wanted <= kinds else []
 
@@ -141,6 +150,11 @@ async def test_an_order_is_one_trace_from_the_http_request_through_inventory_and
             assert by_id[consumed["parent"]]["service"] == "backorder-order"
             assert by_id[consumed["parent"]]["kind"] == PRODUCER
             assert consumed["attributes"]["messaging.destination.name"] == fleet.topic_prefix + "orders"
+            # The delivery job's attempt is in the flow too: NotificationSent's publication descends from it.
+            (delivery,) = [s for s in spans if s["name"] == "deliver rejected notification"]
+            sent = next(s for s in spans if s["service"] == "backorder-notifier" and s["kind"] == PRODUCER)
+            assert sent["attributes"]["messaging.destination.name"] == fleet.topic_prefix + "notifier"
+            assert by_id[delivery["parent"]]["service"] == "backorder-notifier"
             # Database work is traced too (asyncpg spans inside the flow).
             assert any(
                 s["attributes"].get("db.system") == "postgresql" or "db.system.name" in s["attributes"]
