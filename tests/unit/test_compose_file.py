@@ -1,19 +1,17 @@
 """docker-compose.yml is valid Compose and wires the system as deploy/local does, checked without Docker."""
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
 
+from tests.unit.local_scripts import load
+
 ROOT = Path(__file__).resolve().parents[2]
-LOCAL = ROOT / "deploy" / "local"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SCHEMA_FILE = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
 INIT_SQL = ROOT / "deploy" / "postgres" / "init" / "10-service-databases.sql"
@@ -24,21 +22,8 @@ CONSOLE, CONSOLE_PORT = "console", 8005  # the operations board (python -m servi
 REQUIRED_VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*):\?[^}]+\}")
 
 
-def _load(name: str) -> ModuleType:
-    # deploy/local is not a package; infra.py holds the service table both setups must agree on, and
-    # imports credentials.py (the generator of .env) from its folder.
-    if str(LOCAL) not in sys.path:
-        sys.path.append(str(LOCAL))
-    spec = importlib.util.spec_from_file_location(f"backorder_local_{name}", LOCAL / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-infra = _load("infra")
-credentials = _load("credentials")
+infra = load("infra")
+credentials = load("credentials")
 SERVICE_PORTS: dict[str, int] = infra.SERVICES
 
 

@@ -1,38 +1,24 @@
 """deploy/local: the state folder, copies of the PostgreSQL binaries, the generated credentials, the
 supervisor's backoff; no servers."""
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from backbone.testing import servers
+from tests.unit.local_scripts import load
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCAL = ROOT / "deploy" / "local"
 
 
-def _load(name: str) -> ModuleType:
-    # deploy/local is not a package and services.py would shadow the `services` package: load by path.
-    if str(LOCAL) not in sys.path:
-        sys.path.append(str(LOCAL))  # services.py imports infra.py as `infra`
-    spec = importlib.util.spec_from_file_location(f"backorder_local_{name}", LOCAL / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-infra = _load("infra")
-credentials = _load("credentials")
-local_services = _load("services")
+infra = load("infra")
+credentials = load("credentials")
+local_services = load("services")
 
 
 def test_the_state_folder_is_backorder_state_dir_made_absolute_else_dot_state(

@@ -1,31 +1,13 @@
 """`make run` (deploy/local/services.py) supervises the console like the services and prints the board's
 address with a development token; no servers."""
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from backbone.auth import ALL_ROLES, Verifier, generate_secret
+from tests.unit.local_scripts import load
 
-LOCAL = Path(__file__).resolve().parents[3] / "deploy" / "local"
-
-
-def _load(name: str) -> ModuleType:
-    # deploy/local is not a package and services.py would shadow the `services` package: load by path.
-    if str(LOCAL) not in sys.path:
-        sys.path.append(str(LOCAL))  # services.py imports infra.py as `infra`
-    spec = importlib.util.spec_from_file_location(f"backorder_local_{name}", LOCAL / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-local = _load("services")
+local = load("services")
 
 
 def info(secret: str) -> Any:  # an InfraInfo of the module loaded above
