@@ -43,6 +43,7 @@ from pydantic import BaseModel, model_validator
 DEFAULT_ISSUER = "backorder"
 DEFAULT_AUDIENCE = "backorder"
 MIN_SECRET_LENGTH = 32
+DEVELOPMENT_TTL_SECONDS = 12 * 3600
 DEFAULT_TTL_SECONDS = 3600
 # Clocks of the token's issuer and ours may differ a little.
 LEEWAY_SECONDS = 30
@@ -59,6 +60,9 @@ class Role(StrEnum):
     SUPPORT = "support"  # acts for customers: cancels, reads orders and notifications with their data
     CHECKOUT = "checkout"  # places and reads orders (of its shop, if bound to one), subscribes customers
     READER = "reader"  # read-only views without customer names or e-mail addresses
+
+
+_ROLE_NAMES = frozenset(str(r) for r in Role)  # names other than these are ignored
 
 
 ALL_ROLES: frozenset[Role] = frozenset(Role)
@@ -165,7 +169,7 @@ def mint_token(
     return jwt.encode(claims, secret, algorithm=_LOCAL_ALGORITHM)
 
 
-def development_token(secret: str, subject: str = "dev", ttl_seconds: int = 12 * 3600) -> str:
+def development_token(secret: str, subject: str = "dev", ttl_seconds: int = DEVELOPMENT_TTL_SECONDS) -> str:
     """A token with all four roles, for local runs, demos and tests."""
     return mint_token(secret, subject, ALL_ROLES, ttl_seconds)
 
@@ -253,11 +257,10 @@ def _principal(claims: dict[str, Any]) -> Principal:
         named = named.split()  # a space-separated list, as some providers write scopes
     if not isinstance(named, list):
         raise InvalidToken("the bearer token's roles claim must be a list of role names")
-    known = {str(r) for r in Role}
     shop = claims.get("shop")
     if shop is not None and (not isinstance(shop, str) or not _SUBJECT.fullmatch(shop)):
         raise InvalidToken(f"the bearer token's shop must be 1 to {_SUBJECT_MAX_LENGTH} characters")
-    roles = frozenset(Role(r) for r in named if isinstance(r, str) and r in known)
+    roles = frozenset(Role(r) for r in named if isinstance(r, str) and r in _ROLE_NAMES)
     return Principal(subject, roles, shop)
 
 
@@ -364,6 +367,11 @@ def requires(*roles: Role) -> RoleDependency:
     return dependency
 
 
+# The role sets the services' routes share: read-only views, and staff's commands.
+ReadsViews = Annotated[Principal, Depends(requires(Role.STAFF, Role.SUPPORT, Role.READER))]
+Staff = Annotated[Principal, Depends(requires(Role.STAFF))]
+
+
 def install(app: FastAPI, settings: AuthConfig) -> None:
     """Give `app` its verifier (AuthNotConfigured without any) and document each guarded route's roles
     (call it once every router is included)."""
@@ -436,7 +444,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="repeat for several; default: all four (a development token)",
     )
     token.add_argument("--shop", help="bind the token to one shop's orders (a checkout system's token)")
-    token.add_argument("--ttl-seconds", type=int, default=12 * 3600, help="validity (default 12 h)")
+    token.add_argument(
+        "--ttl-seconds", type=int, default=DEVELOPMENT_TTL_SECONDS, help="validity (default 12 h)"
+    )
     args = parser.parse_args(argv)
     secret = os.environ.get("AUTH_TOKEN_SECRET", "")
     if len(secret) < MIN_SECRET_LENGTH:

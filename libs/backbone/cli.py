@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from backbone.db import BACKBONE_MIGRATIONS, MigrationsPending, migrate, migration_files
 from backbone.eventstore import EventStore
 from backbone.log import configure_logging
-from backbone.runtime import Service, run_service, until_ready
+from backbone.runtime import Service, migrate_service, run_service, until_ready
 from backbone.settings import ServiceSettings
 
 S = TypeVar("S", bound=BaseSettings)
@@ -70,29 +70,19 @@ async def apply_migrations(service: Service, settings: MigrationSettings) -> lis
     """`migrate`: apply what is pending as the owner, waiting for the database like a service at start
     (an initContainer may start before PostgreSQL answers). Prints the names applied."""
     configure_logging(service.name, settings.log_level)
-    files = migration_files(BACKBONE_MIGRATIONS, service.migrations)
-
-    async def attempt() -> list[str]:
-        conn = await asyncpg.connect(settings.migration_url, timeout=10)
-        try:
-            return await migrate(conn, files, service=service.name)
-        finally:
-            await conn.close(timeout=5)
-
-    applied = await until_ready("the database (migrations)", attempt)
+    applied = await until_ready(
+        "the database (migrations)", lambda: migrate_service(settings.migration_url, service)
+    )
     for name in applied:
         print(f"applied {name}")
+    files = migration_files(BACKBONE_MIGRATIONS, service.migrations)
     print(f"migrations: {len(applied)} applied now, {len(files) - len(applied)} before")
     return applied
 
 
-def settings_or_exit(service: Service) -> ServiceSettings:
+def settings_or_exit(name: str, settings_type: type[S]) -> S:
     """The settings from the environment, or exit with what is wrong (no traceback: it is configuration,
     and the values are left out because they may be secrets)."""
-    return _settings_or_exit(service.name, service.settings_type)
-
-
-def _settings_or_exit(name: str, settings_type: type[S]) -> S:
     try:
         return settings_type()
     except ValidationError as e:
@@ -106,11 +96,15 @@ def main(service: Service, rebuild_read_models: Rebuild, usage: str | None) -> N
     try:
         match sys.argv[1:]:
             case []:
-                asyncio.run(run_service(service, settings_or_exit(service)))
+                asyncio.run(run_service(service, settings_or_exit(service.name, service.settings_type)))
             case ["migrate"]:
-                asyncio.run(apply_migrations(service, _settings_or_exit(service.name, MigrationSettings)))
+                asyncio.run(apply_migrations(service, settings_or_exit(service.name, MigrationSettings)))
             case ["rebuild"]:
-                asyncio.run(rebuild(service, settings_or_exit(service), rebuild_read_models))
+                asyncio.run(
+                    rebuild(
+                        service, settings_or_exit(service.name, service.settings_type), rebuild_read_models
+                    )
+                )
             case _:
                 sys.exit(usage)
     except MigrationsPending as e:  # configuration, not a bug: the message says what to run

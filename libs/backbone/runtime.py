@@ -28,7 +28,7 @@ import structlog
 import uvicorn
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Body, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ConfigDict, Field
@@ -157,10 +157,6 @@ class OperatorAction(auth.WithoutActor):
     note: str | None = Field(default=None, max_length=2000)
 
 
-Operator = Annotated[auth.Principal, Depends(auth.requires(auth.Role.STAFF))]
-Watcher = Annotated[
-    auth.Principal, Depends(auth.requires(auth.Role.STAFF, auth.Role.SUPPORT, auth.Role.READER))
-]
 OperatorBody = Annotated[OperatorAction | None, Body()]
 
 
@@ -168,7 +164,7 @@ def _operations(pool: asyncpg.Pool) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/outbox/parked", response_model=list[outbox.ParkedEvent])
-    async def list_parked(_: Watcher) -> list[outbox.ParkedEvent]:
+    async def list_parked(_: auth.ReadsViews) -> list[outbox.ParkedEvent]:
         """Events the relay could never publish, oldest first (`waiting_behind`: later events of the
         same topic and key held in the outbox)."""
         return await outbox.parked_events(pool)
@@ -187,7 +183,7 @@ def _operations(pool: asyncpg.Pool) -> APIRouter:
 
     @router.post("/outbox/parked/{position}/retry")
     async def retry_parked(
-        position: int, operator: Operator, action: OperatorBody = None
+        position: int, operator: auth.Staff, action: OperatorBody = None
     ) -> dict[str, object]:
         """Put the event back into the outbox: it is published before the later events of its key (and
         parked again if Kafka still refuses it)."""
@@ -195,7 +191,7 @@ def _operations(pool: asyncpg.Pool) -> APIRouter:
 
     @router.post("/outbox/parked/{position}/discard")
     async def discard_parked(
-        position: int, operator: Operator, action: OperatorBody = None
+        position: int, operator: auth.Staff, action: OperatorBody = None
     ) -> dict[str, object]:
         """Never publish the event (it stays in the event store); the later events of its key flow."""
         return await act(position, operator, action, "discarded")
@@ -255,19 +251,19 @@ def _probes(
             database.degraded(f"unreachable: {type(e).__name__}: {e}")
             return None
 
+    def verdict(
+        states: Mapping[str, ComponentHealth], ok_word: str, bad_word: str, **extra: object
+    ) -> JSONResponse:
+        ok = all(c.status == "ok" for c in states.values())
+        components = {name: c.as_json() for name, c in states.items()}
+        body = {"status": ok_word if ok else bad_word, **extra, "components": components}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
     @router.get("/health")
     async def health() -> JSONResponse:
         parked = await parked_count()
         states = {"database": database.current, **components()}
-        ok = all(c.status == "ok" for c in states.values())
-        body = {
-            "status": "ok" if ok else "degraded",
-            "service": service.name,
-            "components": {name: c.as_json() for name, c in states.items()},
-            "parked_events": parked,
-            **status(),
-        }
-        return JSONResponse(body, status_code=200 if ok else 503)
+        return verdict(states, "ok", "degraded", service=service.name, parked_events=parked, **status())
 
     @router.get("/health/live")
     async def live() -> dict[str, str]:
@@ -282,12 +278,7 @@ def _probes(
         await parked_count()
         states = {"database": database.current}
         states |= {name: c for name, c in components().items() if name == "consumer"}
-        ok = all(c.status == "ok" for c in states.values())
-        body = {
-            "status": "ready" if ok else "not ready",
-            "components": {n: c.as_json() for n, c in states.items()},
-        }
-        return JSONResponse(body, status_code=200 if ok else 503)
+        return verdict(states, "ready", "not ready")
 
     @router.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:
@@ -318,7 +309,7 @@ async def run_service(service: Service, settings: ServiceSettings) -> None:
                 **kafka,
             ),
         )
-    await until_ready("the database (migrations)", lambda: _migrate(settings.migration_url, service))
+    await until_ready("the database (migrations)", lambda: migrate_service(settings.migration_url, service))
     pool = await until_ready(
         "the database", lambda: create_pool(settings.database_url, max_size=settings.db_pool_size)
     )
@@ -330,7 +321,7 @@ async def run_service(service: Service, settings: ServiceSettings) -> None:
             ctx = ServiceContext(
                 settings, pool, EventStore(service.registry), producer, ServiceMetrics(service.name)
             )
-            await _serve(service, settings, ctx)
+            await _serve(service, settings, ctx, kafka)
         finally:
             await producer.stop()
     finally:
@@ -353,19 +344,25 @@ async def _close(pool: asyncpg.Pool) -> None:
         pool.terminate()
 
 
-async def _migrate(database_url: str, service: Service) -> None:
+async def migrate_service(database_url: str, service: Service) -> list[str]:
     """Migrations run as the role that owns the database (DATABASE_MIGRATION_URL), which may differ from
     the runtime role of the pool: that one cannot rewrite the event store. Without DATABASE_MIGRATION_URL
     (a cluster, where `python -m services.<name> migrate` ran before as the owner) this only verifies, as
-    the runtime role, that nothing is pending; MigrationsPending ends the service otherwise."""
+    the runtime role, that nothing is pending; MigrationsPending ends the service otherwise. Returns the
+    names applied."""
     conn = await asyncpg.connect(database_url, timeout=10)
     try:
-        await migrate(conn, migration_files(BACKBONE_MIGRATIONS, service.migrations), service=service.name)
+        return await migrate(
+            conn, migration_files(BACKBONE_MIGRATIONS, service.migrations), service=service.name
+        )
     finally:
         await conn.close(timeout=5)
 
 
-async def _serve(service: Service, settings: ServiceSettings, ctx: ServiceContext) -> None:
+async def _serve(
+    service: Service, settings: ServiceSettings, ctx: ServiceContext, kafka_options: Mapping[str, Any]
+) -> None:
+    """`kafka_options`: client_options(settings), built once (a TLS context reads its CA file)."""
     relay = OutboxRelay(
         settings.database_url,
         ctx.producer,
@@ -388,7 +385,7 @@ async def _serve(service: Service, settings: ServiceSettings, ctx: ServiceContex
             batch_size=settings.consumer_batch_size,
             handles=None if service.handles is None else [e.event_type for e in service.handles],
             metrics=ctx.metrics,
-            client_options=client_options(settings),
+            client_options=kafka_options,
         )
 
     consumer = _Replaceable(new_loop)

@@ -5,6 +5,8 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from backbone.auth import DEFAULT_AUDIENCE, DEFAULT_ISSUER, MIN_SECRET_LENGTH
+
 
 class KafkaSettings(BaseSettings):
     """How any of our processes reaches Kafka: the services, the console and the operator tools."""
@@ -39,14 +41,14 @@ class AuthSettings(BaseSettings):
 
     auth_token_secret: SecretStr | None = Field(
         default=None,
-        min_length=32,
+        min_length=MIN_SECRET_LENGTH,
         description="Shared secret of the HS256 tokens `python -m backbone.auth token` mints",
     )
     auth_jwks_url: str | None = Field(
         default=None, description="The identity provider's signing keys (JWKS) for its RS256/ES256 tokens"
     )
-    auth_issuer: str = Field(default="backorder", min_length=1, description="Required `iss` of tokens")
-    auth_audience: str = Field(default="backorder", min_length=1, description="Required `aud` of tokens")
+    auth_issuer: str = Field(default=DEFAULT_ISSUER, min_length=1, description="Required `iss` of tokens")
+    auth_audience: str = Field(default=DEFAULT_AUDIENCE, min_length=1, description="Required `aud` of tokens")
 
     @model_validator(mode="after")
     def _has_a_verifier(self) -> Self:

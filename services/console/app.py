@@ -17,7 +17,7 @@ from typing import Annotated
 import httpx
 import jinja2
 import structlog
-from fastapi import Depends, FastAPI, Query, Response
+from fastapi import FastAPI, Query, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
@@ -48,9 +48,7 @@ _PAGE_HEADERS = {
 }
 
 # Every shop's queues and failures: not for a checkout token (which may be bound to one shop).
-Viewer = Annotated[
-    auth.Principal, Depends(auth.requires(auth.Role.STAFF, auth.Role.SUPPORT, auth.Role.READER))
-]
+Viewer = auth.ReadsViews
 
 
 class SharedRounds:

@@ -147,11 +147,11 @@ class UnsourcedSku(_Read):
 
 
 class DeadLetters(_Read):
-    topic: str
+    topic: str = Field(description="The source topic")
     dead_letter_topic: str
-    exists: bool
+    exists: bool = Field(description="False: the dead-letter topic was never created")
     partitions: int
-    messages: int
+    messages: int = Field(description="End offset - beginning offset, over its partitions")
 
 
 # --- the board -----------------------------------------------------------------------------------------

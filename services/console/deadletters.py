@@ -14,19 +14,11 @@ from typing import Any
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
-from pydantic import BaseModel, Field
 
 from backbone.contracts import Topic, dead_letter_topic
+from services.console.board import DeadLetters
 
 _UNKNOWN_TOPIC = 3  # Kafka's UNKNOWN_TOPIC_OR_PARTITION
-
-
-class DeadLetterCount(BaseModel):
-    topic: str = Field(description="The source topic")
-    dead_letter_topic: str
-    exists: bool = Field(description="False: the dead-letter topic was never created")
-    partitions: int
-    messages: int = Field(description="End offset - beginning offset, over its partitions")
 
 
 class DeadLetterCounter:
@@ -40,7 +32,7 @@ class DeadLetterCounter:
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
 
-    async def counts(self, timeout: float) -> list[DeadLetterCount]:
+    async def counts(self, timeout: float) -> list[DeadLetters]:
         """One count per topic of the contract; raises KafkaError or TimeoutError when Kafka does not
         answer in time."""
         async with self._lock:  # one round at a time shares the clients
@@ -51,14 +43,14 @@ class DeadLetterCounter:
                 await self.close()  # a new connection next time
                 raise
 
-    async def _count(self) -> list[DeadLetterCount]:
+    async def _count(self) -> list[DeadLetters]:
         client, consumer = await self._started()
         partitions = await self._partitions(client, list(self._topics.values()))
         wanted = [TopicPartition(name, p) for name, ids in partitions.items() for p in ids]
         first = await consumer.beginning_offsets(wanted) if wanted else {}
         ends = await consumer.end_offsets(wanted) if wanted else {}
         return [
-            DeadLetterCount(
+            DeadLetters(
                 topic=topic,
                 dead_letter_topic=dlq,
                 exists=dlq in partitions,

@@ -103,8 +103,7 @@ class Gatherer:
         return Answer(None if found is None else board.Stock.model_validate(found))
 
     async def _dead_letter_counts(self) -> list[board.DeadLetters]:
-        counts = await self._dead_letters.counts(self._timeout)
-        return [board.DeadLetters.model_validate(c.model_dump()) for c in counts]
+        return await self._dead_letters.counts(self._timeout)
 
     async def gather(self, query: Query) -> board.Board:
         run = _Round()
@@ -170,7 +169,7 @@ class Gatherer:
         )
         if any(a is None for a in answers):  # procurement down: the rows go without its figures
             return board.sku_rows(waiting, None)
-        return board.sku_rows(waiting, {w.sku: a.view for w, a in zip(waiting, answers, strict=True) if a})
+        return board.sku_rows(waiting, {w.sku: a.view for w, a in zip(waiting, answers, strict=True)})
 
     async def _detail(
         self, run: _Round, sku: str | None, rate_params: dict[str, Any]

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 import asyncpg
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
-from backbone.auth import Principal, Role, WithoutActor, requires
+from backbone.auth import ReadsViews, Staff, WithoutActor
 from backbone.contracts.types import Identifier, NonNegativeQuantity, Text
 from backbone.eventstore import ConcurrencyError, EventStore
 from services.inventory import reports
@@ -37,8 +37,6 @@ from services.inventory.priority import PriorityPolicy
 ATTEMPTS = 5
 SkuPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^\S(?:.*\S)?$")]
 # Who may do what (README "Roles"): the audited commands are staff's; the actor is the token's subject.
-ReadsViews = Annotated[Principal, Depends(requires(Role.STAFF, Role.SUPPORT, Role.READER))]
-Staff = Annotated[Principal, Depends(requires(Role.STAFF))]
 
 
 class PolicyRequest(WithoutActor):

@@ -10,7 +10,7 @@ from backbone.metrics import Reading
 # waiting lines only (the queue, not the history).
 _WAITING = """
 SELECT coalesce(sum(waiting_lines), 0) AS lines, coalesce(sum(backordered), 0) AS units,
-       (SELECT count(*) FROM stock WHERE waiting_lines > 0) AS skus,
+       count(*) AS skus,
        (SELECT extract(epoch FROM now() - min(placed_at)) FROM backorder_queue) AS oldest
 FROM stock WHERE waiting_lines > 0
 """

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from fastapi import status as http_status
 from pydantic import BaseModel, ConfigDict, Field
 
-from backbone.auth import Principal, Role, requires
+from backbone.auth import Principal, ReadsViews, Role, requires
 from backbone.contracts.events import Channel, NotificationKind
 from backbone.contracts.types import Email, Identifier, Text
 from backbone.decider import Decided, Input, decide_and_append
@@ -42,7 +42,6 @@ DeliveryStatus = Literal["pending", "sent", "failed"]
 # Who may do what (README "Roles"). Subscribing takes a customer's address, so not everyone may: support
 # and staff, or the shop's checkout system on the customer's behalf (its storefront's "notify me").
 # Names and addresses only to support and staff; the others see them as null.
-ReadsViews = Annotated[Principal, Depends(requires(Role.STAFF, Role.SUPPORT, Role.READER))]
 Subscribes = Annotated[Principal, Depends(requires(Role.STAFF, Role.SUPPORT, Role.CHECKOUT))]
 _ONLY_TO_SUPPORT = "Null unless the caller's token has role support or staff (customer data)"
 

@@ -18,7 +18,7 @@ import structlog
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from backbone.auth import Principal, Role, requires
+from backbone.auth import Principal, ReadsViews, Role, requires
 from backbone.contracts.events import OrderPlaced
 from backbone.contracts.limits import MAX_EVENT_BYTES
 from backbone.contracts.types import Quantity
@@ -48,7 +48,6 @@ OrderIdPath = Annotated[str, Path(**_ID)]
 LineIdPath = Annotated[str, Path(**_ID)]
 RequestReason = Literal["customer_request", "shop_request"]
 # Who may do what (README "Roles"). Customer names and e-mail addresses only to support and staff.
-ReadsViews = Annotated[Principal, Depends(requires(Role.STAFF, Role.SUPPORT, Role.READER))]
 ReadsOrders = Annotated[Principal, Depends(requires(Role.SUPPORT, Role.STAFF, Role.READER, Role.CHECKOUT))]
 PlacesOrders = Annotated[Principal, Depends(requires(Role.CHECKOUT))]
 ActsForCustomers = Annotated[Principal, Depends(requires(Role.SUPPORT))]

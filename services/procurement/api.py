@@ -14,10 +14,10 @@ from decimal import Decimal
 from typing import Annotated, Literal, Self
 
 import asyncpg
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from backbone.auth import Principal, Role, WithoutActor, requires
+from backbone.auth import ReadsViews, Staff, WithoutActor
 from backbone.contracts.types import Currency, Identifier, Money, Quantity
 from backbone.decider import Input
 from backbone.eventstore import ConcurrencyError, EventStore
@@ -33,8 +33,6 @@ SkuPath = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID_PATTERN)
 PoIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID_PATTERN)]
 PoStatus = Literal["open", "closed", "cancelled"]
 # Who may do what (README "Roles"): the catalogue is staff's; the audit actor is the token's subject.
-ReadsViews = Annotated[Principal, Depends(requires(Role.STAFF, Role.SUPPORT, Role.READER))]
-Staff = Annotated[Principal, Depends(requires(Role.STAFF))]
 
 
 # --- request bodies ------------------------------------------------------------------------------------

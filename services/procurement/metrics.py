@@ -7,11 +7,10 @@ import asyncpg
 from backbone.metrics import Reading
 
 _FIGURES = """
-SELECT (SELECT count(*) FROM purchase_orders WHERE status = 'open') AS open_pos,
-       (SELECT coalesce(sum(outstanding), 0) FROM purchase_orders WHERE status = 'open') AS on_order,
-       (SELECT count(*) FROM purchase_orders WHERE status = 'open' AND expected_complete < current_date)
-           AS overdue,
+SELECT count(*) AS open_pos, coalesce(sum(outstanding), 0) AS on_order,
+       count(*) FILTER (WHERE expected_complete < current_date) AS overdue,
        (SELECT count(*) FROM procurement_skus WHERE NOT sourced AND waiting_lines > 0) AS unsourced
+FROM purchase_orders WHERE status = 'open'
 """
 
 
