@@ -3,8 +3,8 @@
 State is the fold of `evolve` over the stream's events. Two shortcuts keep a load from replaying a long
 stream from its start, and neither is trusted blindly:
 - a per-process cache keeps the last folded state: every load reads the stream from the cached version
-  on and checks that the cached last event is still the one at that version (a rolled-back append or
-  another instance's write makes it fall back);
+  on and checks that the cached last event is still the one at that version, by its id (a rolled-back
+  append or another instance's write makes it fall back); a batch's streams are read in one statement;
 - every `snapshot_every` events the state is stored in the `snapshots` table, in the transaction that
   appended those events; a cold load (a restart, a cache miss, another instance) reads the snapshot and
   the tail after it. A snapshot counts only if its `state_shape` (a hash of the code that folds and
@@ -27,7 +27,7 @@ from uuid import UUID
 import asyncpg
 
 from backbone.contracts import Envelope, EventPayload
-from backbone.eventstore import EventStore, StreamAppend
+from backbone.eventstore import FROM_SNAPSHOT, EventStore, StreamAppend, StreamTail
 from backbone.ranked import RankedMap
 
 S = TypeVar("S")
@@ -58,7 +58,9 @@ def code_shape(*objects: object) -> str:
     return digest.hexdigest()[:32]
 
 
-_SNAPSHOT = "SELECT version, last_event_id, state_shape, state FROM snapshots WHERE stream_id = $1"
+_SNAPSHOTS = """
+SELECT stream_id, version, last_event_id, state_shape, state FROM snapshots WHERE stream_id = ANY($1::text[])
+"""
 _SAVE_SNAPSHOTS = """
 INSERT INTO snapshots (stream_id, version, last_event_id, state_shape, state)
 SELECT * FROM unnest($1::text[], $2::int[], $3::uuid[], $4::text[], $5::bytea[])
@@ -104,32 +106,62 @@ class StreamRepository(Generic[S]):
         self._shape = shape or code_shape(evolve, type(initial("")), RankedMap)
 
     async def load(self, conn: asyncpg.Connection, stream_id: str) -> Loaded[S]:
-        cached = self._cache.get(stream_id)
-        if cached is not None and cached.version > 0 and (loaded := await self._resume(conn, cached)):
-            return loaded
-        events = await self.store.read_stream_from_snapshot(conn, stream_id, self._shape)
-        if events and events[0].stream_version > 1:  # the stream has a snapshot: its last event comes first
-            snapshot = await self._snapshot(conn, stream_id)
-            if snapshot is not None and events[0].envelope.event_id == snapshot.last_event_id:
-                return self._fold(snapshot, [e.envelope for e in events[1:]], events[-1].stream_version)
-            events = await self.store.read_stream(conn, stream_id)  # not the stream's history: replay it
-        start = Loaded(stream_id, self._initial(stream_id), 0, None)
-        return self._fold(start, [e.envelope for e in events], events[-1].stream_version if events else 0)
+        return (await self.load_many(conn, [stream_id]))[stream_id]
 
-    async def _resume(self, conn: asyncpg.Connection, known: Loaded[S]) -> Loaded[S] | None:
-        """`known` plus the events after it, or None if the stream no longer has its last event there."""
-        events = await self.store.read_stream(conn, known.stream_id, after_version=known.version - 1)
-        if not events or events[0].envelope.event_id != known.last_event_id:
-            return None
-        return self._fold(known, [e.envelope for e in events[1:]], events[-1].stream_version)
+    async def load_many(self, conn: asyncpg.Connection, stream_ids: Sequence[str]) -> dict[str, Loaded[S]]:
+        """The streams' states, in one round trip when their cached states are current or their tails
+        short. Each pass reads every remaining stream in one statement (EventStore.read_tails):
+        1. a cached stream from its cached version on: the event there must be the cached last event
+           (its id is compared, the event is not decoded), and only the events after it are folded;
+        2. the streams not cached, or whose cache was disproved: from their snapshot on (the snapshots
+           themselves in one more statement, and only for streams that have one);
+        3. the streams whose snapshot was disproved: whole."""
+        loaded: dict[str, Loaded[S]] = {}
+        # Taken now: folding other streams may push these out of the cache meanwhile.
+        cached = {s: c for s in stream_ids if (c := self._cache.get(s)) is not None and c.version > 0}
+        pending = {s: cached[s].version if s in cached else FROM_SNAPSHOT for s in stream_ids}
+        while pending:
+            tails = await self.store.read_tails(conn, pending, self._shape)  # a row for every stream
+            retry: dict[str, int] = {}
+            snapshotted: dict[str, StreamTail] = {}
+            for stream_id, known in pending.items():
+                tail = tails[stream_id]
+                if known == FROM_SNAPSHOT and tail.known_version > 0:
+                    snapshotted[stream_id] = tail
+                elif known > 0:  # from the cache
+                    if tail.known_event_id == cached[stream_id].last_event_id:
+                        loaded[stream_id] = self._fold(cached[stream_id], tail)
+                    else:
+                        retry[stream_id] = FROM_SNAPSHOT
+                else:  # the whole stream (none yet: a new one)
+                    loaded[stream_id] = self._fold(Loaded(stream_id, self._initial(stream_id), 0, None), tail)
+            if snapshotted:
+                snapshots = await self._snapshots(conn, list(snapshotted))
+                for stream_id, tail in snapshotted.items():
+                    snapshot = snapshots.get(stream_id)
+                    if (
+                        snapshot is not None
+                        and snapshot.version == tail.known_version
+                        and snapshot.last_event_id == tail.known_event_id
+                    ):
+                        loaded[stream_id] = self._fold(snapshot, tail)
+                    else:  # not this stream's history (or gone meanwhile): replay it
+                        retry[stream_id] = 0
+            pending = retry
+        return loaded
 
-    async def _snapshot(self, conn: asyncpg.Connection, stream_id: str) -> Loaded[S] | None:
-        row = await conn.fetchrow(_SNAPSHOT, stream_id)
-        if row is None or row["state_shape"] != self._shape:
-            return None
-        state, size = await asyncio.to_thread(_load, row["state"])  # a long queue unpickles in a while
-        self._learn_interval(stream_id, size)
-        return Loaded(stream_id, state, row["version"], row["last_event_id"])
+    async def _snapshots(self, conn: asyncpg.Connection, stream_ids: Sequence[str]) -> dict[str, Loaded[S]]:
+        """The streams' snapshots of the current shape."""
+        rows = [r for r in await conn.fetch(_SNAPSHOTS, stream_ids) if r["state_shape"] == self._shape]
+        if not rows:
+            return {}
+        # A long queue unpickles in a while: off the event loop.
+        states = await asyncio.to_thread(lambda: [_load(r["state"]) for r in rows])
+        snapshots = {}
+        for r, (state, size) in zip(rows, states, strict=True):
+            self._learn_interval(r["stream_id"], size)
+            snapshots[r["stream_id"]] = Loaded(r["stream_id"], state, r["version"], r["last_event_id"])
+        return snapshots
 
     def _interval(self, stream_id: str) -> int:
         return self._intervals.get(stream_id, self._snapshot_every)
@@ -140,7 +172,10 @@ class StreamRepository(Generic[S]):
         while len(self._intervals) > self._cache_size:
             self._intervals.popitem(last=False)
 
-    def _fold(self, loaded: Loaded[S], envelopes: Sequence[Envelope[Any]], version: int) -> Loaded[S]:
+    def _fold(self, loaded: Loaded[S], tail: StreamTail) -> Loaded[S]:
+        return self._evolved(loaded, [e.envelope for e in tail.events], tail.version)
+
+    def _evolved(self, loaded: Loaded[S], envelopes: Sequence[Envelope[Any]], version: int) -> Loaded[S]:
         state = loaded.state
         for e in envelopes:
             state = self.evolve(state, e.payload)
@@ -155,7 +190,7 @@ class StreamRepository(Generic[S]):
         append = StreamAppend(loaded.stream_id, loaded.version, new_events)
         version = loaded.version + len(new_events)
         if folded is None or not new_events:
-            return self._fold(loaded, new_events, version), append
+            return self._evolved(loaded, new_events, version), append
         return self._remember(Loaded(loaded.stream_id, folded, version, new_events[-1].event_id)), append
 
     async def save_snapshots(

@@ -11,7 +11,7 @@ rebuilt rows with their newer state).
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Self, TypeVar
 
 import asyncpg
@@ -25,6 +25,7 @@ from backbone.runtime import Service, migrate_service, run_service, until_ready
 from backbone.settings import ServiceSettings
 
 S = TypeVar("S", bound=BaseSettings)
+T = TypeVar("T")
 
 # Rebuilds the read models inside the given transaction; returns a one-line summary for the operator.
 Rebuild = Callable[[asyncpg.Connection, EventStore, Any], Awaitable[str]]
@@ -92,15 +93,25 @@ def settings_or_exit(name: str, settings_type: type[S]) -> S:
         sys.exit(f"the {name} service's settings are invalid:\n{problems}")
 
 
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on uvloop where it is installed: a service spends much of its CPU in the event loop's
+    socket work (Kafka, PostgreSQL), which uvloop does in C."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def main(service: Service, rebuild_read_models: Rebuild, usage: str | None) -> None:
     try:
         match sys.argv[1:]:
             case []:
-                asyncio.run(run_service(service, settings_or_exit(service.name, service.settings_type)))
+                run(run_service(service, settings_or_exit(service.name, service.settings_type)))
             case ["migrate"]:
-                asyncio.run(apply_migrations(service, settings_or_exit(service.name, MigrationSettings)))
+                run(apply_migrations(service, settings_or_exit(service.name, MigrationSettings)))
             case ["rebuild"]:
-                asyncio.run(
+                run(
                     rebuild(
                         service, settings_or_exit(service.name, service.settings_type), rebuild_read_models
                     )

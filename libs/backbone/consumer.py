@@ -54,18 +54,14 @@ _MAX_DELAY = 5.0
 _VERDICT_CACHE = 1024  # (topic, event_type, schema_version) headers seen; bounded against odd spellings
 
 
-def _header(record: Record, name: str) -> bytes | None:
-    return next((value for key, value in record.headers if key == name), None)
+def first_headers(record: Record) -> dict[str, bytes]:
+    """The message's headers by name, the first of each (a repeated header does not override it)."""
+    return dict(reversed(record.headers))
 
 
-def routing_headers(record: Record) -> tuple[str | None, int | None]:
+def routing_headers(headers: Mapping[str, bytes]) -> tuple[str | None, int | None]:
     """The message's `event_type` and `schema_version` headers, or DecodeError if they are malformed."""
-    kind = version = None
-    for key, value in record.headers:  # the first of each, as _header finds it
-        if key == "event_type" and kind is None:
-            kind = value
-        elif key == "schema_version" and version is None:
-            version = value
+    kind, version = headers.get("event_type"), headers.get("schema_version")
     try:
         event_type = None if kind is None else kind.decode()
     except UnicodeDecodeError:
@@ -83,9 +79,9 @@ def topic_of(name: str) -> Topic | None:
     return next((t for t in Topic if name.endswith(t.value)), None)
 
 
-def check_headers_agree(record: Record, envelope: Envelope[Any]) -> None:
+def check_headers_agree(headers: Mapping[str, bytes], envelope: Envelope[Any]) -> None:
     """The body decides (its type and version were checked while decoding); ids in headers must match it."""
-    event_id, correlation_id = _header(record, "event_id"), _header(record, "correlation_id")
+    event_id, correlation_id = headers.get("event_id"), headers.get("correlation_id")
     if event_id is not None and event_id != str(envelope.event_id).encode():  # else: another spelling?
         try:
             agrees = UUID(event_id.decode()) == envelope.event_id
@@ -99,14 +95,18 @@ def check_headers_agree(record: Record, envelope: Envelope[Any]) -> None:
         )
 
 
-def decode(record: Record, registry: EventRegistry = REGISTRY) -> Envelope[Any]:
-    """Check and parse one message: size first, then its headers against the topic, then the body."""
+def decode(
+    record: Record, registry: EventRegistry = REGISTRY, headers: Mapping[str, bytes] | None = None
+) -> Envelope[Any]:
+    """Check and parse one message: size first, then its headers against the topic, then the body.
+    `headers`: first_headers(record), if the caller has them already."""
     if record.value is None:
         raise DecodeError("message has no value")
     check_event_size(len(record.value))
-    event_type, version = routing_headers(record)
+    headers = first_headers(record) if headers is None else headers
+    event_type, version = routing_headers(headers)
     envelope = registry.decode(record.value, event_type, version, topic=topic_of(record.topic))
-    check_headers_agree(record, envelope)
+    check_headers_agree(headers, envelope)
     return envelope
 
 
@@ -181,7 +181,7 @@ class ConsumerLoop:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._dlq.stop())
 
-    def _skips(self, record: Record) -> bool:
+    def _skips(self, record: Record, headers: Mapping[str, bytes]) -> bool:
         """True for a message to acknowledge unparsed: within the size limit, with an event_type header that
         names a known event of its topic which this service does not handle. DecodeError if the size or
         the headers break the contract. The verdict per distinct headers is cached: this runs for every
@@ -191,13 +191,13 @@ class ConsumerLoop:
         if record.value is None:
             raise DecodeError("message has no value")
         check_event_size(len(record.value))
-        kind, version = _header(record, "event_type"), _header(record, "schema_version")
+        kind, version = headers.get("event_type"), headers.get("schema_version")
         if kind is None:
             return False
         key = (record.topic, kind, version)
         verdict = self._verdicts.get(key)
         if verdict is None:
-            event_type, schema_version = routing_headers(record)
+            event_type, schema_version = routing_headers(headers)
             assert event_type is not None
             self._registry.route(event_type, schema_version, topic_of(record.topic))
             verdict = event_type not in self._handles
@@ -225,10 +225,11 @@ class ConsumerLoop:
         dead: list[DeadLetter] = []
         for record in records:
             try:
-                if self._skips(record):
+                headers = first_headers(record)
+                if self._skips(record, headers):
                     self.skipped += 1
                     continue
-                decoded.append((record, decode(record, self._registry)))
+                decoded.append((record, decode(record, self._registry, headers)))
             except DecodeError as e:
                 dead.append(DeadLetter(record, e.reason))
         dead.extend(await self._apply(decoded))

@@ -1,5 +1,6 @@
 """PostgreSQL connection pool, the migration runner, and what counts as "the database is away"."""
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,11 @@ async def _may_migrate(conn: asyncpg.Connection, recorded: bool) -> bool:
     creates = await conn.fetchval("SELECT has_schema_privilege(current_schema(), 'CREATE')")
     records = not recorded or await conn.fetchval("SELECT has_table_privilege('schema_migrations', 'INSERT')")
     return bool(creates and records)
+
+
+def row_of(record: Any) -> tuple[Any, ...]:
+    """A dataclass instance's field values in order, as they are (dataclasses.astuple deep-copies each)."""
+    return tuple(getattr(record, f.name) for f in dataclasses.fields(record))
 
 
 def columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:

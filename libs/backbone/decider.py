@@ -3,10 +3,11 @@
 Every service does the same for each consumed event or API command: find the stream it belongs to,
 load that stream's state, decide the new events, append them. `decide_and_append` does it for a whole
 batch: inputs are grouped by stream (in arrival order within a stream), each touched stream is locked
-for the transaction (advisory lock, taken in one global order so two writers never deadlock), loaded
-once, every input is decided on the state its predecessors left, and all new events are appended in one
-statement. The event store's optimistic concurrency stays the final guard (ConcurrencyError -> the
-caller's transaction is retried). A domain error propagates: nothing of the batch is written.
+for the transaction (advisory lock, taken in one global order so two writers never deadlock), all are
+loaded in one statement, every input is decided on the state its predecessors left, and all new events
+are appended in one statement. The event store's optimistic concurrency stays the final guard
+(ConcurrencyError -> the caller's transaction is retried). A domain error propagates: nothing of
+the batch is written.
 """
 
 import asyncio
@@ -53,11 +54,14 @@ def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
+# unnest yields the array in its order, and the locks are taken row by row as it does.
+_LOCK = "SELECT count(pg_advisory_xact_lock(key)) FROM unnest($1::bigint[]) AS key"
+
+
 async def lock_streams(conn: asyncpg.Connection, names: Sequence[str]) -> None:
-    """Transaction-scoped advisory locks, one per name, taken in key order (so never a deadlock)."""
-    await conn.executemany(
-        "SELECT pg_advisory_xact_lock($1)", [(key,) for key in sorted({_lock_key(n) for n in names})]
-    )
+    """Transaction-scoped advisory locks, one per name, taken in key order (so never a deadlock), in one
+    statement."""
+    await conn.execute(_LOCK, sorted({_lock_key(n) for n in names}))
 
 
 Execute = Callable[[S, M], tuple[S, Sequence[EventPayload]]]
@@ -87,8 +91,10 @@ async def decide_and_append(
     decided: list[Decided[S]] = []
     advanced_streams = []
     decided_inputs = 0
+    # Read after the locks, so no other writer of these streams can commit until this transaction ends.
+    streams = await repository.load_many(conn, list(by_stream))
     for stream_id, items in by_stream.items():
-        loaded = await repository.load(conn, stream_id)
+        loaded = streams[stream_id]
         state, events = loaded.state, []
         for item in items:
             state, payloads = execute(state, item.message)
@@ -102,7 +108,7 @@ async def decide_and_append(
             advanced, append = repository.advance(loaded, events, state)
             advanced_streams.append((append, advanced))
             decided.append(Decided(stream_id, advanced.state, advanced.version, events))
-    await store.append_many(conn, [append for append, _ in advanced_streams])
+    await store.append_many(conn, [append for append, _ in advanced_streams], versions_read=True)
     await repository.save_snapshots(conn, advanced_streams)
     return decided
 

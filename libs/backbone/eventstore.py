@@ -4,9 +4,10 @@ Appending also fills the outbox, in the caller's transaction: the events, the se
 changes and the inbox record commit or roll back together.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
@@ -33,6 +34,24 @@ class StoredEvent:
     envelope: Envelope[Any]
 
 
+FROM_SNAPSHOT = -1  # read_tails: the stream from its snapshot's version, or whole if it has none
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTail:
+    """A stream from a known version on: the id of the event at that version (None for version 0, or if
+    the stream does not reach it) and the events after it."""
+
+    stream_id: str
+    known_version: int
+    known_event_id: UUID | None
+    events: list[StoredEvent]
+
+    @property
+    def version(self) -> int:
+        return self.events[-1].stream_version if self.events else self.known_version
+
+
 # One backward step of the (stream_id, stream_version) index per stream: a join + max() would read the
 # whole stream, and a hot SKU's stream holds tens of thousands of events.
 _CURRENT_VERSIONS = """
@@ -54,6 +73,22 @@ INSERT INTO outbox (global_position)
 SELECT global_position FROM inserted WHERE topic IS NOT NULL
 """
 
+# Per stream, the event at the known version (its id only: the caller has its effect) and the events after
+# it. FROM_SNAPSHOT starts at the stream's snapshot of the given shape, else at 0 (the whole stream). One
+# statement for a batch's streams, each an index range scan; a stream without such events gives one row of
+# NULLs, so that its known version is still told.
+_TAILS = """
+SELECT s.stream_id, s.known, e.global_position, e.stream_version, e.event_id, e.event_type,
+       e.schema_version, CASE WHEN e.stream_version > s.known THEN e.body::text END AS body
+FROM (SELECT u.stream_id,
+             CASE WHEN u.known <> -1 THEN u.known
+                  ELSE coalesce((SELECT sn.version FROM snapshots sn
+                                 WHERE sn.stream_id = u.stream_id AND sn.state_shape = $3), 0) END AS known
+      FROM unnest($1::text[], $2::int[]) AS u(stream_id, known)) s
+LEFT JOIN event_store e ON e.stream_id = s.stream_id AND e.stream_version >= s.known
+ORDER BY s.stream_id, e.stream_version
+"""
+
 _SELECT = """
 SELECT global_position, stream_id, stream_version, event_type, schema_version, body::text AS body
 FROM event_store
@@ -71,23 +106,29 @@ class EventStore:
         await self.append_many(conn, [StreamAppend(stream_id, expected_version, events)])
         return expected_version + len(events)
 
-    async def append_many(self, conn: asyncpg.Connection, appends: Sequence[StreamAppend]) -> None:
-        """Append to several streams in two round trips. Raises ConcurrencyError if any expected version
-        is stale, also when a concurrent transaction wins the race after our check (unique violation)."""
+    async def append_many(
+        self, conn: asyncpg.Connection, appends: Sequence[StreamAppend], *, versions_read: bool = False
+    ) -> None:
+        """Append to several streams in one statement (two if the versions are checked first). Raises
+        ConcurrencyError if any expected version is stale, also when a concurrent transaction wins the race
+        after our check (unique violation). `versions_read`: the caller read these versions from the
+        streams in this transaction (backbone.decider), so a version ahead of the stream cannot happen and
+        a stale one is refused by the unique (stream_id, stream_version) constraint: no check first."""
         appends = [a for a in appends if a.events]
         if not appends:
             return
         ids = [a.stream_id for a in appends]
         if len(set(ids)) != len(ids):
             raise ValueError("append_many takes each stream once")
-        current = {r["stream_id"]: r["version"] for r in await conn.fetch(_CURRENT_VERSIONS, ids)}
-        stale = [
-            f"{a.stream_id} is at {current[a.stream_id]}, not {a.expected_version}"
-            for a in appends
-            if current[a.stream_id] != a.expected_version
-        ]
-        if stale:
-            raise ConcurrencyError("; ".join(stale))
+        if not versions_read:
+            current = {r["stream_id"]: r["version"] for r in await conn.fetch(_CURRENT_VERSIONS, ids)}
+            stale = [
+                f"{a.stream_id} is at {current[a.stream_id]}, not {a.expected_version}"
+                for a in appends
+                if current[a.stream_id] != a.expected_version
+            ]
+            if stale:
+                raise ConcurrencyError("; ".join(stale))
         columns: list[list[Any]] = [[] for _ in range(10)]
         for a in appends:
             for offset, e in enumerate(a.events, start=1):
@@ -122,19 +163,29 @@ class EventStore:
         )
         return [self._stored(r) for r in rows]
 
-    async def read_stream_from_snapshot(
-        self, conn: asyncpg.Connection, stream_id: str, state_shape: str
-    ) -> list[StoredEvent]:
-        """The stream from its snapshot's version on (that event included), or whole if it has no
-        snapshot of `state_shape`: one round trip for the many streams too short to have one."""
-        rows = await conn.fetch(
-            _SELECT + "WHERE stream_id = $1 AND stream_version >= coalesce("
-            "(SELECT version FROM snapshots WHERE stream_id = $1 AND state_shape = $2), 1) "
-            "ORDER BY stream_version",
-            stream_id,
-            state_shape,
-        )
-        return [self._stored(r) for r in rows]
+    async def read_tails(
+        self, conn: asyncpg.Connection, known: Mapping[str, int], state_shape: str
+    ) -> dict[str, StreamTail]:
+        """Each stream after its known version (FROM_SNAPSHOT: its snapshot's, see _TAILS), in one round
+        trip."""
+        if not known:
+            return {}
+        rows = await conn.fetch(_TAILS, list(known), list(known.values()), state_shape)
+        tails: dict[str, StreamTail] = {}
+        for r in rows:
+            stream_id = r["stream_id"]
+            tail = tails.get(stream_id)
+            if tail is None:
+                # The first row is the event at the known version (no body), or a row of NULLs if the stream
+                # ends before it, or else the first event after a known version of 0.
+                at_known = r["body"] is None
+                tail = tails[stream_id] = StreamTail(
+                    stream_id, r["known"], r["event_id"] if at_known else None, []
+                )
+                if at_known:
+                    continue
+            tail.events.append(self._stored(r))
+        return tails
 
     async def read_all(
         self, conn: asyncpg.Connection, after_position: int = 0, limit: int = 1000

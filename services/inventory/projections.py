@@ -13,7 +13,7 @@
 """
 
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -23,7 +23,7 @@ import asyncpg
 
 from backbone.contracts import Envelope
 from backbone.contracts.events import BackorderFulfilled, BackorderQueueChanged, StockReserved
-from backbone.db import columns
+from backbone.db import columns, row_of
 from backbone.eventstore import EventStore
 from services.inventory.domain import SkuState, evolve, initial_state
 
@@ -153,14 +153,14 @@ async def update(
         await conn.execute(_UPSERT_STOCK, *columns(stock, 13))
     if queue:
         latest = {(r.sku, r.order_id, r.line_id): r for r in queue}  # a line's last change wins
-        waiting = [astuple(r) for r in latest.values() if r.quantity > 0]
+        waiting = [row_of(r) for r in latest.values() if r.quantity > 0]
         left = [key for key, r in latest.items() if r.quantity == 0]
         if left:
             await conn.execute(_DELETE_QUEUE, *columns(left, 3))
         if waiting:
             await conn.execute(_UPSERT_QUEUE, *columns(waiting, 7))
     if allocations:
-        await conn.execute(_INSERT_AUDIT, *columns(map(astuple, allocations), 9))
+        await conn.execute(_INSERT_AUDIT, *columns(map(row_of, allocations), 9))
 
 
 async def rebuild(conn: asyncpg.Connection, store: EventStore, page_size: int = 1000) -> int:

@@ -10,7 +10,7 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 from asyncpg.exceptions import _base as asyncpg_base
 
-from backbone.consumer import decode, routing_headers, topic_of
+from backbone.consumer import decode, first_headers, routing_headers, topic_of
 from backbone.contracts import REGISTRY, DecodeError, Envelope, Topic, new_envelope
 from backbone.contracts.events import Customer, OrderLine, OrderPlaced
 from backbone.contracts.limits import MAX_EVENT_BYTES
@@ -65,14 +65,19 @@ def test_prefixed_topic_names_map_to_contract_topics() -> None:
 
 
 def test_routing_headers_are_parsed_or_refused() -> None:
-    assert routing_headers(record(b"", routed(b"OrderPlaced", b"2"))) == ("OrderPlaced", 2)
-    assert routing_headers(record(b"", [("event_type", b"OrderPlaced")])) == ("OrderPlaced", None)
-    assert routing_headers(record(b"", [])) == (None, None)
+    assert routing_headers(first_headers(record(b"", routed(b"OrderPlaced", b"2")))) == ("OrderPlaced", 2)
+    assert routing_headers(first_headers(record(b"", [("event_type", b"OrderPlaced")]))) == (
+        "OrderPlaced",
+        None,
+    )
+    assert routing_headers(first_headers(record(b"", []))) == (None, None)
     for version in (b"", b"-1", b" 1", b"v1", b"\xd9\xa1", b"1" * 10):
         with pytest.raises(DecodeError, match="schema_version header is not a version number"):
-            routing_headers(record(b"", routed(b"OrderPlaced", version)))
+            routing_headers(first_headers(record(b"", routed(b"OrderPlaced", version))))
     with pytest.raises(DecodeError, match="event_type header is not UTF-8"):
-        routing_headers(record(b"", routed(b"\xff")))
+        routing_headers(first_headers(record(b"", routed(b"\xff"))))
+    repeated = [("event_type", b"OrderPlaced"), ("event_type", b"OrderCancelled")]
+    assert routing_headers(first_headers(record(b"", repeated))) == ("OrderPlaced", None)  # the first counts
 
 
 def test_route_knows_each_event_and_its_topic() -> None:
