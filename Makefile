@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PEER_STAMP := $(VENV)/.installed-peer
 INFRA := $(PY) deploy/local/infra.py
 SERVICES := $(PY) deploy/local/services.py
 
@@ -15,6 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# The eventsourcing library, only for make bench's side-by-side run (benchmarks/peer.py).
+$(PEER_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,peer]'
+	touch $(PEER_STAMP)
 
 # docker compose's passwords and AUTH_TOKEN_SECRET: .env, generated once (keys it lacks are added, values
 # kept); standard library only, so no install first. make run keeps its own in the state folder.
@@ -54,8 +60,8 @@ docs: install
 bench-backbone: infra-up
 	$(PY) -m benchmarks.backbone
 
-bench: infra-up
-	$(PY) -m benchmarks.flow
+bench: infra-up $(PEER_STAMP)
+	$(PY) -m benchmarks.flow --peer
 
 bench-hot-sku: infra-up
 	$(PY) -m benchmarks.hot_sku

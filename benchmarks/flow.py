@@ -6,7 +6,15 @@ for a fixed time and measures, per order, the latency from publishing OrderPlace
 status update (the moment its read model leaves "accepted": inventory decided every line and the order
 service applied it). Prints, per step, the sustained throughput (orders completed / time from the first
 send to the last completion) and p50/p95/p99 latency. The ramp stops at the first step that cannot keep
-up (p99 over the limit or orders still unfinished after the drain time).
+up (p99 over the limit or orders still unfinished after the drain time). Then, per service, the events
+it stored and published and the rows it wrote per completed order, and with --peer (`make bench`) the
+same ramp through the `eventsourcing` library's pipeline (benchmarks.peer) on the same PostgreSQL, and
+the ratio of the two best sustained rates.
+
+Orders are built and serialized before a step starts, so the sender's pace is the offered rate and not
+the benchmark's own CPU. Completions are polled for the oldest waiting orders (at most POLL_BATCH per
+poll): the time recorded is the order service's own status_changed_at, so a late poll does not change
+a latency, and the poll's cost does not grow with a backlog.
 """
 
 import argparse
@@ -30,6 +38,8 @@ from backbone.testing.mailsink import MailSink
 from backbone.testing.servers import real_servers, state_dir
 
 TIERS = ("standard", "standard", "standard", "silver", "gold", "platinum")
+POLL_BATCH = 2_000  # orders asked for per poll of the order read model, the oldest waiting first
+SERVICES = ("order", "inventory", "procurement", "notifier")
 
 
 @dataclass(frozen=True)
@@ -109,35 +119,35 @@ async def run_step(
     skus: Sequence[str],
     rng: random.Random,
 ) -> tuple[Step, int]:
+    topic = fleet.topic(Topic.ORDERS)
+    total = int(rate * seconds)
+    messages = []
+    for i in range(total):
+        order = make_order(run, number + i, skus, rng)
+        envelope = new_envelope(order)
+        messages.append((order.order_id, envelope.key.encode(), envelope.to_json(), envelope.headers()))
     producer = reliable_producer(fleet.kafka_bootstrap)
     await producer.start()
-    topic = fleet.topic(Topic.ORDERS)
     sent_at: dict[str, float] = {}
     started = time.monotonic()
     try:
-        total = int(rate * seconds)
         pending_acks = []
-        for i in range(total):
+        for i, (order_id, key, value, headers) in enumerate(messages):
             due = started + i / rate
             if (delay := due - time.monotonic()) > 0:
                 await asyncio.sleep(delay)
-            order = make_order(run, number + i, skus, rng)
-            envelope = new_envelope(order)
-            sent_at[order.order_id] = time.time()
-            pending_acks.append(
-                await producer.send(
-                    topic, envelope.to_json(), key=envelope.key.encode(), headers=envelope.headers()
-                )
-            )
+            sent_at[order_id] = time.time()
+            pending_acks.append(await producer.send(topic, value, key=key, headers=headers))
         await asyncio.gather(*pending_acks)
     finally:
         await producer.stop()
     first_send = min(sent_at.values())
     completed: dict[str, float] = {}
+    waiting = list(sent_at)  # in sending order
     deadline = time.monotonic() + drain
-    while len(completed) < len(sent_at) and time.monotonic() < deadline:
-        waiting = [o for o in sent_at if o not in completed]
-        completed.update(await decided_at(order_db, waiting))
+    while waiting and time.monotonic() < deadline:
+        completed.update(await decided_at(order_db, waiting[:POLL_BATCH]))
+        waiting = [o for o in waiting if o not in completed]
         await asyncio.sleep(0.1)  # a measuring poll, not a test wait
     latencies = [max(0.0, at - sent_at[o]) for o, at in completed.items()]
     last = max(completed.values(), default=first_send)
@@ -145,7 +155,91 @@ async def run_step(
     return step, number + len(sent_at)
 
 
-async def main(rates: Sequence[int], seconds: float, drain: float, sku_count: int, p99_limit: float) -> None:
+_MARK = """
+SELECT (SELECT coalesce(max(global_position), 0) FROM event_store) AS position,
+       (SELECT tup_inserted + tup_updated + tup_deleted FROM pg_stat_database
+        WHERE datname = current_database()) AS rows
+"""
+_EVENTS_SINCE = """
+SELECT count(*) AS events, count(*) FILTER (WHERE topic IS NOT NULL) AS published
+FROM event_store WHERE global_position > $1
+"""
+STATS_FLUSH_SECONDS = 2.0  # PostgreSQL's backends report their row counts at most once a second
+
+
+@dataclass(frozen=True)
+class Writes:
+    """What one service's database took: events stored (and of them published), rows written (inserted,
+    updated or deleted in any table: log, outbox, inbox, business keys, read models, snapshots)."""
+
+    events: int
+    published: int
+    rows: int
+
+    def __add__(self, other: "Writes") -> "Writes":
+        return Writes(self.events + other.events, self.published + other.published, self.rows + other.rows)
+
+
+async def mark(conn: asyncpg.Connection) -> asyncpg.Record:
+    return await conn.fetchrow(_MARK)
+
+
+async def writes_since(conn: asyncpg.Connection, start: asyncpg.Record) -> Writes:
+    events = await conn.fetchrow(_EVENTS_SINCE, start["position"])
+    rows = (await mark(conn))["rows"] - start["rows"]
+    return Writes(events["events"], events["published"], rows)
+
+
+def writes_table(per_service: dict[str, Writes], orders: int) -> str:
+    lines = [f"per completed order ({orders:,} orders):  events stored   published   rows written"]
+    every = sum(per_service.values(), Writes(0, 0, 0))
+    for name, w in [*per_service.items(), ("all four services", every)]:
+        lines.append(
+            f"  {name:<34} {w.events / orders:>9.2f} {w.published / orders:>11.2f} {w.rows / orders:>14.1f}"
+        )
+    return "\n".join(lines)
+
+
+async def ramp(
+    fleet: Fleet,
+    rates: Sequence[int],
+    seconds: float,
+    drain: float,
+    p99_limit: float,
+    run: str,
+    skus: Sequence[str],
+    rng: random.Random,
+) -> list[Step]:
+    databases = {name: await asyncpg.connect(fleet.services[name].env["DATABASE_URL"]) for name in SERVICES}
+    steps: list[Step] = []
+    try:
+        start = {name: await mark(conn) for name, conn in databases.items()}
+        number = 0
+        for rate in rates:
+            step, number = await run_step(
+                fleet, databases["order"], rate, seconds, drain, number, run, skus, rng
+            )
+            steps.append(step)
+            print(step.line(), flush=True)
+            if step.completed < step.sent or step.percentile(99) > p99_limit:
+                print(f"stopping the ramp: the system does not keep up with {rate}/s")
+                break
+        await asyncio.sleep(STATS_FLUSH_SECONDS)  # let the services' backends report their rows
+        written = {name: await writes_since(conn, start[name]) for name, conn in databases.items()}
+        print(writes_table(written, max(1, sum(s.completed for s in steps))))
+    finally:
+        for conn in databases.values():
+            await conn.close()
+    return steps
+
+
+def best(steps: Sequence[Step]) -> float:
+    return max((s.throughput for s in steps), default=0.0)
+
+
+async def main(
+    rates: Sequence[int], seconds: float, drain: float, sku_count: int, p99_limit: float, peer: bool
+) -> None:
     configure_logging("bench", "WARNING")
     run = f"bench{uuid.uuid4().hex[:6]}"
     rng = random.Random(7)
@@ -160,21 +254,26 @@ async def main(rates: Sequence[int], seconds: float, drain: float, sku_count: in
                 servers, run, log_dir, env=env, service_env={"notifier": notifier_env}
             ) as fleet:
                 await stock_skus(fleet, skus, scarce)
-                order_db = await asyncpg.connect(fleet.services["order"].env["DATABASE_URL"])
                 print(f"{len(skus)} SKUs ({len(scarce)} scarce), {seconds:.0f} s per step; logs in {log_dir}")
-                number = 0
-                try:
-                    for rate in rates:
-                        step, number = await run_step(
-                            fleet, order_db, rate, seconds, drain, number, run, skus, rng
-                        )
-                        print(step.line(), flush=True)
-                        if step.completed < step.sent or step.percentile(99) > p99_limit:
-                            print(f"stopping the ramp: the system does not keep up with {rate}/s")
-                            break
-                finally:
-                    await order_db.close()
+                steps = await ramp(fleet, rates, seconds, drain, p99_limit, run, skus, rng)
                 print(f"e-mails received by the mail sink: {len(mail.messages):,}")
+        if peer:  # after our fleet stopped: the peer has the machine to itself, as we had
+            from benchmarks.peer import run_peer
+
+            print("the same ramp through the eventsourcing library (benchmarks.peer):", flush=True)
+            peer_steps = await asyncio.to_thread(
+                run_peer,
+                servers.pg_admin_url,
+                rates,
+                seconds,
+                drain,
+                sku_count,
+                p99_limit,
+                report=lambda step: print(step.line(), flush=True),
+            )
+            ours, theirs = best(steps), best(peer_steps)
+            ratio = f"{ours / theirs:.1f}x" if theirs else "n/a"
+            print(f"best sustained: backorder {ours:,.0f}/s, eventsourcing {theirs:,.0f}/s: {ratio}")
 
 
 def parse_args() -> argparse.Namespace:
@@ -184,11 +283,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--drain", type=float, default=60.0, help="how long to wait for stragglers")
     parser.add_argument("--skus", type=int, default=500)
     parser.add_argument("--p99-limit", type=float, default=5.0, help="seconds; stop the ramp above it")
+    parser.add_argument("--peer", action="store_true", help="then the same ramp through benchmarks.peer")
     return parser.parse_args()
 
 
 if __name__ == "__main__":
     args = parse_args()
     asyncio.run(
-        main([int(r) for r in args.rates.split(",")], args.seconds, args.drain, args.skus, args.p99_limit)
+        main(
+            [int(r) for r in args.rates.split(",")],
+            args.seconds,
+            args.drain,
+            args.skus,
+            args.p99_limit,
+            args.peer,
+        )
     )

@@ -39,9 +39,8 @@ Readings = Callable[[asyncpg.Pool], Awaitable[Sequence[Reading]]]
 
 _OUTBOX_FIGURES = """
 SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox LIMIT 1000000) o) AS pending,
-       (SELECT extract(epoch FROM now() - e.recorded_at)
-        FROM outbox o JOIN event_store e USING (global_position)
-        ORDER BY o.global_position LIMIT 1) AS oldest_age,
+       (SELECT extract(epoch FROM now() - e.recorded_at) FROM event_store e
+        WHERE e.global_position = (SELECT min(global_position) FROM outbox)) AS oldest_age,
        (SELECT count(*) FROM parked_events) AS parked
 """
 

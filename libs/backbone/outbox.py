@@ -58,10 +58,16 @@ _LEGAL_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 # Refusals that say this record will never be taken, whatever the retries.
 _UNPUBLISHABLE = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidTopicError)
 
+# Each pending event is looked up by its position (the LATERAL subquery with OFFSET 0 is not flattened
+# into a join): a merge join, which the planner picks for a large outbox, reads event_store's key from
+# the log's first event up to the oldest pending one on every poll, a cost that grows with the history.
 _PENDING = """
 SELECT o.global_position, e.topic, e.partition_key, e.body::text AS body,
        e.event_type, e.schema_version, e.event_id, e.correlation_id, e.traceparent
-FROM outbox o JOIN event_store e USING (global_position)
+FROM outbox o
+CROSS JOIN LATERAL (
+    SELECT * FROM event_store es WHERE es.global_position = o.global_position OFFSET 0
+) e
 WHERE NOT EXISTS (
     SELECT 1 FROM parked_events p WHERE p.topic = e.topic AND p.partition_key = e.partition_key
 )

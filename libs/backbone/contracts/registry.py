@@ -6,7 +6,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from backbone.contracts.envelope import Envelope, EventPayload
+from backbone.contracts.envelope import Envelope, EventPayload, envelope_type
 from backbone.contracts.topics import Topic
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -107,7 +107,7 @@ class EventRegistry:
             event_type, schema_version = head.event_type, head.schema_version
         model = self.route(event_type, schema_version, topic)
         try:
-            envelope = Envelope[model].model_validate_json(raw)  # type: ignore[valid-type]
+            envelope = envelope_type(model).model_validate_json(raw)
         except ValidationError as e:
             raise self._disagreement(raw, event_type, schema_version) or DecodeError(
                 f"invalid {event_type} v{schema_version}: {_explain(e)}"
@@ -150,7 +150,7 @@ class EventRegistry:
         data.update(payload=payload, schema_version=latest)
         model = self._models[(envelope.event_type, latest)]
         try:
-            return Envelope[model].model_validate_json(orjson.dumps(data))  # type: ignore[valid-type]
+            return envelope_type(model).model_validate_json(orjson.dumps(data))
         except ValidationError as e:
             raise DecodeError(
                 f"{envelope.event_type} v{envelope.schema_version} upcast failed: {_explain(e)}"
