@@ -18,10 +18,12 @@ call is ours and the body untouched; a timestamp outside its tolerance (5 minute
 call replayed later, and the Idempotency-Key one replayed within it.
 """
 
+import contextlib
 import hashlib
 import hmac
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
@@ -109,32 +111,95 @@ def smtp_failure(error: aiosmtplib.SMTPException) -> DeliveryFailure:
     return DeliveryFailure(f"{type(error).__name__}: {error}")
 
 
+@dataclass(slots=True)
+class _RelayConnection:
+    client: aiosmtplib.SMTP
+    sent: int = 0
+    idle_since: float = 0.0
+
+
 class EmailChannel:
-    def __init__(self, settings: NotifierSettings) -> None:
+    """Sends through connections to the mail relay that are kept open between messages, at most one idle
+    per concurrent send, instead of a TCP (and TLS) handshake, EHLO and login for every message. A
+    connection is used for MAX_MESSAGES messages at most and dropped after MAX_IDLE_SECONDS idle (relays
+    close idle clients after a few minutes, RFC 5321 4.5.3.2.7) or after any error; a kept one the relay
+    closed meanwhile is replaced by a new one for the same message, once."""
+
+    MAX_MESSAGES = 100
+    MAX_IDLE_SECONDS = 30.0
+
+    def __init__(self, settings: NotifierSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
+        self._clock = clock
+        self._idle: list[_RelayConnection] = []
 
     async def send(self, notification: Notification, recipient: str) -> None:
         s = self._settings
         message = build_email(notification, s.smtp_sender, s.sender_address, datetime.now(UTC))
+        data = wire_bytes(message)
+        options = ["SMTPUTF8"] if message.policy.utf8 else None
         try:
-            await aiosmtplib.send(
-                wire_bytes(message),
-                sender=s.sender_address,
-                recipients=[recipient],
-                mail_options=["SMTPUTF8"] if message.policy.utf8 else None,
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_username,
-                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-                use_tls=s.smtp_use_tls,
-                start_tls=s.smtp_starttls,  # False: never (the settings refuse a login without TLS)
-                cert_bundle=s.smtp_tls_cafile,
-                timeout=s.smtp_timeout_seconds,
-            )
+            kept = self._take()
+            if kept is not None:
+                try:
+                    return await self._transact(kept, recipient, data, options)
+                except aiosmtplib.SMTPServerDisconnected:
+                    pass  # the relay closed it while it was idle: a new connection for this message
+            await self._transact(await self._open(), recipient, data, options)
         except aiosmtplib.SMTPException as e:
             raise smtp_failure(e) from e
         except OSError as e:
             raise DeliveryFailure(f"mail relay unreachable: {type(e).__name__}: {e}") from e
+
+    async def _transact(
+        self, connection: _RelayConnection, recipient: str, data: bytes, options: list[str] | None
+    ) -> None:
+        try:
+            await connection.client.sendmail(
+                self._settings.sender_address, [recipient], data, mail_options=options
+            )
+        except BaseException:  # also a cancellation mid-transaction: the connection's state is unknown
+            connection.client.close()
+            raise
+        self._give_back(connection)
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await connection.client.quit()
+
+    async def _open(self) -> _RelayConnection:
+        s = self._settings
+        client = aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username,
+            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            use_tls=s.smtp_use_tls,
+            start_tls=s.smtp_starttls,  # False: never (the settings refuse a login without TLS)
+            cert_bundle=s.smtp_tls_cafile,
+            timeout=s.smtp_timeout_seconds,
+        )
+        await client.connect()
+        return _RelayConnection(client)
+
+    def _take(self) -> _RelayConnection | None:
+        now = self._clock()
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.client.is_connected and now - connection.idle_since < self.MAX_IDLE_SECONDS:
+                return connection
+            connection.client.close()
+        return None
+
+    def _give_back(self, connection: _RelayConnection) -> None:
+        connection.sent += 1
+        if connection.sent >= self.MAX_MESSAGES or len(self._idle) >= self._settings.delivery_concurrency:
+            connection.client.close()  # without QUIT: the relay has the message, and QUIT costs a round trip
+            return
+        connection.idle_since = self._clock()
+        self._idle.append(connection)
 
 
 # --- webhook ------------------------------------------------------------------------------------------------

@@ -166,15 +166,19 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Deliver until cancelled."""
         s = self._settings
+        email = EmailChannel(s)
         async with httpx.AsyncClient(timeout=s.webhook_timeout_seconds, follow_redirects=False) as client:
             senders: dict[Channel, Send] = {
-                "email": EmailChannel(s).send,
+                "email": email.send,
                 "webhook": WebhookChannel(client, s).send,
             }
-            async with asyncio.TaskGroup() as lanes:
-                lanes.create_task(self._lane("email", senders))
-                if self._webhook_shops:
-                    lanes.create_task(self._lane("webhook", senders))
+            try:
+                async with asyncio.TaskGroup() as lanes:
+                    lanes.create_task(self._lane("email", senders))
+                    if self._webhook_shops:
+                        lanes.create_task(self._lane("webhook", senders))
+            finally:
+                await asyncio.shield(email.aclose())
 
     async def _lane(self, channel: Channel, senders: dict[Channel, Send]) -> None:
         in_flight: dict[asyncio.Task[None], Claimed] = {}
