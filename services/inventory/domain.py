@@ -48,7 +48,7 @@ Rules where a choice had to be made:
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from functools import reduce
@@ -82,6 +82,7 @@ from backbone.contracts.events import (
 )
 from backbone.contracts.types import Identifier, NonNegativeQuantity, Quantity, Sku, Text
 from backbone.ranked import RankedMap
+from backbone.values import replace
 from services.inventory.events import BackorderQueued, LineValue, SourcingRecorded, StockReceived
 from services.inventory.priority import FIRST_COME_FIRST_SERVED, PriorityPolicy
 

@@ -72,7 +72,7 @@ refunds, shipments, shipped lines) are applied once per event id, shipment id, o
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import reduce
 from typing import Any, Literal
@@ -105,6 +105,7 @@ from backbone.contracts.events import (
     recipient_ref,
 )
 from backbone.log import REDACTED, redact_text
+from backbone.values import replace
 from services.notifier.events import (
     BackInStockContent,
     BackInStockSubscribed,

@@ -69,7 +69,7 @@ raises `UnexpectedEvent`, which belongs in the dead-letter topic.
 """
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import reduce
@@ -92,6 +92,7 @@ from backbone.contracts.events import (
     StockShipped,
     StockShort,
 )
+from backbone.values import replace
 from services.order.events import (
     ExternalCancellationRecorded,
     LineBackordered,

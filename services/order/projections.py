@@ -12,7 +12,7 @@
 """
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from backbone.contracts import Envelope, EventPayload
 from backbone.contracts.events import OrderCancelled, OrderPlaced, RefundRequested
 from backbone.db import columns
 from backbone.eventstore import EventStore
+from backbone.values import replace
 from services.order.domain import (
     LineState,
     OrderState,

@@ -28,7 +28,7 @@ The rules, in the order a decision applies them:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Self, TypeAlias
@@ -53,6 +53,7 @@ from backbone.contracts.events import (
 )
 from backbone.contracts.types import Identifier, Sku
 from backbone.ranked import RankedMap
+from backbone.values import replace
 from services.procurement.eta import ArrivalBatch, LineKey, Supply, line_key
 from services.procurement.events import (
     BackorderLineReduced,
