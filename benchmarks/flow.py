@@ -60,6 +60,10 @@ class Step:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
+    def kept_up(self, p99_limit: float) -> bool:
+        """Every order finished and p99 within the limit; the ramp stops at the first step that did not."""
+        return self.completed == self.sent and self.percentile(99) <= p99_limit
+
     def line(self) -> str:
         return (
             f"{self.offered:>7,}/s offered  {self.throughput:>8,.0f}/s sustained  "
@@ -221,7 +225,7 @@ async def ramp(
             )
             steps.append(step)
             print(step.line(), flush=True)
-            if step.completed < step.sent or step.percentile(99) > p99_limit:
+            if not step.kept_up(p99_limit):
                 print(f"stopping the ramp: the system does not keep up with {rate}/s")
                 break
         await asyncio.sleep(STATS_FLUSH_SECONDS)  # let the services' backends report their rows
@@ -276,13 +280,19 @@ async def main(
             print(f"best sustained: backorder {ours:,.0f}/s, eventsourcing {theirs:,.0f}/s: {ratio}")
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--rates", default="100,250,500,750,1000,1500", help="orders/s per step")
+def ramp_arguments(doc: str | None, rates: str) -> argparse.ArgumentParser:
+    """The options of a ramp (this one's and benchmarks.peer's), with `rates` the default steps."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    parser.add_argument("--rates", default=rates, help="orders/s per step")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each step")
     parser.add_argument("--drain", type=float, default=60.0, help="how long to wait for stragglers")
     parser.add_argument("--skus", type=int, default=500)
     parser.add_argument("--p99-limit", type=float, default=5.0, help="seconds; stop the ramp above it")
+    return parser
+
+
+def parse_args() -> argparse.Namespace:
+    parser = ramp_arguments(__doc__, "100,250,500,750,1000,1500")
     parser.add_argument("--peer", action="store_true", help="then the same ramp through benchmarks.peer")
     return parser.parse_args()
 

@@ -1,4 +1,4 @@
-"""`make bench-peer`: the reserve-or-backorder pipeline built with the `eventsourcing` library (issue 10).
+"""The reserve-or-backorder pipeline built with the `eventsourcing` library: `make bench`'s peer (issue 10).
 
 What a Python team would otherwise pick: pyeventsourcing 9.5.6 with PostgreSQL persistence, its process
 applications wired into a System and run by one of its runners, in this process, on the same PostgreSQL
@@ -51,7 +51,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from backbone.contracts.events import OrderPlaced
-from benchmarks.flow import Step, make_order
+from benchmarks.flow import Step, make_order, ramp_arguments
 
 INSTALL_HINT = "the eventsourcing peer is not installed: pip install -e '.[peer]' (or make bench-peer)"
 RUNNERS = ("multi", "new")
@@ -372,7 +372,7 @@ def run_peer(
                 steps.append(step)
                 if report:
                     report(step)
-                if step.completed < step.sent or step.percentile(99) > p99_limit:
+                if not step.kept_up(p99_limit):
                     break
         finally:
             system_runner.stop()
@@ -400,17 +400,12 @@ def main(
             runner=runner,
             report=lambda step: print(step.line(), flush=True),
         )
-    if steps and (steps[-1].completed < steps[-1].sent or steps[-1].percentile(99) > p99_limit):
+    if steps and not steps[-1].kept_up(p99_limit):
         print(f"stopping the ramp: the peer does not keep up with {steps[-1].offered}/s")
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--rates", default="20,40,80,160,320", help="orders/s per step")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each step")
-    parser.add_argument("--drain", type=float, default=60.0, help="how long to wait for stragglers")
-    parser.add_argument("--skus", type=int, default=500)
-    parser.add_argument("--p99-limit", type=float, default=5.0, help="seconds; stop the ramp above it")
+    parser = ramp_arguments(__doc__, "20,40,80,160,320")
     parser.add_argument(
         "--runner", choices=RUNNERS, default="multi", help="MultiThreadedRunner or the New one"
     )

@@ -77,11 +77,11 @@ SELECT global_position FROM inserted WHERE topic IS NOT NULL
 # it. FROM_SNAPSHOT starts at the stream's snapshot of the given shape, else at 0 (the whole stream). One
 # statement for a batch's streams, each an index range scan; a stream without such events gives one row of
 # NULLs, so that its known version is still told.
-_TAILS = """
+_TAILS = f"""
 SELECT s.stream_id, s.known, e.global_position, e.stream_version, e.event_id, e.event_type,
        e.schema_version, CASE WHEN e.stream_version > s.known THEN e.body::text END AS body
 FROM (SELECT u.stream_id,
-             CASE WHEN u.known <> -1 THEN u.known
+             CASE WHEN u.known <> {FROM_SNAPSHOT} THEN u.known
                   ELSE coalesce((SELECT sn.version FROM snapshots sn
                                  WHERE sn.stream_id = u.stream_id AND sn.state_shape = $3), 0) END AS known
       FROM unnest($1::text[], $2::int[]) AS u(stream_id, known)) s
