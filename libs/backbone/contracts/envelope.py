@@ -95,8 +95,8 @@ def event_headers(
 
 @functools.cache  # one per payload class
 def envelope_type(model: type[P]) -> type[Envelope[P]]:
-    """Envelope[model], looked up once: pydantic's own lookup of a parametrized generic costs more than
-    validating a small envelope."""
+    """Envelope[model], looked up once: pydantic's own lookup of a parametrized generic costs nearly as
+    much as validating a small envelope (3.7 us against 4.8 us), and every event makes one."""
     return Envelope[model]  # type: ignore[valid-type]
 
 
