@@ -59,7 +59,8 @@ def code_shape(*objects: object) -> str:
 
 
 _SNAPSHOTS = """
-SELECT stream_id, version, last_event_id, state_shape, state FROM snapshots WHERE stream_id = ANY($1::text[])
+SELECT stream_id, version, last_event_id, state FROM snapshots
+WHERE stream_id = ANY($1::text[]) AND state_shape = $2
 """
 _SAVE_SNAPSHOTS = """
 INSERT INTO snapshots (stream_id, version, last_event_id, state_shape, state)
@@ -152,7 +153,7 @@ class StreamRepository(Generic[S]):
 
     async def _snapshots(self, conn: asyncpg.Connection, stream_ids: Sequence[str]) -> dict[str, Loaded[S]]:
         """The streams' snapshots of the current shape."""
-        rows = [r for r in await conn.fetch(_SNAPSHOTS, stream_ids) if r["state_shape"] == self._shape]
+        rows = await conn.fetch(_SNAPSHOTS, stream_ids, self._shape)
         if not rows:
             return {}
         # A long queue unpickles in a while: off the event loop.

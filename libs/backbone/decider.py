@@ -20,7 +20,6 @@ import asyncpg
 
 from backbone.aggregate import StreamRepository
 from backbone.contracts import Envelope, EventPayload, new_envelope
-from backbone.eventstore import EventStore
 
 S = TypeVar("S")
 M = TypeVar("M")
@@ -70,16 +69,15 @@ _YIELD_EVERY = 64  # inputs decided between two yields to the event loop (heartb
 
 async def decide_and_append(
     conn: asyncpg.Connection,
-    store: EventStore,
     repository: StreamRepository[S],
-    decide: Callable[[S, M], Sequence[EventPayload]] | None,
     inputs: Sequence[Input[M]],
     *,
+    decide: Callable[[S, M], Sequence[EventPayload]] | None = None,
     execute: Execute[S, M] | None = None,
 ) -> list[Decided[S]]:
-    """Decide every input on its stream and append the results; returns the streams that got events.
-    `execute`: instead of `decide`, for a domain whose decision already folds its events (returns the
-    state they lead to), so they are not folded twice."""
+    """Decide every input on its stream and append the results (to the repository's store); returns the
+    streams that got events. `execute`: instead of `decide`, for a domain whose decision already folds its
+    events (returns the state they lead to), so they are not folded twice."""
     if execute is None:
         if decide is None:
             raise TypeError("decide_and_append needs decide or execute")
@@ -108,7 +106,7 @@ async def decide_and_append(
             advanced, append = repository.advance(loaded, events, state)
             advanced_streams.append((append, advanced))
             decided.append(Decided(stream_id, advanced.state, advanced.version, events))
-    await store.append_many(conn, [append for append, _ in advanced_streams], versions_read=True)
+    await repository.store.append_many(conn, [append for append, _ in advanced_streams], versions_read=True)
     await repository.save_snapshots(conn, advanced_streams)
     return decided
 

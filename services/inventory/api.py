@@ -214,7 +214,7 @@ def make_router(
                 async with pool.acquire() as conn, conn.transaction():
                     events = {}
                     if claim is None or await claim(conn):
-                        events = await apply_commands(conn, repository, store, priority, work, unknown_sku)
+                        events = await apply_commands(conn, repository, priority, work, unknown_sku)
                     view = await stock_view(conn, sku)
                 break
             except ConcurrencyError:

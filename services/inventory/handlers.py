@@ -65,7 +65,6 @@ def new_repository(store: EventStore) -> StreamRepository[SkuState]:
 async def apply_commands(
     conn: asyncpg.Connection,
     repository: StreamRepository[SkuState],
-    store: EventStore,
     priority: PriorityPolicy,
     work: Sequence[Input[Command]],
     unknown_sku: UnknownSkuPolicy = "reject",
@@ -76,7 +75,7 @@ async def apply_commands(
     def run(state: SkuState, command: Command) -> tuple[SkuState, list[EventPayload]]:
         return execute(state, command, priority, unknown_sku)
 
-    decided = await decide_and_append(conn, store, repository, None, work, execute=run)
+    decided = await decide_and_append(conn, repository, work, execute=run)
     allocations: list[projections.Allocation] = []
     queue: list[projections.QueueRow] = []
     for d in decided:
@@ -116,6 +115,6 @@ def make_handler(
     async def handle(conn: asyncpg.Connection, envelopes: Sequence[Envelope[Any]]) -> None:
         work = [work_for(command, cause=e) for e in envelopes for command in commands_of(e)]
         if work:
-            await apply_commands(conn, repository, store, priority, work, unknown_sku)
+            await apply_commands(conn, repository, priority, work, unknown_sku)
 
     return handle

@@ -147,7 +147,7 @@ def make_router(pool: asyncpg.Pool, store: EventStore) -> APIRouter:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with pool.acquire() as conn, conn.transaction():
-                    decided = await decide_and_append(conn, store, repository, decide_sku, work)
+                    decided = await decide_and_append(conn, repository, work, decide=decide_sku)
                     await projections.apply(conn, decided)
                     return decided, await _subscriptions(conn, sku)
             except ConcurrencyError:

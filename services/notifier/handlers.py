@@ -79,9 +79,9 @@ def make_handler(store: EventStore) -> Handler:
         ]
         decided: list[Decided[Any]] = []
         if order_inputs:
-            decided += await decide_and_append(conn, store, orders, None, order_inputs, execute=execute_order)
+            decided += await decide_and_append(conn, orders, order_inputs, execute=execute_order)
         if sku_inputs:
-            decided += await decide_and_append(conn, store, skus, decide_sku, sku_inputs)
+            decided += await decide_and_append(conn, skus, sku_inputs, decide=decide_sku)
         await projections.apply(conn, decided)
 
     return handle

@@ -319,7 +319,7 @@ class DeliveryWorker:
                 try:
                     async with self._pool.acquire() as conn, conn.transaction():
                         decided = await decide_and_append(
-                            conn, self._store, self._repository, decide_delivery, work
+                            conn, self._repository, work, decide=decide_delivery
                         )
                         if not decided:  # recorded by another worker already: only our lease is left
                             await conn.execute(_RELEASE, [claimed.token], [notification_id])
@@ -358,7 +358,6 @@ _BATCH = 200
 
 async def announce_overdue(
     pool: asyncpg.Pool,
-    store: EventStore,
     repository: StreamRepository[OrderFacts],
     grace: timedelta,
     now: datetime,
@@ -384,11 +383,7 @@ async def announce_overdue(
             )
             for r in rows
         ]
-        decided = (
-            await decide_and_append(conn, store, repository, None, work, execute=execute_order)
-            if work
-            else []
-        )
+        decided = await decide_and_append(conn, repository, work, execute=execute_order) if work else []
         await projections.apply(conn, decided)
     return len(rows), sum(len(d.events) for d in decided)
 
@@ -408,7 +403,7 @@ async def announcement_pass(
 
     async def one_round() -> bool:
         for _ in range(_MAX_ROUNDS):
-            seen, requested = await announce_overdue(pool, store, repository, grace, clock())
+            seen, requested = await announce_overdue(pool, repository, grace, clock())
             if requested:
                 log.info("overdue backorders announced", orders=seen, notifications=requested)
             if seen < _BATCH or not requested:

@@ -139,7 +139,7 @@ def make_router(pool: asyncpg.Pool, store: EventStore, default_max_wait_days: in
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with pool.acquire() as conn, conn.transaction():
-                    decided = await apply(conn, store, repository, inputs)
+                    decided = await apply(conn, repository, inputs)
                 return [e.event_type for d in decided for e in d.events]
             except ConcurrencyError:
                 if attempt == ATTEMPTS:

@@ -50,7 +50,6 @@ async def auto_cancel(ctx: ServiceContext) -> None:
     settings = order_settings(ctx)
     await scheduler.run(
         ctx.pool,
-        ctx.store,
         handlers.new_repository(ctx.store),
         interval_seconds=settings.auto_cancel_interval_seconds,
         default_max_wait_days=settings.default_max_wait_days,

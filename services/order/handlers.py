@@ -69,7 +69,6 @@ def new_repository(store: EventStore) -> StreamRepository[OrderState]:
 
 async def apply(
     conn: asyncpg.Connection,
-    store: EventStore,
     repository: StreamRepository[OrderState],
     inputs: Sequence[Input[Incoming]],
 ) -> list[Decided[OrderState]]:
@@ -83,7 +82,7 @@ async def apply(
         before.setdefault(state.order_id, state)
         return execute_incoming(state, incoming)
 
-    decided = await decide_and_append(conn, store, repository, None, inputs, execute=execute_noting_state)
+    decided = await decide_and_append(conn, repository, inputs, execute=execute_noting_state)
     await projections.update(
         conn,
         [projections.StreamChange(before[d.state.order_id], d.version, d.events) for d in decided],
@@ -106,6 +105,6 @@ def make_handler(store: EventStore) -> Handler:
 
     async def handle(conn: asyncpg.Connection, envelopes: Sequence[Envelope[Any]]) -> None:
         if inputs := inputs_of(envelopes):
-            await apply(conn, store, repository, inputs)
+            await apply(conn, repository, inputs)
 
     return handle

@@ -18,7 +18,6 @@ import asyncpg
 
 from backbone.aggregate import StreamRepository
 from backbone.decider import Input
-from backbone.eventstore import EventStore
 from backbone.health import HealthReport
 from backbone.jobs import PAGE_SIZE, for_each_candidate, in_own_transaction, run_rounds
 from backbone.runtime import component_health
@@ -37,7 +36,6 @@ LIMIT $4::int
 
 async def cancel_one(
     pool: asyncpg.Pool,
-    store: EventStore,
     repository: StreamRepository[OrderState],
     check: AutoCancelCheck,
 ) -> bool:
@@ -47,14 +45,13 @@ async def cancel_one(
     ]
 
     async def decide(conn: asyncpg.Connection) -> bool:
-        return bool(await apply(conn, store, repository, inputs))
+        return bool(await apply(conn, repository, inputs))
 
     return await in_own_transaction(pool, decide)
 
 
 async def cancel_overdue(
     pool: asyncpg.Pool,
-    store: EventStore,
     repository: StreamRepository[OrderState],
     *,
     now: datetime,
@@ -67,9 +64,7 @@ async def cancel_overdue(
         return [r["order_id"] for r in await pool.fetch(_OVERDUE, default_max_wait_days, now, after, limit)]
 
     async def visit(order_id: str) -> bool:
-        return await cancel_one(
-            pool, store, repository, AutoCancelCheck(order_id, now, default_max_wait_days)
-        )
+        return await cancel_one(pool, repository, AutoCancelCheck(order_id, now, default_max_wait_days))
 
     done = await for_each_candidate(
         page, visit, what="auto-cancel of overdue backorders", page_size=page_size
@@ -79,7 +74,6 @@ async def cancel_overdue(
 
 async def run(
     pool: asyncpg.Pool,
-    store: EventStore,
     repository: StreamRepository[OrderState],
     *,
     interval_seconds: float,
@@ -90,7 +84,7 @@ async def run(
 
     async def one_round() -> bool:
         now = datetime.now(UTC)
-        await cancel_overdue(pool, store, repository, now=now, default_max_wait_days=default_max_wait_days)
+        await cancel_overdue(pool, repository, now=now, default_max_wait_days=default_max_wait_days)
         return False
 
     await run_rounds(

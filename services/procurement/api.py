@@ -270,7 +270,7 @@ def make_router(pool: asyncpg.Pool, store: EventStore, policy: PurchasePolicy, c
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with pool.acquire() as conn, conn.transaction():
-                    decided = await apply(conn, store, repository, inputs, today=clock(), policy=policy)
+                    decided = await apply(conn, repository, inputs, today=clock(), policy=policy)
                     view = await catalogue_view(conn, sku)
                 break
             except ConcurrencyError:

@@ -103,7 +103,6 @@ def build_service(clock: Clock = utc_today) -> Service:
     async def replan_overdue(ctx: ServiceContext) -> None:
         await scheduler.run(
             ctx.pool,
-            ctx.store,
             handlers.new_repository(ctx.store),
             clock=clock,
             policy=policy_of(ctx),
@@ -111,9 +110,7 @@ def build_service(clock: Clock = utc_today) -> Service:
         )
 
     async def publish_sourcing(ctx: ServiceContext) -> None:
-        await sourcing.run(
-            ctx.pool, ctx.store, handlers.new_repository(ctx.store), clock=clock, policy=policy_of(ctx)
-        )
+        await sourcing.run(ctx.pool, handlers.new_repository(ctx.store), clock=clock, policy=policy_of(ctx))
 
     return Service(
         name="procurement",

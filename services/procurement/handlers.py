@@ -55,7 +55,6 @@ def concerns_procurement(payload: EventPayload) -> bool:
 
 async def apply(
     conn: asyncpg.Connection,
-    store: EventStore,
     repository: StreamRepository[ProcurementState],
     inputs: Sequence[Input[Incoming | Envelope[Any]]],
     *,
@@ -73,7 +72,7 @@ async def apply(
             return decide_and_fold(state, message.payload, today=today, policy=policy, origin=origin)
         return decide_and_fold(state, message, today=today, policy=policy)
 
-    decided = await decide_and_append(conn, store, repository, None, inputs, execute=execute)
+    decided = await decide_and_append(conn, repository, inputs, execute=execute)
     await projections.update(conn, [projections.SkuChange.of(d) for d in decided])
     return decided
 
@@ -88,6 +87,6 @@ def make_handler(store: EventStore, policy: PurchasePolicy, clock: Clock) -> Han
             if concerns_procurement(e.payload)
         ]
         if inputs:
-            await apply(conn, store, repository, inputs, today=clock(), policy=policy)
+            await apply(conn, repository, inputs, today=clock(), policy=policy)
 
     return handle

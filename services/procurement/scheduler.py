@@ -22,7 +22,6 @@ import asyncpg
 from backbone.aggregate import StreamRepository
 from backbone.contracts import Envelope
 from backbone.decider import Input
-from backbone.eventstore import EventStore
 from backbone.health import HealthReport
 from backbone.jobs import PAGE_SIZE, for_each_candidate, in_own_transaction, run_rounds
 from backbone.runtime import component_health
@@ -41,7 +40,6 @@ LIMIT $3::int
 
 async def replan_one(
     pool: asyncpg.Pool,
-    store: EventStore,
     repository: StreamRepository[ProcurementState],
     sku: str,
     *,
@@ -51,13 +49,12 @@ async def replan_one(
     """Re-plan the SKU's overdue POs; True if that decided something."""
     command = ReplanOverdue(sku=sku)
     return await decide_one(
-        pool, store, repository, command, correlation_id=f"overdue:{sku}:{today}", today=today, policy=policy
+        pool, repository, command, correlation_id=f"overdue:{sku}:{today}", today=today, policy=policy
     )
 
 
 async def decide_one(
     pool: asyncpg.Pool,
-    store: EventStore,
     repository: StreamRepository[ProcurementState],
     command: Incoming,
     *,
@@ -71,14 +68,13 @@ async def decide_one(
     ]
 
     async def decide(conn: asyncpg.Connection) -> bool:
-        return bool(await apply(conn, store, repository, inputs, today=today, policy=policy))
+        return bool(await apply(conn, repository, inputs, today=today, policy=policy))
 
     return await in_own_transaction(pool, decide)
 
 
 async def replan_overdue(
     pool: asyncpg.Pool,
-    store: EventStore,
     repository: StreamRepository[ProcurementState],
     *,
     today: date,
@@ -92,7 +88,7 @@ async def replan_overdue(
         return [r["sku"] for r in await pool.fetch(_OVERDUE, today, after, limit)]
 
     async def visit(sku: str) -> bool:
-        return await replan_one(pool, store, repository, sku, today=today, policy=policy)
+        return await replan_one(pool, repository, sku, today=today, policy=policy)
 
     done = await for_each_candidate(page, visit, what="overdue re-plan", page_size=page_size)
     return done.changed
@@ -100,7 +96,6 @@ async def replan_overdue(
 
 async def run(
     pool: asyncpg.Pool,
-    store: EventStore,
     repository: StreamRepository[ProcurementState],
     *,
     clock: Callable[[], date],
@@ -114,7 +109,7 @@ async def run(
     async def one_round() -> bool:
         today = clock()
         if not done or done[-1] != today:
-            await replan_overdue(pool, store, repository, today=today, policy=policy)
+            await replan_overdue(pool, repository, today=today, policy=policy)
             done[:] = [today]
         return False
 

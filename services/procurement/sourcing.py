@@ -21,7 +21,6 @@ from datetime import date
 import asyncpg
 
 from backbone.aggregate import StreamRepository
-from backbone.eventstore import EventStore
 from backbone.health import HealthReport
 from backbone.jobs import PAGE_SIZE, Round, for_each_candidate, run_rounds
 from backbone.runtime import component_health
@@ -49,7 +48,6 @@ async def unpublished(pool: asyncpg.Pool, *, after: str = "", limit: int = PAGE_
 
 async def publish_unpublished(
     pool: asyncpg.Pool,
-    store: EventStore,
     repository: StreamRepository[ProcurementState],
     *,
     today: date,
@@ -64,7 +62,7 @@ async def publish_unpublished(
     async def visit(sku: str) -> bool:
         command = PublishSourcing(sku=sku)
         return await decide_one(
-            pool, store, repository, command, correlation_id=f"sourcing:{sku}", today=today, policy=policy
+            pool, repository, command, correlation_id=f"sourcing:{sku}", today=today, policy=policy
         )
 
     return await for_each_candidate(page, visit, what="sourcing catch-up", page_size=page_size)
@@ -72,7 +70,6 @@ async def publish_unpublished(
 
 async def run(
     pool: asyncpg.Pool,
-    store: EventStore,
     repository: StreamRepository[ProcurementState],
     *,
     clock: Callable[[], date],
@@ -83,7 +80,7 @@ async def run(
     """Rounds until one goes through without a failure, then idle until cancelled."""
 
     async def one_round() -> bool:
-        done = await publish_unpublished(pool, store, repository, today=clock(), policy=policy)
+        done = await publish_unpublished(pool, repository, today=clock(), policy=policy)
         if done.failed:
             raise RuntimeError(f"{len(done.failed)} SKU(s) failed, e.g. {done.failed[0]!r}")
         return True

@@ -58,7 +58,7 @@ def repository(store: EventStore, shape: str = "tally-v1") -> StreamRepository[T
 
 async def append(conn: asyncpg.Connection, repo: StreamRepository[Tally], deltas: list[int]) -> None:
     async with conn.transaction():
-        await decide_and_append(conn, repo.store, repo, decide, [Input(STREAM, d) for d in deltas])
+        await decide_and_append(conn, repo, [Input(STREAM, d) for d in deltas], decide=decide)
 
 
 async def test_a_cold_load_reads_the_snapshot_and_the_tail_only(database_url: str) -> None:
@@ -102,7 +102,7 @@ async def test_a_rolled_back_append_leaves_no_snapshot(database_url: str) -> Non
         writer = repository(CountingStore())
         with pytest.raises(RuntimeError):
             async with conn.transaction():
-                await decide_and_append(conn, writer.store, writer, decide, [Input(STREAM, 1)] * 10)
+                await decide_and_append(conn, writer, [Input(STREAM, 1)] * 10, decide=decide)
                 raise RuntimeError("the transaction fails after the append")
         assert await conn.fetchval("SELECT count(*) FROM snapshots") == 0
         assert (await repository(CountingStore()).load(conn, STREAM)).version == 0

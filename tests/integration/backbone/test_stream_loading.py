@@ -17,7 +17,7 @@ async def test_a_batch_of_cached_streams_loads_in_one_statement(database_url: st
         repo = repository(store)
         streams = [f"tally:{n}" for n in range(50)]
         async with conn.transaction():
-            await decide_and_append(conn, store, repo, decide, [Input(s, 2) for s in streams])
+            await decide_and_append(conn, repo, [Input(s, 2) for s in streams], decide=decide)
         store.read = store.statements = 0
         loaded = await repo.load_many(conn, streams)
         assert store.statements == 1
@@ -35,9 +35,9 @@ async def test_another_writers_events_are_folded_onto_the_cached_state(database_
         mine, theirs = CountingStore(), CountingStore()
         my_repo, their_repo = repository(mine), repository(theirs)
         async with conn.transaction():
-            await decide_and_append(conn, mine, my_repo, decide, [Input(STREAM, 1)] * 2)
+            await decide_and_append(conn, my_repo, [Input(STREAM, 1)] * 2, decide=decide)
         async with conn.transaction():  # another instance, with its own cache
-            await decide_and_append(conn, theirs, their_repo, decide, [Input(STREAM, 5)] * 3)
+            await decide_and_append(conn, their_repo, [Input(STREAM, 5)] * 3, decide=decide)
         mine.read = mine.statements = 0
         loaded = await my_repo.load(conn, STREAM)
         assert (loaded.state, loaded.version) == (Tally(5, 17), 5)
@@ -54,16 +54,16 @@ async def test_a_cache_holding_a_rolled_back_append_falls_back_to_the_stored_str
         store = CountingStore()
         repo = repository(store)
         async with conn.transaction():
-            await decide_and_append(conn, store, repo, decide, [Input(STREAM, 1)] * 3)
+            await decide_and_append(conn, repo, [Input(STREAM, 1)] * 3, decide=decide)
         with pytest.raises(RuntimeError):
             async with conn.transaction():
-                await decide_and_append(conn, store, repo, decide, [Input(STREAM, 7)])
+                await decide_and_append(conn, repo, [Input(STREAM, 7)], decide=decide)
                 raise RuntimeError("rolled back after the append")
         # The cache now holds version 4 (uncommitted); the stream is at 3. And another instance appends
         # one event, so the stream is at version 4 again, with another event there.
         other = repository(CountingStore())
         async with conn.transaction():
-            await decide_and_append(conn, other.store, other, decide, [Input(STREAM, 100)])
+            await decide_and_append(conn, other, [Input(STREAM, 100)], decide=decide)
         loaded = await repo.load(conn, STREAM)
         assert (loaded.state, loaded.version) == (Tally(4, 103), 4)
     finally:

@@ -63,7 +63,7 @@ async def test_concurrent_checks_cancel_once_and_a_stale_read_model_changes_noth
         for message in (PlaceOrder(placed), short(placed.order_id, "1", "SKU-A", 10, 4))
     ]
     async with pool.acquire() as conn, conn.transaction():
-        await apply(conn, store, new_repository(store), inputs)
+        await apply(conn, new_repository(store), inputs)
         # A stream the scheduler cannot read (undecodable event) must not stop it from the others.
         await conn.execute(
             "INSERT INTO orders VALUES ('a-broken', 1, 'default', 'c', 'c@example.com', NULL, 'standard',"
@@ -79,7 +79,7 @@ async def test_concurrent_checks_cancel_once_and_a_stale_read_model_changes_noth
     # Two instances' rounds at once: the stream lock and the domain let one of them cancel.
     rounds = await asyncio.gather(
         *(
-            scheduler.cancel_overdue(pool, store, new_repository(store), now=now, default_max_wait_days=30)
+            scheduler.cancel_overdue(pool, new_repository(store), now=now, default_max_wait_days=30)
             for _ in range(2)
         )
     )
@@ -100,12 +100,11 @@ async def test_concurrent_checks_cancel_once_and_a_stale_read_model_changes_noth
         assert await conn.fetchval("SELECT waiting FROM orders WHERE order_id = 'due'") == 6
     # Pending: a round before inventory answers cancels nothing more.
     assert (
-        await scheduler.cancel_overdue(pool, store, new_repository(store), now=now, default_max_wait_days=30)
-        == []
+        await scheduler.cancel_overdue(pool, new_repository(store), now=now, default_max_wait_days=30) == []
     )
     async with pool.acquire() as conn, conn.transaction():
         answer = released("due", "1", "SKU-A", dropped=6, reason="max_wait_exceeded")
-        await apply(conn, store, new_repository(store), [Input(order_stream_id("due"), answer)])
+        await apply(conn, new_repository(store), [Input(order_stream_id("due"), answer)])
     async with pool.acquire() as conn:
         body = json.loads(
             await conn.fetchval("SELECT body FROM event_store WHERE event_type = 'RefundRequested'")
@@ -118,13 +117,12 @@ async def test_concurrent_checks_cancel_once_and_a_stale_read_model_changes_noth
         # again; its stream says nothing waits, so nothing is cancelled twice.
         await conn.execute("UPDATE orders SET waiting = 6 WHERE order_id = 'due'")
     assert (
-        await scheduler.cancel_overdue(pool, store, new_repository(store), now=now, default_max_wait_days=30)
-        == []
+        await scheduler.cancel_overdue(pool, new_repository(store), now=now, default_max_wait_days=30) == []
     )
     # With a shorter default, the order without its own maximum wait is overdue too.
-    assert await scheduler.cancel_overdue(
-        pool, store, new_repository(store), now=now, default_max_wait_days=2
-    ) == ["later"]
+    assert await scheduler.cancel_overdue(pool, new_repository(store), now=now, default_max_wait_days=2) == [
+        "later"
+    ]
     async with pool.acquire() as conn:
         assert (
             await conn.fetchval("SELECT count(*) FROM event_store WHERE event_type = 'OrderCancelled'") == 2

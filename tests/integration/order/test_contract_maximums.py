@@ -50,9 +50,9 @@ async def test_the_largest_order_fits_the_read_models_and_the_report(pool: async
         *(Input(stream, stock_shipped("SH-MAX", "MAX", str(i), f"SKU-{i}", UNITS)) for i in shipped),
     ]
     async with pool.acquire() as conn, conn.transaction():
-        await apply(conn, store, new_repository(store), inputs)
+        await apply(conn, new_repository(store), inputs)
     async with pool.acquire() as conn, conn.transaction():
-        await apply(conn, store, new_repository(store), shipment)
+        await apply(conn, new_repository(store), shipment)
 
     async with pool.acquire() as conn:
         row = await conn.fetchrow(

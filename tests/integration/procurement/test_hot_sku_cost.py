@@ -90,7 +90,7 @@ async def set_suppliers(conn: asyncpg.Connection, store: EventStore, sku: str, m
     catalogue = SetSupplierTerms(sku=sku, suppliers=[terms("S1", lead_time_days=10, moq=moq)], actor="buyer")
     inputs: list[Input[Any]] = [Input(stream_id(sku), catalogue)]
     async with conn.transaction():
-        await apply(conn, store, new_repository(store), inputs, today=DAY0, policy=DEFAULT_POLICY)
+        await apply(conn, new_repository(store), inputs, today=DAY0, policy=DEFAULT_POLICY)
 
 
 async def backordered_sku(

@@ -84,9 +84,7 @@ async def test_a_po_overdue_by_a_day_is_re_planned_once_and_its_lines_told(
             repository = new_repository(store)
             for _ in range(2):
                 assert (
-                    await scheduler.replan_overdue(
-                        pool, store, repository, today=day(11), policy=DEFAULT_POLICY
-                    )
+                    await scheduler.replan_overdue(pool, repository, today=day(11), policy=DEFAULT_POLICY)
                     == []
                 )
             updates = await pool.fetchval(
@@ -178,7 +176,7 @@ async def test_the_read_models_hold_the_contracts_maximums(database_url: str) ->
         catalogue = SetSupplierTerms(sku=sku, suppliers=[terms("S1", moq=most, pack=most)], actor="buyer")
         inputs: list[Input[Any]] = [Input(f"sku:{sku}", catalogue)]
         async with conn.transaction():
-            await apply(conn, store, new_repository(store), inputs, today=day(0), policy=DEFAULT_POLICY)
+            await apply(conn, new_repository(store), inputs, today=day(0), policy=DEFAULT_POLICY)
         alert = ReorderPointReached(
             sku=sku, on_hand=0, reserved=0, available=0, backordered=most, reorder_point=most, safety_stock=0
         )
