@@ -1,4 +1,4 @@
-# One image for the four services and the console (the board); the compose `command:` (or the SERVICE
+# One image for the four services, the supplier EDI adapter and the console (the board); the compose `command:` (or the SERVICE
 # build arg) picks which one runs.
 #   docker build -t backorder:local .   then   docker run -e ... backorder:local python -m services.order
 FROM python:3.11-slim
@@ -15,6 +15,7 @@ WORKDIR /src
 COPY pyproject.toml constraints.txt ./
 RUN mkdir -p libs/backbone/contracts libs/backbone/testing \
         services/order services/inventory services/procurement services/notifier services/console \
+        services/edi \
     && pip install -c constraints.txt . \
     && pip uninstall -y backorder
 
@@ -25,8 +26,10 @@ RUN pip install --no-deps -c constraints.txt . \
     && rm -rf /src
 
 WORKDIR /app
-# A fixed numeric uid, so Kubernetes' runAsNonRoot can check it (deploy/k8s runs it as 10001).
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin backorder
+# A fixed numeric uid, so Kubernetes' runAsNonRoot can check it (deploy/k8s runs it as 10001). The EDI
+# adapter's folders belong to it, so a new compose volume mounted there takes that owner.
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin backorder \
+    && install -d -o 10001 -g 10001 /var/lib/backorder/edi
 USER 10001
 
 ARG SERVICE=order

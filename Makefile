@@ -75,7 +75,7 @@ deadletters: install
 k8s:
 	"$$(deploy/k8s/kustomize.sh)" build deploy/k8s/$(if $(filter base,$(OVERLAY)),base,overlays/$(or $(OVERLAY),local))
 
-# make rebuild SERVICE=order (or inventory, procurement, notifier): re-derive its read models from its log
+# make rebuild SERVICE=order (or inventory, procurement, notifier, edi): re-derive its read models from its log
 rebuild: infra-up
 	$(SERVICES) rebuild $(SERVICE)
 

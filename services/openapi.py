@@ -1,4 +1,5 @@
-"""The HTTP APIs of the four services as OpenAPI documents in docs/openapi/, generated from the code.
+"""The HTTP APIs of the four services and the EDI adapter as OpenAPI documents in docs/openapi/, generated
+from the code.
 
     python -m services.openapi           write docs/openapi/<service>.json
     python -m services.openapi --check   exit 1 if the committed documents differ from the code
@@ -17,7 +18,7 @@ from backbone.eventstore import EventStore
 from backbone.runtime import Service, ServiceContext, http_app
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "openapi"
-NAMES = ("order", "inventory", "procurement", "notifier")
+NAMES = ("order", "inventory", "procurement", "notifier", "edi")
 
 
 def service(name: str) -> Service:

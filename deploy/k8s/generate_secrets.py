@@ -1,5 +1,5 @@
 """Prints, as a Kubernetes List (JSON), the Secrets deploy/k8s expects someone to create, with fresh random
-values: the token secret and the passwords of the eight database roles.
+values: the token secret and the passwords of the ten database roles.
 
     python deploy/k8s/generate_secrets.py | kubectl create -f -
 
@@ -16,7 +16,7 @@ import secrets
 import sys
 from typing import Any
 
-SERVICES = ("order", "inventory", "procurement", "notifier")
+SERVICES = ("order", "inventory", "procurement", "notifier", "edi")
 AUTH_SECRET = "backorder-auth"
 
 

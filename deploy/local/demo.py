@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """`make demo`: a winter promotion at an outdoor shop, played against the services `make run` started.
 
-Everything happens as the system's users do it: the checkout publishes OrderPlaced to Kafka, the
-supplier's EDI adapter publishes acknowledgements, shipment notices and receipts, the warehouse's adapter
+Everything happens as the system's users do it: the checkout publishes OrderPlaced to Kafka, the jacket
+supplier trades by EDI (it picks up our X12 850 from the adapter's outbox folder and drops its 855
+acknowledgement, 856 ship notice and 861 receipt in the inbox), the warehouse's adapter
 ships what the order service releases to it (FulfilmentRequested -> ShipmentDispatched), staff and
 customers call the HTTP APIs. Each run uses SKUs and orders of its own (the deployment keeps earlier
 runs' data), waits for every step with a deadline, and ends with a summary: orders, their status and
@@ -13,20 +14,25 @@ and the backorder rate.
 import asyncio
 import os
 import sys
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from infra import HOST, SERVICES, InfraInfo
+from infra import DEMO_EDI_PARTNERS, EDI_INBOX_DIR, EDI_OUTBOX_DIR, HOST, SERVICES, InfraInfo
 
 from backbone.auth import development_token
 from backbone.kafka import reliable_producer
+from backbone.testing.edi_documents import x12_855, x12_856, x12_861
 from backbone.testing.outsiders import Json, Outsiders, RunningServices, Warehouse
 from backbone.testing.waiting import eventually
 
 TIMEOUT = 60.0
-NORDWEAR = {"supplier_id": "nordwear", "lead_time_days": 12, "unit_cost": "38.00", "role": "primary"}
+# The jacket's primary supplier trades by X12 EDI: a partner of the adapter's (DEMO_EDI_PARTNERS).
+[ACME_EDI] = [p for p in DEMO_EDI_PARTNERS if p["supplier_id"] == "acme"]
+ACME = {"supplier_id": "acme", "lead_time_days": 12, "unit_cost": "38.00", "role": "primary"}
 FASTWEAR = {"supplier_id": "fastwear", "lead_time_days": 5, "unit_cost": "40.50", "role": "alternate"}
 ALPINE = {"supplier_id": "alpine-boots", "lead_time_days": 8, "unit_cost": "55.00", "role": "primary"}
 
@@ -61,11 +67,11 @@ async def play(shop: Outsiders, warehouse: Warehouse, run: str) -> None:
     say("Staff stock the shop and maintain the supplier catalogue")
     await shop.stock_up(jacket, 40)
     await shop.stock_up(boots, 30)
-    await shop.set_suppliers(jacket, NORDWEAR, FASTWEAR)
+    await shop.set_suppliers(jacket, ACME, FASTWEAR)
     await shop.set_suppliers(boots, ALPINE)
     await shop.set_policy(lamp, "deny")  # a one-off item: no backorders
     await shop.stock_up(lamp, 3)
-    print(f"  {jacket}: 40 on hand (nordwear 12 days, fastwear 5 days +7%); {boots}: 30; {lamp}: 3, deny")
+    print(f"  {jacket}: 40 on hand (acme by EDI 12 days, fastwear 5 days +7%); {boots}: 30; {lamp}: 3, deny")
 
     say("The promotion: eight customers order through the checkout (OrderPlaced on Kafka)")
     plan = [("ana", 10, 2), ("ben", 15, 0), ("chloe", 10, 4), ("dev", 12, 0), ("emma", 8, 2),
@@ -94,9 +100,27 @@ async def play(shop: Outsiders, warehouse: Warehouse, run: str) -> None:
     print(
         f"  {po['po_id']}: {po['quantity']} units from {po['supplier_id']}, expected {po['expected_arrival']}"
     )
-    await shop.acknowledge(po["po_id"], jacket, po["quantity"], date.fromisoformat(po["expected_arrival"]))
-    late = date.fromisoformat(po["expected_arrival"]) + timedelta(days=4)
-    await shop.notice_shipment(po["po_id"], jacket, po["quantity"], late)
+    sent = await edi_file(EDI_OUTBOX_DIR / "acme", f"850-{po['po_id']}-", "the 850 in acme's outbox")
+    print(f"  the EDI adapter wrote {sent.name} for acme: " + _segment(sent.read_text(), "BEG"))
+    envelope = {"sender": ACME_EDI["their_id"], "receiver": ACME_EDI["our_id"], "at": datetime.now(UTC)}
+    # acme's control numbers for this run: the adapter remembers earlier runs' and ignores a repeat.
+    control = int(time.time() * 10) % 10**8 * 10
+    # acme's documents name the PO by the number the 850 gave it (a short one if ours is too long for X12).
+    reference = (await shop.call("edi", "GET", f"/purchase-orders/{po['po_id']}"))["reference"]
+    promised = date.fromisoformat(po["expected_arrival"])
+    await drop(
+        f"{run}-855.edi",
+        x12_855(reference, [(jacket, po["quantity"], promised)], control=control + 1, **envelope),
+    )
+    late = promised + timedelta(days=4)
+    lines = [(reference, jacket, po["quantity"])]
+    await drop(f"{run}-856.edi", x12_856(f"ASN-{run}", late, lines, control=control + 2, **envelope))
+    acks = [p.name for p in sorted((EDI_OUTBOX_DIR / "acme").glob("997-*"), key=lambda p: p.stat().st_mtime)][
+        -2:
+    ]
+    print(
+        f"  acme acknowledged it (855) and sent a ship notice (856); the adapter answered {', '.join(acks)}"
+    )
     waiting = [
         c for c in customers if (await shop.call("order", "GET", f"/orders/{order_ids[c]}"))["waiting_units"]
     ]
@@ -111,7 +135,11 @@ async def play(shop: Outsiders, warehouse: Warehouse, run: str) -> None:
     await wait_for(shop, order_ids["gus"], "the cancellation", lambda v: first_line(v)["waiting"] == 0)
 
     say("Part of the purchase order arrives: the queue is served first come, first served")
-    await shop.receive_goods(jacket, 20, po_id=po["po_id"])
+    receipt = x12_861(
+        f"RCV-{run}", datetime.now(UTC), [(reference, jacket, 20)], control=control + 3, **envelope
+    )
+    await drop(f"{run}-861.edi", receipt)
+    print("  the warehouse's receiving advice (861) for 20 units went through the EDI inbox")
     await wait_for(shop, order_ids["dev"], "filled", lambda v: first_line(v)["filled"] > 0)
 
     say("The warehouse ships what may leave now (partial shipments for ship_available orders)")
@@ -144,6 +172,38 @@ async def play(shop: Outsiders, warehouse: Warehouse, run: str) -> None:
     )
     await eventually(lambda: told(order_ids["dev"], "fulfilled"), timeout=TIMEOUT, what="dev's message")
     await summary(shop, run, [*order_ids.values(), f"{run}-ivan"], [jacket, boots, lamp])
+
+
+async def edi_file(folder: Path, prefix: str, what: str) -> Path:
+    async def found() -> Path | None:
+        return next(iter(sorted(folder.glob(f"{prefix}*"))), None) if folder.exists() else None  # noqa: ASYNC240
+
+    return await eventually(found, timeout=TIMEOUT, what=what)
+
+
+async def drop(name: str, interchange: str) -> None:
+    """Put an interchange in the adapter's inbox as a supplier's SFTP client does (a temporary name, then
+    the real one) and wait until the adapter has filed it away as processed."""
+    EDI_INBOX_DIR.mkdir(parents=True, exist_ok=True)
+    temporary = EDI_INBOX_DIR / f"{name}.part"
+    temporary.write_text(interchange, encoding="ascii")
+    temporary.rename(EDI_INBOX_DIR / name)
+
+    async def handled() -> Path | None:
+        for folder in ("processed", "rejected"):
+            found = sorted((EDI_INBOX_DIR / folder).glob(f"*-{name}"))
+            if found:
+                return found[-1]
+        return None
+
+    where = await eventually(handled, timeout=TIMEOUT, what=f"the adapter to handle {name}")
+    if where.parent.name == "rejected":
+        reason = where.with_name(where.name + ".reason").read_text()
+        raise RuntimeError(f"the EDI adapter rejected {name}: {reason}")
+
+
+def _segment(text: str, tag: str) -> str:
+    return next((s.strip() for s in text.split("~") if s.strip().startswith(tag + "*")), "")
 
 
 def describe(line: Json) -> str:

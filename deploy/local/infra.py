@@ -109,8 +109,27 @@ PG_FALLBACK_USER = "backorder-pg"
 
 HOST = "127.0.0.1"
 
-# The one table of services: name -> HTTP port on the host. services.py and the compose test read it too.
-SERVICES: dict[str, int] = {"order": 8001, "inventory": 8002, "procurement": 8003, "notifier": 8004}
+# The one table of the processes with a database of their own: name -> HTTP port on the host. services.py,
+# demo.py and the compose test read it too. The EDI adapter takes 8006: 8005 is the console's (services.py).
+SERVICES: dict[str, int] = {
+    "order": 8001,
+    "inventory": 8002,
+    "procurement": 8003,
+    "notifier": 8004,
+    "edi": 8006,
+}
+
+# The EDI adapter's folders: it watches the inbox (moving what it handled to processed/ or rejected/
+# under it) and writes one outbox folder per supplier_id. It creates them itself.
+EDI_DIR = STATE_DIR / "edi"
+EDI_INBOX_DIR = EDI_DIR / "inbox"
+EDI_OUTBOX_DIR = EDI_DIR / "outbox"
+# The trading partners of a local run (EDI_PARTNERS), one per standard: services.py starts the
+# adapter with them, demo.py plays their side.
+DEMO_EDI_PARTNERS: tuple[dict[str, str], ...] = (
+    {"supplier_id": "acme", "standard": "x12", "their_id": "ACMESUPPLY", "our_id": "BACKORDER"},
+    {"supplier_id": "globex", "standard": "edifact", "their_id": "GLOBEX", "our_id": "BACKORDER"},
+)
 
 STOP_GRACE_SECONDS = 30.0
 
@@ -837,7 +856,7 @@ def _start_postgres(
     _remove_stale_postmaster_pid()
     # A Unix socket path longer than 107 bytes cannot be bound; then go TCP-only rather than fail.
     socket_dir = str(PG_SOCKET_DIR) if len(f"{PG_SOCKET_DIR}/.s.PGSQL.{settings.pg_port}") <= 107 else ""
-    # Four services, each with a connection pool, plus test sessions: the default 100 connections run out.
+    # Five services, each with a connection pool, plus test sessions: the default 100 connections run out.
     options = f"-p {settings.pg_port} -c listen_addresses={HOST} -c max_connections=300"
     options += f" -k {shlex.quote(socket_dir)}"
     wait = max(1, int(deadline - time.monotonic()))

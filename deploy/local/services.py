@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Run the four services and the console (the operations board) on this machine against the servers of
-`infra.py up`, under a supervisor.
+"""Run the five services (the supplier EDI adapter among them) and the console (the operations board) on
+this machine against the servers of `infra.py up`, under a supervisor.
 
     python deploy/local/services.py start|stop|status|rebuild <service>
 
@@ -15,6 +15,8 @@ keeping messages in <state>/mail, listed at http://127.0.0.1:8025/messages) stan
 relay, so the notifier's e-mails can be read; it is supervised like the services. So is the console
 (`python -m services.console` on 127.0.0.1:8005), which reads the services' APIs: once everything answers,
 `start` prints the board's address with a development token in its fragment, and the token itself.
+The EDI adapter (`python -m services.edi`, 127.0.0.1:8006) watches <state>/edi/inbox and writes to
+<state>/edi/outbox/<supplier_id>, trading with the two demo partners of DEMO_EDI_PARTNERS.
 Every process gets the infrastructure's AUTH_TOKEN_SECRET (infra.json), so the services accept the
 tokens the console and the development token are signed with.
 """
@@ -39,7 +41,17 @@ from typing import Any
 
 # Run as a script, this folder is on sys.path; infra.py holds the service table and the state layout.
 import infra
-from infra import HOST, ROOT, SERVICES, STATE_DIR, InfraError, InfraInfo
+from infra import (
+    DEMO_EDI_PARTNERS,
+    EDI_INBOX_DIR,
+    EDI_OUTBOX_DIR,
+    HOST,
+    ROOT,
+    SERVICES,
+    STATE_DIR,
+    InfraError,
+    InfraInfo,
+)
 
 SERVICES_DIR = STATE_DIR / "services"
 SUPERVISOR_PID = SERVICES_DIR / "supervisor.pid"
@@ -59,6 +71,9 @@ MAIL_SMTP_PORT = 1025
 MAIL_HTTP_PORT = 8025
 MAILDIR = STATE_DIR / "mail"
 CONSOLE_PORT = 8005
+# The services whose APIs the board reads (services/console/settings.py: CONSOLE_<NAME>_URL); the EDI
+# adapter is not one of them, and a variable the console has no setting for would only mislead.
+CONSOLE_SOURCES = ("order", "inventory", "procurement", "notifier")
 DEV_TOKEN_TTL_SECONDS = 12 * 3600
 
 
@@ -103,12 +118,19 @@ MAIL_SINK = Service(
     ("--smtp-port", str(MAIL_SMTP_PORT), "--http-port", str(MAIL_HTTP_PORT), "--maildir", str(MAILDIR)),
 )
 # Settings a service needs on this machine beyond its database and Kafka.
-_LOCAL_ENV = {"notifier": (("SMTP_HOST", HOST), ("SMTP_PORT", str(MAIL_SMTP_PORT)))}
+_LOCAL_ENV = {
+    "notifier": (("SMTP_HOST", HOST), ("SMTP_PORT", str(MAIL_SMTP_PORT))),
+    "edi": (
+        ("EDI_INBOX_DIR", str(EDI_INBOX_DIR)),
+        ("EDI_OUTBOX_DIR", str(EDI_OUTBOX_DIR)),
+        ("EDI_PARTNERS", json.dumps(list(DEMO_EDI_PARTNERS))),
+    ),
+}
 CONSOLE = Service(
     "console",
     CONSOLE_PORT,
     "services.console",
-    env=tuple((f"CONSOLE_{name.upper()}_URL", f"http://{HOST}:{port}") for name, port in SERVICES.items()),
+    env=tuple((f"CONSOLE_{name.upper()}_URL", f"http://{HOST}:{SERVICES[name]}") for name in CONSOLE_SOURCES),
 )
 ALL = [
     MAIL_SINK,
@@ -447,7 +469,7 @@ def start(timeout: float = DEFAULT_TIMEOUT) -> list[str]:
 
 
 def development_token(info: InfraInfo) -> str:
-    """A token with all four roles, signed with this installation's AUTH_TOKEN_SECRET."""
+    """A token with all the roles, signed with this installation's AUTH_TOKEN_SECRET."""
     from backbone.auth import development_token as mint  # the venv's; only `start` needs it
 
     return mint(info.auth_token_secret, ttl_seconds=DEV_TOKEN_TTL_SECONDS)

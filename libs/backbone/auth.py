@@ -17,7 +17,7 @@ each with a `detail` that says which. It returns the Principal, whose subject is
 A token may carry a `shop` claim: a checkout system's token bound to one shop (Principal.shop).
 
 Command line: `python -m backbone.auth token [--subject dev] [--role staff ...] [--shop s]
-[--ttl-seconds N]` prints a token signed with AUTH_TOKEN_SECRET; without --role it has all four roles (a
+[--ttl-seconds N]` prints a token signed with AUTH_TOKEN_SECRET; without --role it has all the roles (a
 development token).
 """
 
@@ -60,6 +60,7 @@ class Role(StrEnum):
     SUPPORT = "support"  # acts for customers: cancels, reads orders and notifications with their data
     CHECKOUT = "checkout"  # places and reads orders (of its shop, if bound to one), subscribes customers
     READER = "reader"  # read-only views without customer names or e-mail addresses
+    SUPPLIER = "supplier"  # a supplier's EDI gateway: posts interchanges to the EDI adapter
 
 
 _ROLE_NAMES = frozenset(str(r) for r in Role)  # names other than these are ignored
@@ -170,7 +171,7 @@ def mint_token(
 
 
 def development_token(secret: str, subject: str = "dev", ttl_seconds: int = DEVELOPMENT_TTL_SECONDS) -> str:
-    """A token with all four roles, for local runs, demos and tests."""
+    """A token with all the roles, for local runs, demos and tests."""
     return mint_token(secret, subject, ALL_ROLES, ttl_seconds)
 
 
@@ -370,6 +371,7 @@ def requires(*roles: Role) -> RoleDependency:
 # The role sets the services' routes share: read-only views, and staff's commands.
 ReadsViews = Annotated[Principal, Depends(requires(Role.STAFF, Role.SUPPORT, Role.READER))]
 Staff = Annotated[Principal, Depends(requires(Role.STAFF))]
+SendsEdi = Annotated[Principal, Depends(requires(Role.SUPPLIER, Role.STAFF))]
 
 
 def install(app: FastAPI, settings: AuthConfig) -> None:

@@ -108,6 +108,7 @@ class ToolSettings(KafkaSettings):
     inventory_database_url: str | None = None
     procurement_database_url: str | None = None
     notifier_database_url: str | None = None
+    edi_database_url: str | None = None
     log_level: str = "INFO"
 
     def database_url_of(self, service: str | None) -> str | None:
@@ -1617,7 +1618,7 @@ def build_parser() -> argparse.ArgumentParser:
     database = _Parser(add_help=False)
     database.add_argument(
         "--service",
-        choices=["order", "inventory", "procurement", "notifier"],
+        choices=["order", "inventory", "procurement", "notifier", "edi"],
         help="whose database: <SERVICE>_DATABASE_URL (else DATABASE_URL); named in the audit",
     )
     database.add_argument("--database-url", help="the database itself (visible to `ps`: prefer the env)")

@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
+from services.console.settings import ConsoleSettings
 from tests.unit.local_scripts import load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,11 +21,21 @@ MAIL = "mail"  # the SMTP relay stand-in; the notifier retries while it is down
 CONSOLE, CONSOLE_PORT = "console", 8005  # the operations board (python -m services.console)
 # `${NAME:?message}`: compose refuses to start without the variable (from .env) instead of using "".
 REQUIRED_VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*):\?[^}]+\}")
+# `${NAME:-default}`: only for settings that are no secret and have a safe default, exactly these.
+OPTIONAL_VARIABLES = {"EDI_PARTNERS": "[]"}  # no trading partner: every interchange is rejected
+DEFAULTED_VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*):-([^}]*)\}")
+EDI, EDI_FOLDER = "edi", "/var/lib/backorder/edi"  # the supplier EDI adapter and its volume's mount point
 
 
 infra = load("infra")
 credentials = load("credentials")
 SERVICE_PORTS: dict[str, int] = infra.SERVICES
+# The services whose APIs the board reads: its settings' CONSOLE_<NAME>_URL (not every service: not edi).
+CONSOLE_SOURCES = sorted(
+    name.removeprefix("console_").removesuffix("_url")
+    for name in ConsoleSettings.model_fields
+    if name.startswith("console_") and name.endswith("_url")
+)
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +107,14 @@ def test_the_console_reads_the_services_inside_the_network_and_listens_on_8005(
     env = console["environment"]
     assert console["command"] == ["python", "-m", "services.console"]
     assert console["ports"] == [f"127.0.0.1:{CONSOLE_PORT}:{env['HTTP_PORT']}"]
-    for name in SERVICE_PORTS:
+    assert CONSOLE_SOURCES and set(CONSOLE_SOURCES) <= set(SERVICE_PORTS)
+    for name in CONSOLE_SOURCES:
         assert env[f"CONSOLE_{name.upper()}_URL"] == f"http://{name}:{env['HTTP_PORT']}"
         assert name in console["depends_on"]
+    urls = {key for key in env if key.startswith("CONSOLE_") and key.endswith("_URL")}
+    assert urls == {f"CONSOLE_{name.upper()}_URL" for name in CONSOLE_SOURCES}, (
+        "a URL the console never reads"
+    )
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092" and env["TOPIC_PREFIX"] == "backorder."
     assert env["AUTH_TOKEN_SECRET"] == "${AUTH_TOKEN_SECRET:?run make env}"
     assert "DATABASE_URL" not in env  # it reads the services' APIs, no database
@@ -113,6 +129,13 @@ def test_every_published_port_is_bound_to_the_loopback_interface(compose: dict[s
             assert isinstance(port, str) and port.startswith("127.0.0.1:"), (
                 f"{name} publishes {port!r} on every interface of the host; bind it to 127.0.0.1"
             )
+
+
+def test_no_two_containers_publish_the_same_host_port(compose: dict[str, Any]) -> None:
+    published = [
+        p.rsplit(":", 2)[1] for service in compose["services"].values() for p in service.get("ports", [])
+    ]
+    assert len(published) == len(set(published)), f"a host port published twice: {sorted(published)}"
 
 
 def _environments(compose: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -134,13 +157,32 @@ def test_no_password_or_secret_is_written_in_the_file(compose: dict[str, Any]) -
                 assert password != user
 
 
-def test_every_variable_is_one_that_make_env_generates(compose: dict[str, Any]) -> None:
-    # Interpolation happens anywhere in the file: every ${VAR} must come from the generated .env.
-    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
-    assert used == set(credentials.required_keys())
-    assert not re.search(r"\$\{[A-Z][A-Z0-9_]*(:?-|\})", COMPOSE_FILE.read_text()), (
+def test_every_variable_is_one_that_make_env_generates_or_an_optional_setting(
+    compose: dict[str, Any],
+) -> None:
+    # Interpolation happens anywhere in the file: every ${VAR} must come from the generated .env, except
+    # the few settings that may be left out.
+    text = COMPOSE_FILE.read_text()
+    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))
+    assert used == set(credentials.required_keys()) | set(OPTIONAL_VARIABLES)
+    assert dict(DEFAULTED_VARIABLE.findall(text)) == OPTIONAL_VARIABLES
+    assert not set(OPTIONAL_VARIABLES) & set(credentials.required_keys())
+    assert not any(name.endswith(("PASSWORD", "SECRET")) for name in OPTIONAL_VARIABLES)
+    assert not re.search(r"\$\{[A-Z][A-Z0-9_]*(:?-|\})", DEFAULTED_VARIABLE.sub("", text)), (
         "a variable with a default or none: use ${VAR:?message}, so a missing .env stops compose"
     )
+
+
+def test_the_edi_adapter_keeps_its_folders_in_a_named_volume(compose: dict[str, Any]) -> None:
+    edi = compose["services"][EDI]
+    env = edi["environment"]
+    (mount,) = edi["volumes"]
+    volume, _, target = mount.partition(":")
+    assert target == EDI_FOLDER and volume in compose["volumes"], "the folders must outlive the container"
+    assert env["EDI_INBOX_DIR"] == f"{EDI_FOLDER}/inbox" and env["EDI_OUTBOX_DIR"] == f"{EDI_FOLDER}/outbox"
+    assert env["EDI_PARTNERS"] == "${EDI_PARTNERS:-[]}"
+    # One adapter watches the folder: more would race for the same files.
+    assert "deploy" not in edi and "scale" not in edi
 
 
 def test_no_role_shares_a_password_variable_with_another(compose: dict[str, Any]) -> None:

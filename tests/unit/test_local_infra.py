@@ -7,10 +7,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
 from backbone.testing import servers
+from services.edi.settings import EdiSettings
 from tests.unit.local_scripts import load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -217,3 +219,36 @@ def test_urls_are_shown_without_their_password() -> None:
     assert infra.without_password("postgresql://u:secret@127.0.0.1:5/db") == "postgresql://u@127.0.0.1:5/db"
     assert infra.without_password("postgresql://u@h/db") == "postgresql://u@h/db"
     assert infra.without_password("postgresql://h/db") == "postgresql://h/db"
+
+
+def test_every_process_of_make_run_listens_on_a_port_of_its_own() -> None:
+    ports = [service.port for service in local_services.ALL] + [local_services.MAIL_SMTP_PORT]
+    assert len(ports) == len(set(ports)), sorted(ports)
+    assert {service.name for service in local_services.ALL} >= {*infra.SERVICES, "console", "mailsink"}
+
+
+def test_the_edi_adapter_runs_with_its_database_its_folders_in_the_state_folder_and_the_demo_partners(
+    tmp_path: Path,
+) -> None:
+    secrets = credentials.ensure(tmp_path / "secrets.env")
+    assert {"BACKORDER_EDI_PASSWORD", "BACKORDER_EDI_APP_PASSWORD"} <= set(secrets)
+    info = infra.InfraInfo.for_ports(29092, 57432, secrets)
+    edi = next(service for service in local_services.ALL if service.name == "edi")
+    assert (edi.module, edi.port, edi.built) == ("services.edi", infra.SERVICES["edi"], True)
+    with mock.patch.dict(os.environ, {}, clear=True):  # only what services.py gives it
+        env = local_services.environment(edi, info)
+    assert env["DATABASE_URL"] == info.database_urls["edi"]
+    assert env["DATABASE_MIGRATION_URL"] == info.migration_urls["edi"]
+    # Inside this state folder, so that `infra.py clean` takes them along.
+    assert Path(env["EDI_INBOX_DIR"]) == infra.STATE_DIR / "edi" / "inbox"
+    assert Path(env["EDI_OUTBOX_DIR"]) == infra.STATE_DIR / "edi" / "outbox"
+    assert json.loads(env["EDI_PARTNERS"]) == list(local_services.DEMO_EDI_PARTNERS)
+    # What the adapter itself makes of that environment.
+    with mock.patch.dict(os.environ, env, clear=True):
+        settings = EdiSettings()
+    assert settings.http_port == edi.port and settings.service_name == "edi"
+    assert [(p.supplier_id, p.standard) for p in settings.edi_partners] == [
+        ("acme", "x12"),
+        ("globex", "edifact"),
+    ]
+    assert settings.edi_inbox_dir == infra.STATE_DIR / "edi" / "inbox"

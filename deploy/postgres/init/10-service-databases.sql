@@ -20,6 +20,8 @@
 \set procurement_app_password ''
 \set notifier_password ''
 \set notifier_app_password ''
+\set edi_password ''
+\set edi_app_password ''
 \getenv order_password BACKORDER_ORDER_PASSWORD
 \getenv order_app_password BACKORDER_ORDER_APP_PASSWORD
 \getenv inventory_password BACKORDER_INVENTORY_PASSWORD
@@ -28,6 +30,8 @@
 \getenv procurement_app_password BACKORDER_PROCUREMENT_APP_PASSWORD
 \getenv notifier_password BACKORDER_NOTIFIER_PASSWORD
 \getenv notifier_app_password BACKORDER_NOTIFIER_APP_PASSWORD
+\getenv edi_password BACKORDER_EDI_PASSWORD
+\getenv edi_app_password BACKORDER_EDI_APP_PASSWORD
 
 CREATE TEMP TABLE backorder_role (
     rolname  name PRIMARY KEY,
@@ -43,7 +47,9 @@ INSERT INTO backorder_role VALUES
   ('backorder_procurement', 'backorder_procurement', true, :'procurement_password'),
   ('backorder_procurement_app', 'backorder_procurement', false, :'procurement_app_password'),
   ('backorder_notifier', 'backorder_notifier', true, :'notifier_password'),
-  ('backorder_notifier_app', 'backorder_notifier', false, :'notifier_app_password');
+  ('backorder_notifier_app', 'backorder_notifier', false, :'notifier_app_password'),
+  ('backorder_edi', 'backorder_edi', true, :'edi_password'),
+  ('backorder_edi_app', 'backorder_edi', false, :'edi_app_password');
 
 -- A missing, short or guessable password stops the script before any role changes.
 DO $$
@@ -96,4 +102,7 @@ SET backorder.runtime_role = backorder_procurement_app;
 \ir include/service-privileges.sql
 \connect backorder_notifier
 SET backorder.runtime_role = backorder_notifier_app;
+\ir include/service-privileges.sql
+\connect backorder_edi
+SET backorder.runtime_role = backorder_edi_app;
 \ir include/service-privileges.sql

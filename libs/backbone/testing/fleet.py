@@ -78,7 +78,7 @@ class ServiceProcess:
 
 @dataclass
 class Fleet:
-    """`http` sends a development token (all four roles) the services accept; `token` mints others."""
+    """`http` sends a development token (all the roles) the services accept; `token` mints others."""
 
     kafka_bootstrap: str
     topic_prefix: str

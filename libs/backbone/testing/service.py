@@ -57,7 +57,7 @@ def secret_of(config: ServiceSettings) -> str:
 
 
 def token_for(config: ServiceSettings, *roles: Role, subject: str = "test", shop: str | None = None) -> str:
-    """A token the service configured by `config` accepts: with `roles` (default: all four)."""
+    """A token the service configured by `config` accepts: with `roles` (default: all of them)."""
     if not roles:
         return development_token(secret_of(config), subject)
     return mint_token(secret_of(config), subject, roles, shop=shop)
@@ -70,7 +70,7 @@ def bearer(token: str) -> dict[str, str]:
 @contextlib.asynccontextmanager
 async def serving(service: Service, config: ServiceSettings) -> AsyncIterator[httpx.AsyncClient]:
     """Run the service until the block ends; yields an HTTP client once /health answers. The client
-    sends a development token (all four roles, subject "test"); a request may send another."""
+    sends a development token (all the roles, subject "test"); a request may send another."""
     base_url = f"http://{config.http_host}:{config.http_port}"
     headers = bearer(token_for(config))
     async with (

@@ -5,6 +5,7 @@ import re
 from typing import Any
 
 from backbone.auth import ALL_ROLES, Verifier, generate_secret
+from services.console.settings import ConsoleSettings
 from tests.unit.local_scripts import load
 
 local = load("services")
@@ -31,6 +32,10 @@ def test_the_console_runs_on_8005_pointed_at_the_four_services_with_the_shared_s
         "CONSOLE_INVENTORY_URL": "http://127.0.0.1:8002",
         "CONSOLE_PROCUREMENT_URL": "http://127.0.0.1:8003",
         "CONSOLE_NOTIFIER_URL": "http://127.0.0.1:8004",
+    }
+    # Exactly the URLs the console has settings for: the EDI adapter, a service too, is none of them.
+    assert {f"console_{name}_url" for name in local.CONSOLE_SOURCES} == {
+        name for name in ConsoleSettings.model_fields if name.startswith("console_") and name.endswith("_url")
     }
     assert (env["AUTH_TOKEN_SECRET"], env["KAFKA_BOOTSTRAP_SERVERS"]) == (secret, "127.0.0.1:9092")
     assert not {"DATABASE_URL", "DATABASE_MIGRATION_URL"} & set(info(secret).service_env("console"))

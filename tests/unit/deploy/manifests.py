@@ -41,7 +41,11 @@ Doc = dict[str, Any]
 
 # --- what the code and the brief say, independently of the manifests -----------------------------------
 
-SERVICES = ("order", "inventory", "procurement", "notifier")
+SERVICES = ("order", "inventory", "procurement", "notifier", "edi")
+# Services that run as one instance, never scaled: the EDI adapter watches one folder (its volume's).
+SINGLETONS = ("edi",)
+# A singleton's settings that name folders: they must be on its PersistentVolumeClaim, not the pod's disk.
+FOLDER_SETTINGS = {"edi": ("EDI_INBOX_DIR", "EDI_OUTBOX_DIR")}
 CONSOLE = "console"
 TOOLBOX = "deadletters"  # where an operator runs python -m backbone.deadletters
 MIGRATE = "migrate"  # each service's initContainer and its command: python -m services.<name> migrate
@@ -51,6 +55,7 @@ OWN_TOPICS: dict[str, set[Topic]] = {
     "inventory": {Topic.INVENTORY},
     "procurement": {Topic.PROCUREMENT},
     "notifier": {Topic.NOTIFIER},
+    "edi": {Topic.SUPPLIER},  # what the suppliers' interchanges say, as supplier adapters do
 }
 OPERATOR = "backorder-operator"  # the dead-letter tool's Kafka identity
 
@@ -96,6 +101,20 @@ COMPOSITION_VARIABLES = {
 }
 SECRET_LIKE = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY", re.IGNORECASE)
 URL_WITH_PASSWORD = re.compile(r"://[^/@:\s]+:[^/@\s]+@")
+
+
+def console_sources() -> list[str]:
+    """The services whose APIs the console reads: its settings' CONSOLE_<NAME>_URL."""
+    fields = ConsoleSettings.model_fields
+    return [
+        n.removeprefix("console_").removesuffix("_url") for n in fields if re.fullmatch(r"console_\w+_url", n)
+    ]
+
+
+def toolbox_databases() -> list[str]:
+    """The services whose databases the dead-letter tool's `parked` reaches: its <NAME>_DATABASE_URL."""
+    fields = ToolSettings.model_fields
+    return [n.removesuffix("_database_url") for n in fields if re.fullmatch(r"[a-z]+_database_url", n)]
 
 
 def consumed_topics(service: str) -> list[Topic]:
@@ -709,7 +728,7 @@ def check_scaling(manifests: Manifests) -> list[str]:
     objects = {s["spec"]["scaleTargetRef"]["name"]: s for s in manifests.of("ScaledObject")}
     for service in SERVICES:
         consumed = consumed_topics(service)
-        if not consumed:
+        if not consumed or service in SINGLETONS:
             continue
         scaled = objects.pop(service, None)
         if scaled is None:
@@ -754,10 +773,56 @@ def check_scaling(manifests: Manifests) -> list[str]:
         if manifests.get("TriggerAuthentication", auth or "") is None:
             problems.append(f"ScaledObject/{service}: TriggerAuthentication {auth!r} does not exist")
     for name in objects:
-        problems.append(f"ScaledObject for {name}, which consumes nothing")
+        if name in SINGLETONS:
+            problems.append(f"ScaledObject for {name}, a singleton: it must never run twice")
+        else:
+            problems.append(f"ScaledObject for {name}, which consumes nothing")
     console = manifests.deployment(CONSOLE)
     if console["spec"].get("replicas", 1) < (2 if manifests.production else 1):
         problems.append("Deployment/console: too few replicas")
+    return problems
+
+
+def check_singletons(manifests: Manifests) -> list[str]:
+    """A singleton runs one pod, never two at once: replicas 1, Recreate (the old pod ends before the new
+    one starts), no ScaledObject (check_scaling); the folders it keeps are on its PersistentVolumeClaim."""
+    problems = []
+    claims = manifests.names("PersistentVolumeClaim")
+    for service in SINGLETONS:
+        deployment = manifests.deployment(service)
+        spec = deployment["spec"]
+        where = f"Deployment/{service}"
+        if spec.get("replicas") != 1:
+            problems.append(f"{where}: a singleton must state replicas 1, has {spec.get('replicas')}")
+        if spec.get("strategy", {}).get("type") != "Recreate":
+            problems.append(f"{where}: a singleton must use strategy Recreate (a rollout would run two)")
+        pod = spec["template"]["spec"]
+        (container,) = pod["containers"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        env = environment(manifests, container)
+        for variable in FOLDER_SETTINGS.get(service, ()):
+            folder = env.values.get(variable, "")
+            # The deepest mount holding the folder is where its files go.
+            holding = [
+                m
+                for m in container.get("volumeMounts", [])
+                if folder.startswith(m["mountPath"].rstrip("/") + "/")
+            ]
+            mount = max(holding, key=lambda m: len(m["mountPath"]), default=None)
+            volume = volumes.get(mount["name"], {}) if mount else {}
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if mount is None or claim is None:
+                problems.append(f"{where}: {variable}={folder!r} is not on a PersistentVolumeClaim")
+            elif mount.get("readOnly"):
+                problems.append(f"{where}: {variable} is on a read-only mount")
+            elif claim not in claims:
+                problems.append(
+                    f"{where}: {variable} is on PersistentVolumeClaim {claim}, which does not exist"
+                )
+    for claim in manifests.of("PersistentVolumeClaim"):
+        if claim["spec"].get("accessModes") != ["ReadWriteOnce"]:
+            # Two pods writing one folder is what the singleton avoids; the volume need not allow it.
+            problems.append(f"PersistentVolumeClaim/{claim['metadata']['name']}: must be ReadWriteOnce")
     return problems
 
 
@@ -875,7 +940,8 @@ def check_database(manifests: Manifests) -> list[str]:
         if (migrator := migrate_container(deployment)) is not None:  # check_migrations reports its absence
             connections.append((deployment, migrator, "DATABASE_MIGRATION_URL", owner))
         # The toolbox's `parked` acts as the service would (POST /outbox/parked/...): as its runtime role.
-        if (toolbox := manifests.get("Deployment", TOOLBOX)) is not None:
+        toolbox = manifests.get("Deployment", TOOLBOX) if service in toolbox_databases() else None
+        if toolbox is not None:
             toolbox_container = toolbox["spec"]["template"]["spec"]["containers"][0]
             connections.append((toolbox, toolbox_container, f"{service.upper()}_DATABASE_URL", runtime))
         for holder, container, variable, role in connections:
@@ -1034,7 +1100,7 @@ def check_references(manifests: Manifests) -> list[str]:
     console = environment(
         manifests, manifests.deployment(CONSOLE)["spec"]["template"]["spec"]["containers"][0]
     )
-    for service in SERVICES:
+    for service in console_sources():
         url = urlsplit(console.values.get(f"CONSOLE_{service.upper()}_URL", ""))
         if url.hostname not in manifests.names("Service") or url.port != HTTP_PORT or url.hostname != service:
             problems.append(
@@ -1132,6 +1198,7 @@ CHECKS: tuple[Check, ...] = (
     check_kafka,
     check_topics,
     check_scaling,
+    check_singletons,
     check_acls,
     check_database,
     check_migrations,

@@ -6,6 +6,7 @@ No cluster and no kubectl: kustomize comes from deploy/k8s/kustomize.sh (KUSTOMI
 with Go). Without one these tests fail, saying how to get one; they never skip.
 """
 
+import copy
 import json
 import os
 import re
@@ -345,7 +346,62 @@ BREAKAGES: dict[str, tuple[Callable[[m.Manifests], object], str]] = {
         lambda ms: ms.postgres["spec"]["managed"]["roles"].pop(1),
         "managed role backorder_order_app: missing",
     ),
+    "two EDI adapters": (
+        lambda ms: ms.deployment("edi")["spec"].update(replicas=2),
+        "Deployment/edi: a singleton must state replicas 1, has 2",
+    ),
+    "the EDI adapter rolled out pod by pod": (
+        lambda ms: ms.deployment("edi")["spec"].update(strategy={"type": "RollingUpdate"}),
+        "Deployment/edi: a singleton must use strategy Recreate",
+    ),
+    "the EDI adapter scaled on lag": (
+        lambda ms: ms.docs.append(_scaled_copy(ms, "procurement", "edi")),
+        "ScaledObject for edi, a singleton",
+    ),
+    "the EDI folders on the pod's own disk": (
+        lambda ms: _on_the_pods_disk(_volume(ms, "edi", "folders")),
+        "Deployment/edi: EDI_INBOX_DIR='/var/lib/backorder/edi/inbox' is not on a PersistentVolumeClaim",
+    ),
+    "the EDI folders on a claim nobody makes": (
+        lambda ms: ms.docs.remove(ms.get("PersistentVolumeClaim", "edi-folders")),
+        "on PersistentVolumeClaim edi-folders, which does not exist",
+    ),
+    "the EDI adapter without its database": (
+        lambda ms: ms.docs.remove(ms.get("Database", "backorder-edi")),
+        "database backorder_edi owned by backorder_edi: missing",
+    ),
+    "the EDI adapter writing procurement's topic": (
+        lambda ms: _user(ms, "backorder-edi")["spec"]["authorization"]["acls"][1]["operations"].append(
+            "Write"
+        ),
+        "backorder-edi topic 'backorder.procurement' (literal): may write a topic that is not its own",
+    ),
+    "the EDI adapter unable to join its group": (
+        lambda ms: _user(ms, "backorder-edi")["spec"]["authorization"]["acls"].pop(),
+        "KafkaUser/backorder-edi: cannot join its consumer group backorder.edi",
+    ),
+    "the console given a URL it has no setting for": (
+        lambda ms: _config(ms, "console-settings")["data"].update(CONSOLE_EDI_URL="http://edi:8000"),
+        "Deployment/console: variables no setting reads (a typo?): ['CONSOLE_EDI_URL']",
+    ),
 }
+
+
+def _scaled_copy(ms: m.Manifests, source: str, target: str) -> dict:
+    scaled = copy.deepcopy(_scaled(ms, source))
+    scaled["metadata"]["name"] = target
+    scaled["spec"]["scaleTargetRef"]["name"] = target
+    return scaled
+
+
+def _volume(ms: m.Manifests, deployment: str, name: str) -> dict:
+    volumes = ms.deployment(deployment)["spec"]["template"]["spec"]["volumes"]
+    return next(v for v in volumes if v["name"] == name)
+
+
+def _on_the_pods_disk(volume: dict) -> None:
+    volume.pop("persistentVolumeClaim")
+    volume["emptyDir"] = {}
 
 
 @pytest.mark.parametrize("breakage", BREAKAGES)
