@@ -30,10 +30,10 @@ from backbone.testing.outsiders import Json, Outsiders, RunningServices, Warehou
 from backbone.testing.waiting import eventually
 
 TIMEOUT = 60.0
-# The jacket's primary supplier trades by X12 EDI: a partner of the adapter's (DEMO_EDI_PARTNERS).
+# The jacket's fast alternate supplier trades by X12 EDI: a partner of the adapter's (DEMO_EDI_PARTNERS).
 [ACME_EDI] = [p for p in DEMO_EDI_PARTNERS if p["supplier_id"] == "acme"]
-ACME = {"supplier_id": "acme", "lead_time_days": 12, "unit_cost": "38.00", "role": "primary"}
-FASTWEAR = {"supplier_id": "fastwear", "lead_time_days": 5, "unit_cost": "40.50", "role": "alternate"}
+NORDWEAR = {"supplier_id": "nordwear", "lead_time_days": 12, "unit_cost": "38.00", "role": "primary"}
+ACME = {"supplier_id": "acme", "lead_time_days": 5, "unit_cost": "40.50", "role": "alternate"}
 ALPINE = {"supplier_id": "alpine-boots", "lead_time_days": 8, "unit_cost": "55.00", "role": "primary"}
 
 
@@ -67,11 +67,13 @@ async def play(shop: Outsiders, warehouse: Warehouse, run: str) -> None:
     say("Staff stock the shop and maintain the supplier catalogue")
     await shop.stock_up(jacket, 40)
     await shop.stock_up(boots, 30)
-    await shop.set_suppliers(jacket, ACME, FASTWEAR)
+    await shop.set_suppliers(jacket, NORDWEAR, ACME)
     await shop.set_suppliers(boots, ALPINE)
     await shop.set_policy(lamp, "deny")  # a one-off item: no backorders
     await shop.stock_up(lamp, 3)
-    print(f"  {jacket}: 40 on hand (acme by EDI 12 days, fastwear 5 days +7%); {boots}: 30; {lamp}: 3, deny")
+    print(
+        f"  {jacket}: 40 on hand (nordwear 12 days, acme 5 days +7% and by EDI); {boots}: 30; {lamp}: 3, deny"
+    )
 
     say("The promotion: eight customers order through the checkout (OrderPlaced on Kafka)")
     plan = [("ana", 10, 2), ("ben", 15, 0), ("chloe", 10, 4), ("dev", 12, 0), ("emma", 8, 2),

@@ -483,7 +483,7 @@ def board_address(info: InfraInfo, board_up: bool = True) -> str:
     board = f"{'board':<12} http://{HOST}:{CONSOLE_PORT}/#token={token}\n" if board_up else ""
     return (
         f"{board}{'token':<12} {token}\n"
-        f"{'':<12} a development token (roles staff, support, checkout, reader; valid {hours} h), sent as\n"
+        f"{'':<12} a development token (all the roles; valid {hours} h), sent as\n"
         f"{'':<12} `Authorization: Bearer <token>`. Others: AUTH_TOKEN_SECRET=... python -m backbone.auth\n"
         f"{'':<12} token --role reader (the secret is in {infra.shown(infra.SECRETS_FILE)})"
     )
