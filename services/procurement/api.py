@@ -1,5 +1,6 @@
 """HTTP API of procurement: the supplier catalogue (audited admin command) and the read models, among
-them the report of SKUs whose backorders wait with no supplier to buy from (GET /reports/unsourced).
+them the report of SKUs whose backorders wait with no supplier to buy from (GET /reports/unsourced) and
+the suppliers' reliability (GET /reports/suppliers).
 
 The admin command runs the domain like the consumer does (lock, load, decide, append, project) in one
 transaction, retried a few times on ConcurrencyError. Setting a catalogue re-plans the SKU at once: a
@@ -26,6 +27,7 @@ from services.procurement.domain import Incoming, ProcurementConflict, SetSuppli
 from services.procurement.events import SupplierRole, SupplierTerms, check_catalogue
 from services.procurement.handlers import Clock, apply, new_repository
 from services.procurement.planning import PurchasePolicy
+from services.procurement.reliability import EtaAccuracy, LatenessHistory
 
 ATTEMPTS = 5
 _ID_PATTERN = r"^\S(?:.*\S)?$"
@@ -175,7 +177,48 @@ class UnsourcedSkuView(BaseModel):
     updated_at: datetime = Field(description="When procurement last changed its view of the SKU")
 
 
+class SupplierReliabilityView(BaseModel):
+    supplier_id: str
+    receipts: int = Field(description="Receipts against our purchase orders")
+    on_time_rate: float | None = Field(
+        description="Share of receipts on or before the supplier's confirmed date (our planned one if it"
+        " never confirmed), 0..1"
+    )
+    days_late_p50: int = Field(description="Median days late (negative: early), clamped to [-30, 120]")
+    days_late_p80: int = Field(description="80th percentile of days late: what an ETA would add to its dates")
+    planned_kept_rate: float | None = Field(
+        description="Share of receipts on or before the date we planned with (issue day + quoted lead time)"
+    )
+    planned_mean_abs_error_days: float | None = Field(description="Mean |receipt day - planned date|")
+    updated_at: datetime
+
+
 # --- queries -------------------------------------------------------------------------------------------
+
+
+async def reliability_views(conn: asyncpg.Connection) -> list[SupplierReliabilityView]:
+    """One row per supplier; its lateness histogram is at most 151 rows (reliability.LatenessHistory)."""
+    histograms: dict[str, list[tuple[int, int]]] = {}
+    for r in await conn.fetch("SELECT * FROM supplier_lateness ORDER BY supplier_id, days_late"):
+        histograms.setdefault(r["supplier_id"], []).append((r["days_late"], r["receipts"]))
+    views = []
+    for r in await conn.fetch("SELECT * FROM supplier_eta_accuracy ORDER BY supplier_id"):
+        history = LatenessHistory(tuple(histograms.get(r["supplier_id"], ())))
+        planned = EtaAccuracy(r["receipts"], r["kept"], r["abs_error_days_total"])
+        views.append(
+            SupplierReliabilityView(
+                supplier_id=r["supplier_id"],
+                receipts=history.count,
+                on_time_rate=history.on_time_rate,
+                days_late_p50=history.percentile(50),
+                days_late_p80=history.percentile(80),
+                planned_kept_rate=planned.kept_rate,
+                planned_mean_abs_error_days=planned.mean_abs_error_days,
+                updated_at=r["updated_at"],
+            )
+        )
+    return views
+
 
 _PO_COLUMNS = (
     "po_id, sku, sequence, supplier_id, revision, quantity, unit_cost, currency, expected_arrival,"
@@ -355,5 +398,12 @@ def make_router(pool: asyncpg.Pool, store: EventStore, policy: PurchasePolicy, c
             offset,
         )
         return [UnsourcedSkuView(**dict(r)) for r in rows]
+
+    @router.get("/reports/suppliers", response_model=list[SupplierReliabilityView])
+    async def supplier_reliability(_: ReadsViews) -> list[SupplierReliabilityView]:
+        """Per supplier with receipts: its on-time rate against its confirmed dates, how late it runs (median
+        and 80th percentile) and how well the planned dates held, by supplier id."""
+        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            return await reliability_views(conn)
 
     return router

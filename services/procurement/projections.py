@@ -38,6 +38,7 @@ from services.procurement.events import (
     SupplierTermsSet,
 )
 from services.procurement.queue import priority_score_of
+from services.procurement.reliability import MAX_DAYS_LATE, MIN_DAYS_LATE, EtaAccuracy
 
 STREAM_PREFIX = "sku:"
 NOT_ANNOUNCED = "no ETA announced yet"
@@ -74,6 +75,7 @@ class Details:
     po_changed_at: dict[str, datetime] = field(default_factory=dict)
     announcements: dict[LineKey, Announcement] = field(default_factory=dict)
     lines: set[LineKey] = field(default_factory=set)  # waiting lines whose units, rank or ETA changed
+    receipts: list[ReceiptRecorded] = field(default_factory=list)  # against a PO: supplier reliability
     whole_queue: bool = False  # a legacy snapshot replaced the queue (or a rebuild): write all its lines
 
     def add(self, envelope: Envelope[Any]) -> None:
@@ -94,6 +96,7 @@ class Details:
                 self.po_changed_at[e.po_id] = at
             case ReceiptRecorded() if e.po_id is not None:
                 self.po_changed_at[e.po_id] = at
+                self.receipts.append(e)
             case BackorderEtaUpdated():
                 self.announcements[line_key(e)] = Announcement(e.po_id, e.reason, at)
                 self.lines.add(line_key(e))
@@ -260,6 +263,45 @@ def _po_rows(change: SkuChange) -> list[tuple[Any, ...]]:
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A receipt against one of our POs, as supplier reliability counts it."""
+
+    supplier_id: str
+    days_late: int  # against the supplier's confirmed date, else our planned one; clamped
+    planned: date  # issue day + quoted lead time: what ETAs rested on before the supplier said more
+    received_on: date
+
+
+def _deliveries(change: SkuChange) -> list[Delivery]:
+    deliveries = []
+    for receipt in change.details.receipts:
+        po = change.state.purchase_order(receipt.po_id or "")
+        if po is None:  # a receipt against another party's PO
+            continue
+        promised = po.confirmed_date or po.expected_arrival
+        days_late = min(MAX_DAYS_LATE, max(MIN_DAYS_LATE, (receipt.received_on - promised).days))
+        deliveries.append(Delivery(po.supplier_id, days_late, po.expected_arrival, receipt.received_on))
+    return deliveries
+
+
+async def _count_deliveries(conn: asyncpg.Connection, deliveries: Sequence[Delivery], at: datetime) -> None:
+    """Add the batch's receipts to the suppliers' counts: one increment per (supplier, days late) and per
+    supplier, whatever the number of receipts."""
+    if not deliveries:
+        return
+    lateness: dict[tuple[str, int], int] = {}
+    accuracy: dict[str, EtaAccuracy] = {}
+    for d in deliveries:
+        lateness[(d.supplier_id, d.days_late)] = lateness.get((d.supplier_id, d.days_late), 0) + 1
+        accuracy[d.supplier_id] = accuracy.get(d.supplier_id, EtaAccuracy()).observe(d.planned, d.received_on)
+    await conn.execute(
+        _COUNT_LATENESS, *columns([(s, days, n) for (s, days), n in sorted(lateness.items())], 3)
+    )
+    rows = [(s, a.count, a.kept, a.abs_error_days_total, at) for s, a in sorted(accuracy.items())]
+    await conn.execute(_COUNT_ETA_ACCURACY, *columns(rows, 5))
+
+
 def _line_row(change: SkuChange, key: LineKey, announcement: Announcement | None) -> tuple[Any, ...] | None:
     """The row of a waiting line, or None if it is not waiting. Without an announcement it keeps the PO
     and reason of the one stored (the upsert leaves them); a line inserted so (unreachable while every
@@ -331,6 +373,23 @@ async def _write_lines(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -
         await _write_changed_lines(conn, changed)
 
 
+_COUNT_LATENESS = """
+INSERT INTO supplier_lateness (supplier_id, days_late, receipts)
+SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])
+ON CONFLICT (supplier_id, days_late) DO UPDATE SET receipts = supplier_lateness.receipts + excluded.receipts
+"""
+
+_COUNT_ETA_ACCURACY = """
+INSERT INTO supplier_eta_accuracy (supplier_id, receipts, kept, abs_error_days_total, updated_at)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::timestamptz[])
+ON CONFLICT (supplier_id) DO UPDATE SET
+    receipts = supplier_eta_accuracy.receipts + excluded.receipts,
+    kept = supplier_eta_accuracy.kept + excluded.kept,
+    abs_error_days_total = supplier_eta_accuracy.abs_error_days_total + excluded.abs_error_days_total,
+    updated_at = greatest(supplier_eta_accuracy.updated_at, excluded.updated_at)
+"""
+
+
 async def update(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None:
     """Write the read models of the given SKUs (in the caller's transaction)."""
     if not changes:
@@ -382,6 +441,8 @@ async def update(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None
     if orders:
         await conn.execute(_UPSERT_POS, *columns(orders, 19))
 
+    await _count_deliveries(conn, [d for c in changes for d in _deliveries(c)], _last_event_at(changes[-1]))
+
     await _write_lines(conn, changes)
 
 
@@ -392,7 +453,8 @@ async def rebuild(conn: asyncpg.Connection, store: EventStore, page_size: int = 
     its (newer) state over the rebuilt one.
     """
     await conn.execute(
-        "TRUNCATE procurement_skus, supplier_catalogues, supplier_terms, purchase_orders, line_etas"
+        "TRUNCATE procurement_skus, supplier_catalogues, supplier_terms, purchase_orders, line_etas,"
+        " supplier_lateness, supplier_eta_accuracy"
     )
     states: dict[str, ProcurementState] = {}
     versions: dict[str, int] = {}

@@ -156,7 +156,8 @@ async def test_changes_cost_the_same_at_20000_waiting_lines_as_at_10(database_ur
             "procurement_skus": 1,
         }
         # The receipt, then three fills; the "left" after each fill confirms it and writes nothing. The
-        # three lines about to be filled are not told "today".
+        # three lines about to be filled are not told "today". The receipt counts for its supplier's
+        # reliability: one row of its lateness and one of its planned dates.
         assert received_and_filled["appended"] == ["ReceiptRecorded", *["BackorderLineReduced"] * 3]
         assert received_and_filled["published"] == []
         assert received_and_filled["rows"] == {
@@ -164,6 +165,8 @@ async def test_changes_cost_the_same_at_20000_waiting_lines_as_at_10(database_ur
             "line_etas": 3,
             "purchase_orders": 1,
             "procurement_skus": 1,
+            "supplier_lateness": 1,
+            "supplier_eta_accuracy": 1,
         }
         # The cancelled line leaves; the unconfirmed PO 2 shrinks by its unit (revision 3 of 2 units), and
         # the first line PO 2 served moves up into PO 1: one ETA update.
