@@ -90,6 +90,9 @@ class Receiver:
             parsed: Interchange | EdiError = await asyncio.to_thread(codec(standard).parse, raw)
         except EdiError as e:
             parsed = e
+        except Exception as e:  # a codec fault on odd input: refuse the file rather than retry it forever
+            log.exception("interchange unreadable", source=source)
+            parsed = EdiError(f"the interchange could not be read: {type(e).__name__}: {e}")
         header = _header(parsed, standard)
         partner = self.partners.sent_by(standard, header.sender_id)
         if partner is None:

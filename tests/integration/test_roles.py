@@ -24,8 +24,10 @@ from backbone.auth import ALL_ROLES, Role, mint_token
 from backbone.contracts import new_envelope
 from backbone.settings import ServiceSettings
 from backbone.testing.fixtures import publish, unique_name
-from backbone.testing.service import bearer, secret_of, token_for
+from backbone.testing.service import bearer, secret_of, service_settings, serving, token_for
 from backbone.testing.waiting import eventually
+from services.edi.app import build_service as edi_service
+from services.edi.settings import EdiSettings
 from tests.integration.inventory import harness as inventory
 from tests.integration.notifier import harness as notifier
 from tests.integration.order import harness as order
@@ -33,7 +35,13 @@ from tests.integration.procurement import harness as procurement
 
 pytestmark = pytest.mark.integration
 
-STAFF, SUPPORT, CHECKOUT, READER = Role.STAFF, Role.SUPPORT, Role.CHECKOUT, Role.READER
+STAFF, SUPPORT, CHECKOUT, READER, SUPPLIER = (
+    Role.STAFF,
+    Role.SUPPORT,
+    Role.CHECKOUT,
+    Role.READER,
+    Role.SUPPLIER,
+)
 VIEWS = frozenset({STAFF, SUPPORT, READER})  # the read-only views
 OPEN = ("/health", "/health/live", "/health/ready", "/metrics", "/openapi.json", "/docs")
 NOWHERE = 987654321  # no parked event has this position: an allowed operator gets 404
@@ -321,6 +329,7 @@ async def test_procurement_service_roles(
             Route("GET /purchase-orders/{po_id}", f"/purchase-orders/{po['po_id']}", VIEWS),
             Route("GET /etas", "/etas?order_id=o1", VIEWS),
             Route("GET /reports/unsourced", "/reports/unsourced", VIEWS),
+            Route("GET /reports/suppliers", "/reports/suppliers", VIEWS),
             *PARKED_EVENTS,
         ]
         await check_boundaries(http, config, routes)
@@ -423,3 +432,27 @@ async def test_notifier_service_roles(
             assert (await http.delete(f"/skus/{sku}/subscriptions/cyd", headers=shop_a)).status_code == 404
             assert (await http.delete(f"/skus/{sku}/subscriptions/eve", headers=shop_a)).status_code == 204
             assert (await http.delete(f"/skus/{sku}/subscriptions/cyd", headers=checkout)).status_code == 204
+
+
+async def test_edi_adapter_roles(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Any
+) -> None:
+    config = service_settings(
+        EdiSettings,
+        service_name="edi",
+        database_url=database_url,
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        edi_inbox_dir=tmp_path / "inbox",
+        edi_outbox_dir=tmp_path / "outbox",
+    )
+    async with serving(edi_service(), config) as http:
+        routes = [
+            # An empty body is refused after the token is checked: only a sender gets that far.
+            Route("POST /interchanges", "/interchanges", frozenset({SUPPLIER, STAFF}), 422),
+            Route("GET /interchanges", "/interchanges", VIEWS),
+            Route("GET /rejections", "/rejections", VIEWS),
+            Route("GET /purchase-orders/{po_id}", "/purchase-orders/PO-never-sent", VIEWS, 404),
+            *PARKED_EVENTS,
+        ]
+        await check_boundaries(http, config, routes)

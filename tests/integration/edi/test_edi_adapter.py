@@ -19,7 +19,7 @@ from backbone.testing.edi_documents import edifact_desadv, x12_855, x12_856, x12
 from backbone.testing.fixtures import publish, read_topic
 from backbone.testing.service import bearer, service_settings, serving, token_for
 from backbone.testing.waiting import eventually
-from services.edi import projections
+from services.edi import projections, x12
 from services.edi.app import REGISTRY as EDI_REGISTRY
 from services.edi.app import build_service
 from services.edi.settings import EdiSettings
@@ -230,3 +230,23 @@ async def _rebuild_gives_the_same_read_models(database_url: str) -> None:
 
 async def _async(value: Any) -> Any:
     return value
+
+
+async def test_an_interchange_the_codec_chokes_on_is_refused_not_retried(
+    config: EdiSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def choke(raw: bytes | str) -> Any:
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(x12, "parse", choke)
+    notice = x12_856("ASN-9", date(2030, 1, 12), [("PO-1", "JACKET", 1)], control=201, **ACME)
+    async with serving(build_service(), config) as http:
+        answer = await http.post("/interchanges", content=notice)
+        assert answer.status_code == 422
+        assert (
+            answer.json()["reason"]
+            == "the interchange could not be read: IndexError: list index out of range"
+        )
+        config.edi_inbox_dir.mkdir(parents=True, exist_ok=True)
+        (config.edi_inbox_dir / "odd.edi").write_text(notice)
+        await eventually(lambda: _async(files(config.edi_inbox_dir / "rejected")), what="the file rejected")
