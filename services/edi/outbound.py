@@ -105,6 +105,7 @@ def sent_after(po_id: str, document: PurchaseOrderDocument) -> SentPurchaseOrder
 
 
 def file_name(kind: str, subject: str, control_number: str) -> str:
-    """`<kind>-<subject>-<control number>.edi`, e.g. 850-PO-17-r2-000000042.edi: unique per interchange,
+    """`<kind>-<subject>-<control number>.edi`, e.g. 850-PO-17-r2-000000042.edi (a cancellation:
+    850-PO-17-r2-cancel-000000043.edi): unique per interchange,
     sortable, and safe on any file system (other characters of an id become _)."""
     return f"{kind}-{_UNSAFE_IN_FILE_NAMES.sub('_', subject)}-{control_number}.edi"

@@ -59,7 +59,7 @@ def make_handler(store: EventStore, partners: Partners, outbox_dir: Path) -> Han
             )
             name = file_name(
                 PURCHASE_ORDER_KIND[partner.standard],
-                f"{event.po_id}-r{document.revision}",
+                f"{event.po_id}-r{document.revision}" + ("-cancel" if document.purpose == "cancel" else ""),
                 outgoing.control_number,
             )
             content = encoded(partner.standard, outgoing.text)
