@@ -9,7 +9,7 @@ from backbone.consumer import Handler
 from backbone.contracts import Topic
 from backbone.contracts.events import contract_registry
 from backbone.runtime import Service, ServiceContext, component_health
-from services.edi import api, sending, watcher
+from services.edi import api, metrics, sending, watcher
 from services.edi.events import EDI_EVENTS
 from services.edi.partners import Partners
 from services.edi.receiving import Receiver
@@ -66,6 +66,7 @@ def build_service() -> Service:
         registry=REGISTRY,
         handles=sending.CONSUMED_EVENTS,
         background=[watch_inbox],
+        readings=metrics.readings,
     )
 
 

@@ -19,6 +19,7 @@ CREATE TABLE edi_purchase_orders (
     file_name        text        NOT NULL,
     transmitted_at   timestamptz NOT NULL
 );
+CREATE INDEX edi_purchase_orders_transmitted ON edi_purchase_orders (transmitted_at DESC);
 
 -- Accepted interchanges by their envelope: a re-send (same sender and control number) is answered
 -- with the stored acknowledgement and changes nothing.

@@ -210,6 +210,12 @@ async def test_purchase_orders_go_out_and_supplier_documents_come_in_once_and_wh
         assert len(await supplier_events(kafka_bootstrap, topic_prefix, 5)) == 5
         listed = (await http.get("/interchanges", params={"supplier_id": "acme"})).json()
         assert sorted(i["control_number"] for i in listed) == ["000000101", "000000102", "000000103"]
+        gauges = (await http.get("/metrics")).text
+        assert "backorder_interchanges_accepted_last_day 4.0" in gauges  # globex's DESADV too
+        assert (
+            "backorder_interchanges_rejected_last_day 3.0" in gauges
+        )  # broken, stranger, wrong SKU (413: none)
+        assert "backorder_purchase_orders_sent_last_day 3.0" in gauges  # PO-1, PO-2 (cancelled), PO-7
 
     await _rebuild_gives_the_same_read_models(database_url)
 
