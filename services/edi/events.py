@@ -6,14 +6,13 @@ which holds the InterchangeAccepted and the contract events it caused (those are
 """
 
 from datetime import date
-from typing import Literal
 
 from pydantic import Field
 
 from backbone.contracts.envelope import EventPayload
 from backbone.contracts.types import Currency, Identifier, Money, NonNegativeQuantity, Quantity, Sku, Text
+from services.edi.documents import Purpose, Standard
 
-Standard = Literal["x12", "edifact"]
 _LONG_TEXT = 2_000_000  # an acknowledgement of a large interchange: one AK2/AK5 pair per set
 
 
@@ -27,7 +26,7 @@ class PurchaseOrderTransmitted(EventPayload):
     po_id: Identifier
     reference: Identifier = Field(description="The PO number in the documents (outbound.edi_reference)")
     revision: int = Field(ge=1)
-    purpose: Literal["original", "replace", "cancel"]
+    purpose: Purpose
     supplier_id: Identifier
     sku: Sku
     quantity: Quantity

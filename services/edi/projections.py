@@ -2,7 +2,6 @@
 appended, and re-derived from the log by `rebuild` through the same `record`."""
 
 from collections.abc import Collection
-from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -16,8 +15,8 @@ CONTROL_NUMBER_LIMIT = 999_999_999  # ISA13 has nine digits; after it the sequen
 
 _UPSERT_PO = """
 INSERT INTO edi_purchase_orders (po_id, supplier_id, sku, revision, purpose, quantity, unit_cost, currency,
-                                 expected_arrival, standard, control_number, file_name, transmitted_at,
-                                 reference)
+                                 expected_arrival, standard, control_number, file_name, reference,
+                                 transmitted_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT (po_id) DO UPDATE SET
     reference = excluded.reference, supplier_id = excluded.supplier_id, sku = excluded.sku,
@@ -62,59 +61,34 @@ async def next_control_number(conn: asyncpg.Connection, supplier_id: str) -> int
     return int(await conn.fetchval(_NEXT_CONTROL_NUMBER, supplier_id))
 
 
+# Per event type: its statement and the fields that fill its parameters in order; the event's time
+# (occurred_at) is the last parameter.
+_RECORDS: dict[type[EventPayload], tuple[str, tuple[str, ...]]] = {
+    PurchaseOrderTransmitted: (
+        _UPSERT_PO,
+        ("po_id", "supplier_id", "sku", "revision", "purpose", "quantity", "unit_cost", "currency",
+         "expected_arrival", "standard", "control_number", "file_name", "reference"),
+    ),
+    InterchangeAccepted: (
+        _INSERT_ACCEPTED,
+        ("standard", "sender_id", "control_number", "supplier_id", "source", "digest", "messages", "events",
+         "acknowledgement", "acknowledgement_control_number"),
+    ),
+    InterchangeRejected: (
+        _INSERT_REJECTED,
+        ("standard", "sender_id", "control_number", "supplier_id", "source", "digest", "reason", "segment",
+         "position", "element", "acknowledgement"),
+    ),
+}  # fmt: skip
+
+
 async def record(conn: asyncpg.Connection, envelope: Envelope[Any]) -> None:
     """Write what one of the adapter's own events says to the read models (contract events: nothing)."""
     event: EventPayload = envelope.payload
-    at: datetime = envelope.occurred_at
-    if isinstance(event, PurchaseOrderTransmitted):
-        await conn.execute(
-            _UPSERT_PO,
-            event.po_id,
-            event.supplier_id,
-            event.sku,
-            event.revision,
-            event.purpose,
-            event.quantity,
-            event.unit_cost,
-            event.currency,
-            event.expected_arrival,
-            event.standard,
-            event.control_number,
-            event.file_name,
-            at,
-            event.reference,
-        )
-    elif isinstance(event, InterchangeAccepted):
-        await conn.execute(
-            _INSERT_ACCEPTED,
-            event.standard,
-            event.sender_id,
-            event.control_number,
-            event.supplier_id,
-            event.source,
-            event.digest,
-            event.messages,
-            event.events,
-            event.acknowledgement,
-            event.acknowledgement_control_number,
-            at,
-        )
-    elif isinstance(event, InterchangeRejected):
-        await conn.execute(
-            _INSERT_REJECTED,
-            event.standard,
-            event.sender_id,
-            event.control_number,
-            event.supplier_id,
-            event.source,
-            event.digest,
-            event.reason,
-            event.segment,
-            event.position,
-            event.element,
-            event.acknowledgement,
-            at,
-        )
+    found = _RECORDS.get(type(event))
+    if found is not None:
+        statement, fields = found
+        await conn.execute(statement, *(getattr(event, name) for name in fields), envelope.occurred_at)
 
 
 async def sent_purchase_orders(

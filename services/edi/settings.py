@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from backbone.contracts.types import Identifier
 from backbone.settings import ServiceSettings
-from services.edi.documents import Partner
+from services.edi.documents import Partner, Standard
 
 # One interchange is one transaction: bigger files are refused before parsing (a supplier splits them).
 DEFAULT_MAX_INTERCHANGE_BYTES = 5 * 1024 * 1024
@@ -20,7 +20,7 @@ class PartnerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     supplier_id: Identifier = Field(description="The supplier_id of procurement's catalogue")
-    standard: Literal["x12", "edifact"]
+    standard: Standard
     their_id: str = Field(pattern=_EDI_ID, description="ISA06 / UNB sender id of the supplier's documents")
     our_id: str = Field(pattern=_EDI_ID, description="ISA08 / UNB recipient id: us, as the supplier knows us")
     their_qualifier: str = Field(

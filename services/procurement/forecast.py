@@ -11,29 +11,18 @@ Also here: the measures of the service demand got (`backorder_quantity`, `backor
 
 import math
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date
 from statistics import NormalDist
+
+from services.procurement.arguments import check_date, check_int
 
 MAX_UNITS = 1_000_000_000  # a safety stock or reorder point is capped here: beyond it a forecast is noise
 MAX_DAILY_UNITS = 2**63 - 1  # quantities are bigint everywhere else
 
 
-def _check_date(name: str, value: object) -> date:
-    # datetime is a date subclass, but comparing or subtracting it with a date raises a bare TypeError.
-    if not isinstance(value, date) or isinstance(value, datetime):
-        raise ValueError(f"{name} must be a date (not a datetime), got {value!r}")
-    return value
-
-
 def _check_smoothing(name: str, value: float) -> None:
     if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 1:
         raise ValueError(f"{name} must be a number with 0 < {name} <= 1, got {value!r}")
-
-
-def _check_count(name: str, value: object, minimum: int = 0) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def _bias_corrected(ewma: float, smoothing: float, days: int) -> float:
@@ -91,17 +80,17 @@ class DemandEstimate:
     total_units: int = 0
 
     def __post_init__(self) -> None:
-        _check_date("started", self.started)
+        check_date("started", self.started)
         for name in ("alpha", "error_alpha", "fast_alpha", "slow_alpha"):
             _check_smoothing(name, getattr(self, name))
         if self.fast_alpha <= self.slow_alpha:
             raise ValueError(f"fast_alpha ({self.fast_alpha}) must exceed slow_alpha ({self.slow_alpha})")
-        _check_count("days_with_demand", self.days_with_demand)
-        _check_count("total_units", self.total_units)
+        check_int("days_with_demand", self.days_with_demand, minimum=0)
+        check_int("total_units", self.total_units, minimum=0)
         observed = self.days_with_demand > 0
         if any((value is not None) != observed for value in (self.last_day, self.size, self.interval)):
             raise ValueError("last_day, size and interval are set exactly when a demand day was observed")
-        if self.last_day is not None and _check_date("last_day", self.last_day) < self.started:
+        if self.last_day is not None and check_date("last_day", self.last_day) < self.started:
             raise ValueError(f"last_day {self.last_day} is before started {self.started}")
 
     @property
@@ -113,8 +102,8 @@ class DemandEstimate:
 
     def observe(self, day: date, units: int) -> "DemandEstimate":
         """The estimate after `day`'s demand of `units` (> 0); days strictly increase."""
-        _check_date("day", day)
-        _check_count("units", units, minimum=1)
+        check_date("day", day)
+        check_int("units", units, minimum=1)
         if units > MAX_DAILY_UNITS:
             raise ValueError(f"units {units} exceed the largest quantity ({MAX_DAILY_UNITS})")
         if day < self.started:
@@ -175,7 +164,7 @@ class DemandEstimate:
 
     def _zero_days_through(self, day: date) -> int:
         """The days after the last one accounted for, up to and including `day`."""
-        _check_date("day", day)
+        check_date("day", day)
         if self.last_day is None:
             return max(0, (day - self.started).days + 1)
         if day < self.last_day:
@@ -214,7 +203,7 @@ class LeadTimeEstimate:
 
     def __post_init__(self) -> None:
         _check_smoothing("beta", self.beta)
-        _check_count("count", self.count)
+        check_int("count", self.count, minimum=0)
         for name in ("mean_days", "variance"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < math.inf:
@@ -223,7 +212,7 @@ class LeadTimeEstimate:
     @classmethod
     def quoted(cls, days: int, beta: float = 0.2) -> "LeadTimeEstimate":
         """The supplier's quoted lead time, before any receipt."""
-        return cls(mean_days=float(_check_count("quoted lead time days", days)), beta=beta)
+        return cls(mean_days=float(check_int("quoted lead time days", days, minimum=0)), beta=beta)
 
     @property
     def sigma_days(self) -> float:
@@ -231,7 +220,7 @@ class LeadTimeEstimate:
 
     def observe(self, days: int) -> "LeadTimeEstimate":
         """The estimate after a receipt `days` (>= 0) after its purchase order was issued."""
-        _check_count("lead time days", days)
+        check_int("lead time days", days, minimum=0)
         if self.count == 0:  # actual receipts replace the quote
             return replace(self, mean_days=float(days), variance=0.0, count=1)
         diff = days - self.mean_days
@@ -274,7 +263,7 @@ def safety_stock(
 
 def reorder_point(demand_per_day: float, lead_time_days: float, safety_stock_units: int) -> int:
     """ceil(d * L) + safety stock: the demand expected over a lead time, plus the buffer."""
-    _check_count("safety_stock_units", safety_stock_units)
+    check_int("safety_stock_units", safety_stock_units, minimum=0)
     return min(MAX_UNITS, _whole_units(demand_per_day * lead_time_days) + safety_stock_units)
 
 
@@ -311,7 +300,7 @@ def recommend(
     else:
         lead_basis = f"lead time EWMA beta={lead_time.beta:g} of {lead_time.count} receipts"
     if demand.days_with_demand == 0:
-        _check_date("today", today)
+        check_date("today", today)
         return Recommendation(
             demand_per_day=0.0,
             demand_sigma_per_day=0.0,
@@ -348,15 +337,15 @@ def recommend(
 
 def backorder_quantity(demand: int, available: int) -> int:
     """Units of `demand` that available stock cannot serve (never negative; no stock below 0 serves)."""
-    _check_count("demand", demand)
+    check_int("demand", demand, minimum=0)
     if not isinstance(available, int) or isinstance(available, bool):
         raise ValueError(f"available must be an integer, got {available!r}")
     return demand - min(demand, max(0, available))
 
 
 def _percent(part: int, whole: int, part_name: str, empty: float) -> float:
-    _check_count(part_name, part)
-    _check_count("demanded_units", whole)
+    check_int(part_name, part, minimum=0)
+    check_int("demanded_units", whole, minimum=0)
     if part > whole:
         raise ValueError(f"{part_name} ({part}) exceed demanded_units ({whole})")
     return part * 100 / whole if whole else empty  # int / int: correctly rounded

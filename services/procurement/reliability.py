@@ -6,27 +6,15 @@ Pure values of constant size, folded once per receipt (or kept promise) in O(1).
 
 import math
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from fractions import Fraction
+
+from services.procurement.arguments import check_date, check_int
 
 # Days late are clamped to this range so the history stays bounded whatever its length: a receipt a
 # month early is as early as any for planning, and one 4 months late is "very late" for any percentile.
 MIN_DAYS_LATE = -30
 MAX_DAYS_LATE = 120
-
-
-def _check_date(name: str, value: object) -> date:
-    # datetime is a date subclass, but subtracting it from a date raises a bare TypeError.
-    if not isinstance(value, date) or isinstance(value, datetime):
-        raise ValueError(f"{name} must be a date (not a datetime), got {value!r}")
-    return value
-
-
-def _check_int(name: str, value: object, minimum: int | None = None) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or (minimum is not None and value < minimum):
-        bound = "" if minimum is None else f" >= {minimum}"
-        raise ValueError(f"{name} must be an integer{bound}, got {value!r}")
-    return value
 
 
 def _check_percentile(p: float) -> float:
@@ -48,8 +36,8 @@ class LatenessHistory:
             if not isinstance(pair, tuple) or len(pair) != 2:
                 raise ValueError(f"counts must hold (days late, receipts) pairs, got {pair!r}")
             days_late, receipts = pair
-            _check_int("days late", days_late)
-            _check_int("receipts", receipts, minimum=1)
+            check_int("days late", days_late)
+            check_int("receipts", receipts, minimum=1)
             if not previous < days_late <= MAX_DAYS_LATE:
                 raise ValueError(
                     f"days late must be sorted, distinct and within [{MIN_DAYS_LATE}, {MAX_DAYS_LATE}]:"
@@ -74,7 +62,7 @@ class LatenessHistory:
 
     def observe(self, days_late: int) -> "LatenessHistory":
         """The history after one more receipt `days_late` days after its confirmed date."""
-        _check_int("days_late", days_late)
+        check_int("days_late", days_late)
         clamped = min(MAX_DAYS_LATE, max(MIN_DAYS_LATE, days_late))
         counts = list(self.counts)
         for index, (known, receipts) in enumerate(counts):
@@ -115,9 +103,9 @@ def adjusted_date(
     Never earlier than the confirmed date: a supplier that is usually early has still only committed to
     its own date, and a promise to a customer earlier than that is not one we can stand behind.
     """
-    _check_date("confirmed", confirmed)
+    check_date("confirmed", confirmed)
     _check_percentile(percentile)
-    _check_int("min_observations", min_observations, minimum=0)
+    check_int("min_observations", min_observations, minimum=0)
     if history.count < min_observations or history.count == 0:
         return confirmed
     try:
@@ -136,14 +124,14 @@ class EtaAccuracy:
     abs_error_days_total: int = 0
 
     def __post_init__(self) -> None:
-        _check_int("count", self.count, minimum=0)
-        _check_int("kept", self.kept, minimum=0)
-        _check_int("abs_error_days_total", self.abs_error_days_total, minimum=0)
+        check_int("count", self.count, minimum=0)
+        check_int("kept", self.kept, minimum=0)
+        check_int("abs_error_days_total", self.abs_error_days_total, minimum=0)
         if self.kept > self.count:
             raise ValueError(f"kept ({self.kept}) exceeds count ({self.count})")
 
     def observe(self, promised: date, actual: date) -> "EtaAccuracy":
-        error = (_check_date("actual", actual) - _check_date("promised", promised)).days
+        error = (check_date("actual", actual) - check_date("promised", promised)).days
         return EtaAccuracy(
             count=self.count + 1,
             kept=self.kept + (error <= 0),
