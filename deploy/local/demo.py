@@ -173,7 +173,42 @@ async def play(shop: Outsiders, warehouse: Warehouse, run: str) -> None:
         lambda: told(watcher, "back_in_stock"), timeout=TIMEOUT, what="the back-in-stock message"
     )
     await eventually(lambda: told(order_ids["dev"], "fulfilled"), timeout=TIMEOUT, what="dev's message")
+    await replenishment(shop, jacket, boots)
     await summary(shop, run, [*order_ids.values(), f"{run}-ivan"], [jacket, boots, lamp])
+
+
+async def replenishment(shop: Outsiders, jacket: str, boots: str) -> None:
+    """Purchasing's side: what today's demand recommends, and auto mode applying it."""
+    say("Purchasing: today's demand recommends reorder points; boots go on auto")
+    path = "/skus/{}/replenishment"
+    suggested = await shop.call("procurement", "PUT", path.format(jacket), json={"mode": "suggest"})
+    r = suggested["recommendation"]
+    print(
+        f"  {jacket} (suggest): reorder point {r['reorder_point']}, safety stock {r['safety_stock']}"
+        f" from {r['demand_per_day']:.1f} units/day (sigma {r['demand_sigma_per_day']:.1f}) over a"
+        f" {r['lead_time_days']:g}-day lead time at z={r['z']:.3f}: {r['basis']}"
+    )
+    auto = await shop.call("procurement", "PUT", path.format(boots), json={"mode": "auto"})
+    planned = auto["recommendation"]["reorder_point"]
+
+    async def applied() -> Json | None:
+        stock = await shop.stock(boots)
+        return stock if stock is not None and stock["reorder_point"] == planned else None
+
+    stock = await eventually(applied, timeout=TIMEOUT, what="inventory applying the boots' reorder point")
+    orders = await eventually(
+        lambda: shop.purchase_orders(boots), timeout=TIMEOUT, what="a purchase order for the boots"
+    )
+    print(
+        f"  {boots} (auto): inventory's reorder point is now {stock['reorder_point']} (safety stock"
+        f" {stock['safety_stock']}, set by procurement:auto); {stock['available']} available, so procurement"
+        f" bought {sum(po['quantity'] for po in orders)} from {orders[0]['supplier_id']} before anyone waits"
+    )
+    signals = await shop.call("procurement", "GET", "/reports/demand-signals", params={"days": 1})
+    most = signals["most_backordered"][:3]
+    top = ", ".join(f"{s['sku']} {s['backordered']} of {s['demanded']}" for s in most)
+    lost = signals["cancelled_units"]
+    print(f"  demand signals: most backordered today: {top}; {lost} waiting units lost to cancellations")
 
 
 async def edi_file(folder: Path, prefix: str, what: str) -> Path:

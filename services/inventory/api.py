@@ -1,5 +1,9 @@
 """HTTP API of the inventory: stock queries and the audited admin commands (policy, adjustment, count).
 
+Substitutes (PUT/GET /skus/{sku}/substitutes): the SKUs a customer may switch this SKU's backordered
+units to, in preference order; the notifier offers those in stock, the order service switches (POST
+/orders/{order_id}/lines/{line_id}/substitution).
+
 Admin commands run the domain like the consumer does (lock, load, decide, append, project) in one
 transaction, retried a few times on ConcurrencyError. InvalidCommand -> 422, StockConflict -> 409.
 Adjustments (adjustment_id) and counts (count_id) are idempotent: the request is recorded in the
@@ -17,6 +21,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from backbone.auth import ReadsViews, Staff, WithoutActor
+from backbone.contracts.events import MAX_SUBSTITUTES
 from backbone.contracts.types import Identifier, NonNegativeQuantity, Text
 from backbone.eventstore import ConcurrencyError, EventStore
 from services.inventory import reports
@@ -28,6 +33,7 @@ from services.inventory.domain import (
     CountStock,
     InvalidCommand,
     SetPolicy,
+    SetSubstitutes,
     StockConflict,
     UnknownSkuPolicy,
 )
@@ -53,6 +59,18 @@ class AdjustmentRequest(WithoutActor):
         default_factory=lambda: str(uuid.uuid4()),
         description="Idempotency key: a repeated request with the same id is applied once",
     )
+
+
+class SubstitutesRequest(WithoutActor):
+    substitutes: list[Identifier] = Field(
+        max_length=MAX_SUBSTITUTES,
+        description="Preference order, unique, not the SKU itself; [] = none. Replaces the previous list",
+    )
+
+
+class SubstitutesView(BaseModel):
+    sku: str
+    substitutes: list[str] = Field(description="Preference order; the notifier offers the in-stock ones")
 
 
 class CountRequest(WithoutActor):
@@ -88,6 +106,7 @@ class StockView(BaseModel):
         "UNKNOWN_SKU_POLICY"
     )
     sourced: bool = Field(description="Procurement knows at least one supplier for the SKU")
+    substitutes: list[str] = Field(description="What customers may switch its backorders to, preferred first")
     queue: list[QueueEntry]
 
 
@@ -250,6 +269,27 @@ def make_router(
     @router.put("/skus/{sku}/policy", response_model=CommandResult)
     async def set_policy(sku: SkuPath, body: PolicyRequest, staff: Staff) -> CommandResult:
         return await run(sku, built(lambda: SetPolicy(sku=sku, actor=staff.subject, **body.model_dump())))
+
+    @router.put(
+        "/skus/{sku}/substitutes",
+        response_model=CommandResult,
+        responses={422: {"description": "Not unique, the SKU itself, more than 20, or not SKUs"}},
+    )
+    async def set_substitutes(sku: SkuPath, body: SubstitutesRequest, staff: Staff) -> CommandResult:
+        """Replace the SKU's substitutes (audited: SkuSubstitutesChanged names the token's subject as
+        actor; the same list again records nothing). The substitutes need not be stocked: the notifier
+        offers only those with enough units available, and a switch to one that ran out meanwhile
+        backorders like any line."""
+        command = built(lambda: SetSubstitutes(sku=sku, substitutes=body.substitutes, actor=staff.subject))
+        return await run(sku, command)
+
+    @router.get("/skus/{sku}/substitutes", response_model=SubstitutesView, responses={404: {}})
+    async def get_substitutes(sku: SkuPath, _: ReadsViews) -> SubstitutesView:
+        """The SKU's substitutes, preferred first ([] = none); 404 for a SKU inventory never recorded."""
+        row = await pool.fetchrow("SELECT substitutes FROM stock WHERE sku = $1", sku)
+        if row is None:
+            raise HTTPException(404, detail=f"unknown SKU {sku!r}")
+        return SubstitutesView(sku=sku, substitutes=list(row["substitutes"]))
 
     @router.post("/skus/{sku}/adjustments", response_model=CommandResult)
     async def adjust(sku: SkuPath, body: AdjustmentRequest, staff: Staff) -> CommandResult:

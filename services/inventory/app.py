@@ -10,7 +10,9 @@ from backbone.contracts import Topic
 from backbone.contracts.events import (
     GoodsReceived,
     OrderCancelled,
+    OrderLineSubstituted,
     OrderPlaced,
+    ReorderPolicyPlanned,
     ShipmentDispatched,
     SkuSourcingChanged,
     contract_registry,
@@ -63,7 +65,15 @@ SERVICE = Service(
     make_handler=make_handler,
     make_routes=make_routes,
     registry=contract_registry(INVENTORY_EVENTS),
-    # See handlers.commands_of; of the procurement topic only SkuSourcingChanged.
-    handles=(OrderPlaced, OrderCancelled, GoodsReceived, ShipmentDispatched, SkuSourcingChanged),
+    # See handlers.commands_of; of the procurement topic only SkuSourcingChanged and ReorderPolicyPlanned.
+    handles=(
+        OrderPlaced,
+        OrderCancelled,
+        OrderLineSubstituted,
+        GoodsReceived,
+        ShipmentDispatched,
+        SkuSourcingChanged,
+        ReorderPolicyPlanned,
+    ),
     readings=metrics.readings,
 )

@@ -45,6 +45,13 @@ Rules where a choice had to be made:
   a shortfall joins the queue only once nothing is available, and a fall to the reorder point says its
   figures in ReorderPointReached. Recording a SKU's sourcing changes no figure and emits neither event
   (it is procurement's own fact, fed back).
+- Substitutes (OrderLineSubstituted, two commands on two SKUs, the second told the first's outcome):
+  GiveUpWaitingUnits drops the replaced line's waiting units like an only_waiting cancellation
+  (StockReleased names the substitution); ReserveSubstitute then reserves the new line like any line,
+  except that its shortfall is always backordered (those units were backordered already, and staff
+  listed the SKU as a substitute), and gives back at once what the replaced line could not give up (a
+  fill won the race). A substitute line already on the books is not reserved again. Setting a SKU's
+  substitutes changes no figure: SkuSubstitutesChanged only, and only when the list changes.
 """
 
 from collections.abc import Iterable
@@ -59,6 +66,7 @@ from rpds import HashTrieMap
 
 from backbone.contracts.envelope import STRICT, EventPayload
 from backbone.contracts.events import (
+    MAX_SUBSTITUTES,
     BackorderFulfilled,
     BackorderQueueChanged,
     BackorderQueueSnapshotV1,
@@ -66,12 +74,15 @@ from backbone.contracts.events import (
     CustomerTier,
     GoodsReceived,
     OrderCancelled,
+    OrderLineSubstituted,
     OrderPlaced,
     QueueChange,
     ReorderPointReached,
+    ReorderPolicyPlanned,
     ShipmentDispatched,
     SkuPolicyChanged,
     SkuSourcingChanged,
+    SkuSubstitutesChanged,
     StockAdjusted,
     StockCounted,
     StockLevelChanged,
@@ -167,6 +178,7 @@ class SkuState:
     reorder_alerted: bool = False  # ReorderPointReached was emitted and has not re-armed since
     known: bool = False  # ever stocked, counted, given a policy or a supplier (see the module docstring)
     sourced: bool = False  # procurement's last word: at least one supplier can deliver it
+    substitutes: tuple[str, ...] = ()  # what customers may switch its backorders to, preferred first
 
     @property
     def available(self) -> int:
@@ -236,6 +248,9 @@ class CancelLine(BaseModel):
     )
     only_waiting: bool = Field(default=False, description="Drop waiting units only; release no reservation")
     reason: CancelReason | None = Field(default=None, description="Copied into StockReleased")
+    substitution_id: Identifier | None = Field(
+        default=None, description="The units leave for a substitute: copied into StockReleased"
+    )
 
 
 class ShipLine(BaseModel):
@@ -261,6 +276,18 @@ class CountStock(BaseModel):
     reason: Text
     actor: Identifier
     counted_at: AwareDatetime
+
+
+class ApplyReorderLevels(BaseModel):
+    """Procurement's auto mode planned the SKU's reorder point and safety stock (ReorderPolicyPlanned):
+    recorded as an audited SkuPolicyChanged that keeps the backorder policy staff set."""
+
+    model_config = STRICT
+
+    sku: Sku
+    reorder_point: NonNegativeQuantity
+    safety_stock: NonNegativeQuantity
+    actor: Identifier
 
 
 class RecordSourcing(BaseModel):
@@ -299,9 +326,88 @@ class SetPolicy(BaseModel):
     actor: Identifier
 
 
+class SetSubstitutes(BaseModel):
+    """An audited change of the SKUs a customer may switch this SKU's backorders to."""
+
+    model_config = STRICT
+
+    sku: Sku
+    substitutes: list[Sku] = Field(max_length=MAX_SUBSTITUTES, description="Preference order; [] = none")
+    actor: Identifier
+
+
+class ReserveSubstitute(BaseModel):
+    """Reserve the new line of a substitution (after GiveUpWaitingUnits on the replaced line's SKU)."""
+
+    model_config = STRICT
+
+    line: ReserveLine
+    substitution_id: Identifier
+    units_given_up: NonNegativeQuantity = Field(
+        description="Of line.quantity, the waiting units the replaced line actually gave up"
+    )
+
+    @property
+    def sku(self) -> str:
+        return self.line.sku
+
+
 Command = (
-    ReserveLine | ReceiveGoods | CancelLine | AdjustStock | SetPolicy | ShipLine | CountStock | RecordSourcing
+    ReserveLine
+    | ReceiveGoods
+    | CancelLine
+    | AdjustStock
+    | SetPolicy
+    | ShipLine
+    | CountStock
+    | RecordSourcing
+    | ApplyReorderLevels
+    | SetSubstitutes
+    | ReserveSubstitute
 )
+
+
+def give_up_waiting_command(substitution: OrderLineSubstituted) -> CancelLine:
+    """The replaced line's part of a substitution: drop its waiting units (never reserved ones)."""
+    replaced = substitution.replaced
+    return CancelLine(
+        sku=replaced.sku,
+        order_id=substitution.order_id,
+        line_id=replaced.line_id,
+        quantity=replaced.quantity,
+        cancellation_id=substitution.substitution_id,
+        only_waiting=True,
+        substitution_id=substitution.substitution_id,
+    )
+
+
+def units_given_up(substitution: OrderLineSubstituted, events: Iterable[EventPayload]) -> int:
+    """What the replaced line gave up, by the events its SKU decided for `give_up_waiting_command`."""
+    return sum(
+        e.dropped_backordered
+        for e in events
+        if isinstance(e, StockReleased)
+        and e.substitution_id == substitution.substitution_id
+        and (e.order_id, e.line_id) == (substitution.order_id, substitution.replaced.line_id)
+    )
+
+
+def reserve_substitute_command(substitution: OrderLineSubstituted, given_up: int) -> ReserveSubstitute:
+    line = substitution.line
+    return ReserveSubstitute(
+        line=ReserveLine(
+            sku=line.sku,
+            order_id=substitution.order_id,
+            line_id=line.line_id,
+            quantity=line.quantity,
+            placed_at=substitution.placed_at,
+            tier=substitution.tier,
+            urgent=substitution.urgent,
+            line_value=line.quantity * line.unit_price,
+        ),
+        substitution_id=substitution.substitution_id,
+        units_given_up=min(given_up, line.quantity),
+    )
 
 
 def reserve_line_commands(order: OrderPlaced) -> list[ReserveLine]:
@@ -352,6 +458,18 @@ def ship_line_commands(shipment: ShipmentDispatched) -> list[ShipLine]:
 
 def record_sourcing_command(sourcing: SkuSourcingChanged) -> RecordSourcing:
     return RecordSourcing(sku=sourcing.sku, sourced=bool(sourcing.supplier_ids))
+
+
+AUTO_REPLENISHMENT_ACTOR = "procurement:auto"
+
+
+def apply_reorder_levels_command(plan: ReorderPolicyPlanned) -> ApplyReorderLevels:
+    return ApplyReorderLevels(
+        sku=plan.sku,
+        reorder_point=plan.reorder_point,
+        safety_stock=plan.safety_stock,
+        actor=AUTO_REPLENISHMENT_ACTOR,
+    )
 
 
 def receive_goods_command(receipt: GoodsReceived) -> ReceiveGoods:
@@ -485,6 +603,17 @@ def _decide(
             _adjust(decision, command, priority)
         case SetPolicy():
             _set_policy(decision, command)
+        case ApplyReorderLevels():
+            settings = state.settings
+            policy = SetPolicy(
+                sku=command.sku,
+                backorder_policy=settings.backorder_policy,
+                backorder_cap=settings.backorder_cap,
+                reorder_point=command.reorder_point,
+                safety_stock=command.safety_stock,
+                actor=command.actor,
+            )
+            _set_policy(decision, policy)
         case ShipLine():
             _ship(decision, command)
         case CountStock():
@@ -492,6 +621,11 @@ def _decide(
         case RecordSourcing():
             _record_sourcing(decision, command)
             return decision  # no figure changed: neither a reorder alert nor a stock level
+        case SetSubstitutes():
+            _set_substitutes(decision, command)
+            return decision  # as RecordSourcing: no figure changed
+        case ReserveSubstitute():
+            _reserve_substitute(decision, command, priority)
         case _:
             assert_never(command)
     decision.close(report_levels=not isinstance(command, ReserveLine))
@@ -499,13 +633,19 @@ def _decide(
 
 
 def _reserve(
-    decision: _Decision, command: ReserveLine, priority: PriorityPolicy, unknown_sku: UnknownSkuPolicy
+    decision: _Decision,
+    command: ReserveLine,
+    priority: PriorityPolicy,
+    unknown_sku: UnknownSkuPolicy,
+    *,
+    substitute: bool = False,
 ) -> None:
+    """`substitute`: the new line of a substitution, whose shortfall is backordered whatever the policy."""
     state = decision.state
     line = LineRef(command.order_id, command.line_id)
     if line in state.reservations or line in state.queue:
         return  # a repeated order line: it is on the books already
-    if not state.known and unknown_sku == "reject":
+    if not state.known and unknown_sku == "reject" and not substitute:
         # Never stocked: nothing to reserve, and no one would ever fill a backorder.
         decision.emit(
             StockShort(
@@ -530,7 +670,7 @@ def _reserve(
     short = command.quantity - reserved
     if not short:
         return
-    refusal = _backorder_refusal(state.settings, state.backordered, short)
+    refusal = None if substitute else _backorder_refusal(state.settings, state.backordered, short)
     decision.emit(
         StockShort(
             order_id=command.order_id,
@@ -558,6 +698,27 @@ def _reserve(
                 priority_score=priority.score(command),
             )
         )
+
+
+def _reserve_substitute(decision: _Decision, command: ReserveSubstitute, priority: PriorityPolicy) -> None:
+    line, state = command.line, decision.state
+    ref = LineRef(line.order_id, line.line_id)
+    if ref in state.reservations or ref in state.queue:
+        return  # decided before (a repeated substitution): neither reserved nor given back again
+    _reserve(decision, line, priority, "backorder", substitute=True)
+    give_back = line.quantity - command.units_given_up
+    if give_back > 0:
+        # The replaced line had fewer units waiting than were switched (a fill reached it first): the new
+        # line keeps only what was given up; waiting units go back first, then reserved ones.
+        cancel = CancelLine(
+            sku=line.sku,
+            order_id=line.order_id,
+            line_id=line.line_id,
+            quantity=give_back,
+            cancellation_id=command.substitution_id,
+            substitution_id=command.substitution_id,
+        )
+        _cancel(decision, cancel, priority)
 
 
 def _backorder_refusal(settings: SkuSettings, waiting: int, short: int) -> str | None:
@@ -606,6 +767,7 @@ def _cancel(decision: _Decision, command: CancelLine, priority: PriorityPolicy) 
         released_reserved=released,
         dropped_backordered=dropped,
         reason=command.reason,
+        substitution_id=command.substitution_id,
     )
     if dropped:
         decision.emit_queue_change(release)
@@ -700,6 +862,17 @@ def _count(decision: _Decision, command: CountStock, priority: PriorityPolicy) -
         )
     )
     _allocate(decision, priority, source=command.count_id)
+
+
+def _set_substitutes(decision: _Decision, command: SetSubstitutes) -> None:
+    substitutes = tuple(command.substitutes)
+    if len(set(substitutes)) != len(substitutes):
+        raise InvalidCommand("substitutes must be unique")
+    if command.sku in substitutes:
+        raise InvalidCommand(f"{command.sku} cannot be its own substitute")
+    if substitutes == decision.state.substitutes:
+        return
+    decision.emit(SkuSubstitutesChanged(sku=command.sku, substitutes=list(substitutes), actor=command.actor))
 
 
 def _record_sourcing(decision: _Decision, command: RecordSourcing) -> None:
@@ -803,6 +976,8 @@ def evolve(state: SkuState, event: EventPayload) -> SkuState:
             state = replace(state, on_hand=event.counted, known=True)
         case SourcingRecorded():
             return replace(state, sourced=event.sourced, known=state.known or event.sourced)
+        case SkuSubstitutesChanged():
+            return replace(state, substitutes=tuple(event.substitutes))
         case SkuPolicyChanged():
             settings = SkuSettings(
                 backorder_policy=event.backorder_policy,

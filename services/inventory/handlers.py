@@ -2,9 +2,13 @@
 
 OrderPlaced reserves each line, OrderCancelled cancels lines (its cancellation_id, else the envelope's
 event id, names the cancellation), GoodsReceived receives goods, ShipmentDispatched ships each line from
-its reservation, SkuSourcingChanged records whether the SKU has a supplier; other events of the
-consumed topics are not ours. A re-sent fact (same business key) never reaches here: the consumer loop
-drops it (backbone.business_keys).
+its reservation, SkuSourcingChanged records whether the SKU has a supplier, ReorderPolicyPlanned sets
+the reorder point and safety stock procurement's auto mode planned (SkuPolicyChanged, actor
+procurement:auto), OrderLineSubstituted gives up
+the replaced line's waiting units and then reserves the new line, told what was given up (so a batch
+with substitutions is decided in phases, one more per substitution, under locks taken for all of its
+SKUs at the start); other events of the consumed topics are not ours. A re-sent fact (same business
+key) never reaches here: the consumer loop drops it (backbone.business_keys).
 
 Concurrency: orders are keyed by order id, so two instances (or the admin API) may work on the same
 SKU at once. The shared decider runner (backbone.decider) locks each touched SKU for the transaction (in
@@ -28,25 +32,31 @@ from backbone.contracts.events import (
     BackorderQueueChanged,
     GoodsReceived,
     OrderCancelled,
+    OrderLineSubstituted,
     OrderPlaced,
+    ReorderPolicyPlanned,
     ShipmentDispatched,
     SkuSourcingChanged,
 )
-from backbone.decider import Input, decide_and_append
+from backbone.decider import Input, decide_and_append, lock_streams
 from backbone.eventstore import EventStore
 from services.inventory import projections
 from services.inventory.domain import (
     Command,
     SkuState,
     UnknownSkuPolicy,
+    apply_reorder_levels_command,
     cancel_line_commands,
     evolve,
     execute,
+    give_up_waiting_command,
     initial_state,
     receive_goods_command,
     record_sourcing_command,
     reserve_line_commands,
+    reserve_substitute_command,
     ship_line_commands,
+    units_given_up,
 )
 from services.inventory.priority import PriorityPolicy
 
@@ -103,6 +113,10 @@ def commands_of(envelope: Envelope[Any]) -> list[Command]:
             return list(ship_line_commands(shipment))
         case SkuSourcingChanged() as sourcing:
             return [record_sourcing_command(sourcing)]
+        case ReorderPolicyPlanned() as plan:
+            return [apply_reorder_levels_command(plan)]
+        case OrderLineSubstituted() as substitution:
+            return [give_up_waiting_command(substitution)]  # then the new line: apply_substitutions
         case _:
             return []
 
@@ -113,8 +127,40 @@ def make_handler(
     repository = new_repository(store)
 
     async def handle(conn: asyncpg.Connection, envelopes: Sequence[Envelope[Any]]) -> None:
+        if any(isinstance(e.payload, OrderLineSubstituted) for e in envelopes):
+            await apply_substitutions(conn, repository, priority, envelopes, unknown_sku)
+            return
         work = [work_for(command, cause=e) for e in envelopes for command in commands_of(e)]
         if work:
             await apply_commands(conn, repository, priority, work, unknown_sku)
 
     return handle
+
+
+async def apply_substitutions(
+    conn: asyncpg.Connection,
+    repository: StreamRepository[SkuState],
+    priority: PriorityPolicy,
+    envelopes: Sequence[Envelope[Any]],
+    unknown_sku: UnknownSkuPolicy = "reject",
+) -> None:
+    """A batch with substitutions, in arrival order: everything up to a substitution's give-up is decided,
+    then its new line (told what was given up) opens the next phase. Every SKU of the batch is locked
+    first, in one global order, so the later phases take no lock another writer could hold."""
+    names = {work_for(c).stream_id for e in envelopes for c in commands_of(e)}
+    names |= {
+        projections.stream_id(e.payload.line.sku)
+        for e in envelopes
+        if isinstance(e.payload, OrderLineSubstituted)
+    }
+    await lock_streams(conn, sorted(names))
+    work: list[Input[Command]] = []
+    for envelope in envelopes:
+        work += [work_for(command, cause=envelope) for command in commands_of(envelope)]
+        if isinstance(substitution := envelope.payload, OrderLineSubstituted):
+            decided = await apply_commands(conn, repository, priority, work, unknown_sku)
+            replaced = [e.payload for e in decided.get(substitution.replaced.sku, [])]
+            given_up = units_given_up(substitution, replaced)
+            work = [work_for(reserve_substitute_command(substitution, given_up), cause=envelope)]
+    if work:
+        await apply_commands(conn, repository, priority, work, unknown_sku)

@@ -2,7 +2,7 @@
 
 - `stock` is upserted from the new SkuState of every SKU a transaction touched (one row per SKU): the
   state is already folded (the decider needs it) and authoritative. It includes whether the SKU is
-  known and sourced (migrations/004).
+  known and sourced (migrations/004), and its substitutes (migrations/007).
 - `backorder_queue` changes by the lines that changed: each BackorderQueueChanged inserts, shrinks or
   deletes its line's row, so the cost follows the change, not the queue's length. Rows carry the rank;
   positions are numbered when read.
@@ -12,6 +12,7 @@
 `rebuild(conn)` truncates them and re-derives them from the log; it must give the same rows.
 """
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,16 +90,23 @@ def allocation(envelope: Envelope[Any], version: int) -> Allocation | None:
 
 _UPSERT_STOCK = """
 INSERT INTO stock (sku, version, on_hand, reserved, available, backordered, backorder_policy,
-                   backorder_cap, reorder_point, safety_stock, waiting_lines, known, sourced)
-SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
-                     $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bool[],
-                     $13::bool[])
+                   backorder_cap, reorder_point, safety_stock, waiting_lines, known, sourced, substitutes)
+SELECT sku, version, on_hand, reserved, available, backordered, backorder_policy, backorder_cap,
+       reorder_point, safety_stock, waiting_lines, known, sourced,
+       -- a text[][] cannot be unnested row by row: each row's list travels as one JSON array
+       ARRAY(SELECT jsonb_array_elements_text(substitutes))
+FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+            $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bool[],
+            $13::bool[], $14::jsonb[])
+     AS r(sku, version, on_hand, reserved, available, backordered, backorder_policy, backorder_cap,
+          reorder_point, safety_stock, waiting_lines, known, sourced, substitutes)
 ON CONFLICT (sku) DO UPDATE SET
     version = excluded.version, on_hand = excluded.on_hand, reserved = excluded.reserved,
     available = excluded.available, backordered = excluded.backordered,
     backorder_policy = excluded.backorder_policy, backorder_cap = excluded.backorder_cap,
     reorder_point = excluded.reorder_point, safety_stock = excluded.safety_stock,
-    waiting_lines = excluded.waiting_lines, known = excluded.known, sourced = excluded.sourced
+    waiting_lines = excluded.waiting_lines, known = excluded.known, sourced = excluded.sourced,
+    substitutes = excluded.substitutes
 WHERE stock.version < excluded.version
 """
 
@@ -147,10 +155,11 @@ async def update(
                 len(s.state.queue),
                 s.state.known,
                 s.state.sourced,
+                json.dumps(s.state.substitutes),
             )
             for s in skus
         ]
-        await conn.execute(_UPSERT_STOCK, *columns(stock, 13))
+        await conn.execute(_UPSERT_STOCK, *columns(stock, 14))
     if queue:
         latest = {(r.sku, r.order_id, r.line_id): r for r in queue}  # a line's last change wins
         waiting = [row_of(r) for r in latest.values() if r.quantity > 0]

@@ -24,7 +24,7 @@ def settings_of(ctx: ServiceContext) -> NotifierSettings:
 
 
 def make_handler(ctx: ServiceContext) -> Handler:
-    return handlers.make_handler(ctx.store)
+    return handlers.make_handler(ctx.store, str(settings_of(ctx).order_api_url))
 
 
 def make_routes(ctx: ServiceContext) -> APIRouter:
@@ -44,7 +44,8 @@ SERVICE = Service(
     settings_type=NotifierSettings,
     migrations=Path(__file__).parent / "migrations",
     # orders: contact details, cancellations requested, refunds; inventory: shortfalls, fills, units a
-    # cancellation released, units shipped, stock added, SKU policies; procurement: ETAs; supplier: goods
+    # cancellation released, units shipped, stock added, SKU policies, substitutes and available units
+    # (the substitutes offered); procurement: ETAs; supplier: goods
     # received (back in stock); fulfilment: shipments announced (tracking).
     consumes=[Topic.ORDERS, Topic.INVENTORY, Topic.PROCUREMENT, Topic.SUPPLIER, Topic.FULFILMENT],
     make_handler=make_handler,

@@ -51,7 +51,13 @@ event the notifier requests each message the facts call for that was not request
   them (not shipped, not released), once the backorder was announced; a fill that only_waiting
   cancellations raced is kept and told.
 - cancelled: per line, the units StockReleased reports (released_reserved + dropped_backordered), with
-  its reason; nothing when it cancelled nothing.
+  its reason; nothing when it cancelled nothing. Units that left for a substitute (StockReleased names
+  the substitution) are a switch the customer asked for, not a cancellation: never told as cancelled.
+- substitutes: the backordered message offers up to 3 of the SKU's substitutes (inventory's
+  SkuSubstitutesChanged, in its preference order) with at least the backordered units available, each
+  with the order service's switch endpoint and body. Which are in stock is the caller's data
+  (`SubstituteCatalogue`, from the notifier's projections) and ends up in the message's content, so
+  the decision is recorded, not re-made; none in stock: the message says nothing of substitutes.
 - refunded: per RefundRequested, after the cancelled message that covers its units (it may overtake
   StockReleased on its own topic).
 - shipped: per shipment, order-wide, once the notifier has the warehouse's ShipmentDispatched (carrier,
@@ -76,6 +82,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import reduce
 from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import ValidationError
 
@@ -98,15 +105,20 @@ from backbone.contracts.events import (
     RefundRequested,
     ShipmentDispatched,
     SkuPolicyChanged,
+    SkuSubstitutesChanged,
     StockAdjusted,
+    StockLevelChanged,
     StockReleased,
+    StockReserved,
     StockShipped,
     StockShort,
+    default_substitution_id,
     recipient_ref,
 )
 from backbone.log import REDACTED, redact_text
 from backbone.values import replace
 from services.notifier.events import (
+    MAX_SUBSTITUTE_OFFERS,
     BackInStockContent,
     BackInStockSubscribed,
     BackInStockSubscriptionEnded,
@@ -133,6 +145,7 @@ from services.notifier.events import (
     ShipmentObserved,
     ShippedContent,
     SkuPolicyObserved,
+    SubstituteOffer,
 )
 
 # Inventory's rejection of a SKU it has never stocked and has no supplier for (cross-service agreement 5).
@@ -196,6 +209,7 @@ class LineFacts:
     cancel_requested: int = 0  # units OrderCancelled asked for, answered or not
     full_cancel_requested: int = 0  # of those, by cancellations that may take reserved units too
     cancel_reason: CancelReason | None = None  # of the last cancellation seen
+    switched: int = 0  # of released + dropped, the units that left for a substitute (not cancelled)
     eta: date | None = None
     eta_known: bool = False  # procurement answered, possibly with "no purchase order" (eta None)
     basis: EtaBasis | None = None
@@ -230,7 +244,7 @@ class LineFacts:
 
     @property
     def cancelled(self) -> int:
-        return self.released + self.dropped
+        return self.released + self.dropped - self.switched
 
     @property
     def cancellation_unanswered(self) -> bool:
@@ -297,6 +311,35 @@ class AnnounceOverdueBackorders:
     grace: timedelta
 
 
+@dataclass(frozen=True, slots=True)
+class SubstituteCatalogue:
+    """What the backordered message may offer: per SKU, its substitutes in preference order with the
+    units each had available (the notifier's projections, read by the caller), and the order service's
+    base URL for the switch endpoint. Data, so the domain stays pure."""
+
+    order_api_url: str = ""
+    substitutes: Mapping[str, Sequence[tuple[str, int]]] = field(default_factory=dict)
+
+    def offers(self, order_id: str, line_id: str, sku: str, units: int) -> list[SubstituteOffer]:
+        """The first substitutes of `sku` with at least `units` available, at most MAX_SUBSTITUTE_OFFERS."""
+        endpoint = f"{self.order_api_url.rstrip('/')}/orders/{quote(order_id, safe='')}/lines/"
+        endpoint += f"{quote(line_id, safe='')}/substitution"
+        in_stock = [
+            SubstituteOffer(
+                sku=substitute,
+                available=available,
+                endpoint=endpoint,
+                substitution_id=default_substitution_id(line_id, substitute),
+            )
+            for substitute, available in self.substitutes.get(sku, ())
+            if available >= units and substitute != sku
+        ]
+        return in_stock[:MAX_SUBSTITUTE_OFFERS]
+
+
+NO_SUBSTITUTES = SubstituteCatalogue()
+
+
 # --- per order: decide ------------------------------------------------------------------------------------
 
 
@@ -308,13 +351,17 @@ def decide_order(
 
 
 def execute_order(
-    state: OrderFacts, incoming: Envelope[Any] | AnnounceOverdueBackorders
+    state: OrderFacts,
+    incoming: Envelope[Any] | AnnounceOverdueBackorders,
+    catalogue: SubstituteCatalogue = NO_SUBSTITUTES,
 ) -> tuple[OrderFacts, list[EventPayload]]:
     """What the notifier records about the order and which notifications it requests, for one message.
 
     `incoming` is the consumed envelope or the grace-period command. Whatever arrived, every message the
     facts now call for is requested: a message held back by an earlier rule goes out with the event that
     lifts the hold. Returns the state the events lead to as well: they are folded once, here.
+    `catalogue`: the substitutes in stock a backordered message may offer (for the SKUs `incoming`
+    names, or, for the grace-period command, the SKUs of the lines awaiting their message).
     """
     if isinstance(incoming, AnnounceOverdueBackorders):
         overdue = {
@@ -323,7 +370,7 @@ def execute_order(
             if (due_at := _announcement_due_at(state, line, incoming.grace)) is not None
             and due_at <= incoming.now
         }
-        requests = _requests(state, _due(state, overdue)) if overdue else []
+        requests = _requests(state, _due(state, catalogue, overdue)) if overdue else []
         return reduce(evolve_order, requests, state), requests
     if _already_handled(state, incoming):
         return state, []
@@ -331,7 +378,7 @@ def execute_order(
     if not observed:
         return state, []
     after = reduce(evolve_order, observed, state)
-    requests = _requests(after, _due(after))
+    requests = _requests(after, _due(after, catalogue))
     return reduce(evolve_order, requests, after), [*observed, *requests]
 
 
@@ -349,6 +396,13 @@ def backorder_announcement_due_at(state: OrderFacts, grace: timedelta) -> dateti
     """When the earliest pending backordered message goes out without an ETA; for the scheduler."""
     due = [at for line in state.lines.values() if (at := _announcement_due_at(state, line, grace))]
     return min(due, default=None)
+
+
+def skus_awaiting_announcement(state: OrderFacts) -> list[str]:
+    """The SKUs of the lines whose backordered message waits for an ETA: the announcement pass offers
+    their substitutes."""
+    lines = state.lines.values()
+    return sorted({line.sku for line in lines if _announcement_due_at(state, line, timedelta(0))})
 
 
 def _announcement_due_at(state: OrderFacts, line: LineFacts, grace: timedelta) -> datetime | None:
@@ -478,6 +532,7 @@ def _observe(state: OrderFacts, incoming: Envelope[Any]) -> list[EventPayload]:
                     dropped_backordered=payload.dropped_backordered,
                     reason=payload.reason,
                     source_event_id=str(incoming.event_id),
+                    substitution_id=payload.substitution_id,
                 )
             ]
         case OrderCancelled():
@@ -535,7 +590,11 @@ def _observe(state: OrderFacts, incoming: Envelope[Any]) -> list[EventPayload]:
 # --- per order: the story rules -----------------------------------------------------------------------------
 
 
-def _due(state: OrderFacts, overdue: frozenset[str] | set[str] = frozenset()) -> list[Notification]:
+def _due(
+    state: OrderFacts,
+    catalogue: SubstituteCatalogue = NO_SUBSTITUTES,
+    overdue: frozenset[str] | set[str] = frozenset(),
+) -> list[Notification]:
     """Every message the facts call for now (`_requests` drops those requested before), line by line in
     story order, then the shipments inventory confirmed. `overdue`: lines whose backordered message goes
     out without an ETA."""
@@ -543,7 +602,7 @@ def _due(state: OrderFacts, overdue: frozenset[str] | set[str] = frozenset()) ->
         return []  # inventory overtook OrderPlaced: the messages go out when it arrives
     due: list[Notification] = []
     for line in state.lines.values():
-        due += _due_for_line(state, line, line.line_id in overdue)
+        due += _due_for_line(state, line, catalogue, line.line_id in overdue)
     for shipment in state.shipments_pending.values():
         lines = shipment.confirmed_lines
         if shipment.dispatched is None or lines is None:
@@ -562,12 +621,14 @@ def _due(state: OrderFacts, overdue: frozenset[str] | set[str] = frozenset()) ->
     return due
 
 
-def _due_for_line(state: OrderFacts, line: LineFacts, overdue: bool) -> list[Notification]:
+def _due_for_line(
+    state: OrderFacts, line: LineFacts, catalogue: SubstituteCatalogue, overdue: bool
+) -> list[Notification]:
     due: list[Notification] = []
     if line.disposition == "rejected":
         due.append(_rejected(state, line))
     if _backordered_due(state, line) and (line.eta_known or overdue):
-        due.append(_backordered(state, line))
+        due.append(_backordered(state, line, catalogue))
     elif (
         line.backorder_announced
         and line.waiting > 0
@@ -656,12 +717,13 @@ def _rejected(state: OrderFacts, line: LineFacts) -> Notification:
     return _line_notification(state, line, "", content)
 
 
-def _backordered(state: OrderFacts, line: LineFacts) -> Notification:
+def _backordered(state: OrderFacts, line: LineFacts, catalogue: SubstituteCatalogue) -> Notification:
     contact = state.contact
     assert contact is not None  # callers only announce once the contact is known
     cancel_by = (
         (contact.placed_at + timedelta(days=contact.max_wait_days)).date() if contact.max_wait_days else None
     )
+    substitutes = catalogue.offers(state.order_id, line.line_id, line.sku, line.waiting)
     content = BackorderedContent(
         sku=line.sku,
         ordered=line.ordered,
@@ -670,8 +732,9 @@ def _backordered(state: OrderFacts, line: LineFacts) -> Notification:
         eta=line.eta,
         cancel_by=cancel_by,
         shipping_preference=contact.shipping_preference,
-        options=_backorder_options(state, line),
+        options=[*_backorder_options(state, line), *(["switch_to_substitute"] if substitutes else [])],
         basis=line.basis if line.eta_known else None,
+        substitutes=substitutes,
     )
     return _line_notification(state, line, "", content)
 
@@ -784,11 +847,13 @@ def _line_after(line: LineFacts, event: NotifierLineEvent) -> LineFacts:
         case LineFillObserved():
             return replace(line, filled=line.filled + event.quantity)
         case LineReleaseObserved():
+            units = event.released_reserved + event.dropped_backordered
             return replace(
                 line,
                 released=line.released + event.released_reserved,
                 dropped=line.dropped + event.dropped_backordered,
                 cancel_reason=event.reason or line.cancel_reason,
+                switched=line.switched + (units if event.substitution_id else 0),
             )
         case RefundObserved():
             return replace(line, refunds_pending=(*line.refunds_pending, event))
@@ -871,7 +936,9 @@ ORDER_EVENTS: tuple[type[EventPayload], ...] = (
     StockShipped,
 )
 SKU_EVENTS: tuple[type[EventPayload], ...] = (SkuPolicyChanged, GoodsReceived, StockAdjusted)
-CONSUMED_EVENTS = (*ORDER_EVENTS, *SKU_EVENTS)
+# What the substitutes offered rest on (projections.record_stock), beside StockShort of ORDER_EVENTS.
+STOCK_EVENTS: tuple[type[EventPayload], ...] = (SkuSubstitutesChanged, StockLevelChanged, StockReserved)
+CONSUMED_EVENTS = (*ORDER_EVENTS, *SKU_EVENTS, *STOCK_EVENTS)
 
 
 def order_id_of(payload: EventPayload) -> str | None:

@@ -34,7 +34,22 @@ from backbone.contracts.types import (
 )
 
 CancelReason = Literal["customer_request", "max_wait_exceeded", "shop_request"]
-BackorderOption = Literal["wait", "cancel_backordered", "ship_available_now"]
+BackorderOption = Literal["wait", "cancel_backordered", "ship_available_now", "switch_to_substitute"]
+MAX_SUBSTITUTE_OFFERS = 3  # in one backordered message
+
+
+class SubstituteOffer(BaseModel):
+    """A substitute in stock for the backordered units, and how to switch them to it (the order service's
+    POST .../substitution with this body): recorded in the message, so a replay tells the same."""
+
+    model_config = STRICT
+    sku: Sku
+    available: NonNegativeQuantity = Field(description="Units available when the message was decided")
+    endpoint: Text = Field(
+        description="POST here: <ORDER_API_URL>/orders/{order_id}/lines/{line_id}/substitution"
+    )
+    substitution_id: Identifier = Field(description="The body is {sku, substitution_id}")
+
 
 # --- what a message says, one model per kind; templates render these fields ------------------------------
 
@@ -52,6 +67,11 @@ class BackorderedContent(BaseModel):
     options: list[BackorderOption] = Field(min_length=1)
     basis: EtaBasis | None = Field(
         default=None, description="What the ETA rests on; no_supplier: no date can be promised"
+    )
+    substitutes: list[SubstituteOffer] = Field(
+        default_factory=list,
+        max_length=MAX_SUBSTITUTE_OFFERS,
+        description="Listed substitutes with enough units available, preferred first; [] = none offered",
     )
 
 
@@ -222,6 +242,8 @@ class LineReleaseObserved(NotifierLineEvent):
     dropped_backordered: NonNegativeQuantity
     reason: CancelReason | None
     source_event_id: Identifier
+    # The units left for a substitute (StockReleased.substitution_id): a switch, not a cancellation.
+    substitution_id: Identifier | None = None
 
 
 class RefundObserved(NotifierLineEvent):

@@ -8,6 +8,10 @@ GoodsReceived, StockAdjusted with units added) to its SKU stream; anything else 
 not the notifier's business. The domain takes the envelope itself, since some changes are named by the
 causing event's id and time.
 
+Before deciding, the batch's inventory events update the substitutes and available units the notifier
+keeps (projections.record_stock); a backordered message is then decided with the substitutes in stock
+of the SKUs the batch's order events name (one query per batch, projections.catalogue).
+
 Every NotificationRequested lands in the delivery queue in this same transaction (projections), so a
 notification is queued exactly when its decision commits. Order streams are locked before SKU streams,
 in every writer, so two transactions never wait on each other in a cycle.
@@ -21,6 +25,7 @@ import asyncpg
 from backbone.aggregate import StreamRepository
 from backbone.consumer import Handler
 from backbone.contracts import Envelope
+from backbone.contracts.events import OrderCancelled, OrderPlaced, ShipmentDispatched
 from backbone.decider import Decided, Input, decide_and_append
 from backbone.eventstore import EventStore
 from services.notifier import projections
@@ -65,10 +70,19 @@ def delivery_repository(store: EventStore) -> StreamRepository[DeliveryState]:
     )
 
 
-def make_handler(store: EventStore) -> Handler:
+def skus_named(payload: object) -> list[str]:
+    """The SKUs an order event is about: the backordered messages it may decide are of those lines."""
+    if isinstance(payload, OrderPlaced | OrderCancelled | ShipmentDispatched):
+        return [line.sku for line in payload.lines]
+    sku = getattr(payload, "sku", None)
+    return [sku] if isinstance(sku, str) else []
+
+
+def make_handler(store: EventStore, order_api_url: str = "") -> Handler:
     orders, skus = order_repository(store), sku_repository(store)
 
     async def handle(conn: asyncpg.Connection, envelopes: Sequence[Envelope[Any]]) -> None:
+        await projections.record_stock(conn, envelopes)
         order_inputs = [
             Input(order_stream_id(order_id), e, cause=e)
             for e in envelopes
@@ -79,7 +93,13 @@ def make_handler(store: EventStore) -> Handler:
         ]
         decided: list[Decided[Any]] = []
         if order_inputs:
-            decided += await decide_and_append(conn, orders, order_inputs, execute=execute_order)
+            named = [sku for i in order_inputs for sku in skus_named(i.message.payload)]
+            offers = await projections.catalogue(conn, named, order_api_url)
+
+            def execute(state: OrderFacts, envelope: Envelope[Any]) -> tuple[OrderFacts, list[Any]]:
+                return execute_order(state, envelope, offers)
+
+            decided += await decide_and_append(conn, orders, order_inputs, execute=execute)
         if sku_inputs:
             decided += await decide_and_append(conn, skus, sku_inputs, decide=decide_sku)
         await projections.apply(conn, decided)

@@ -362,6 +362,7 @@ async def announce_overdue(
     grace: timedelta,
     now: datetime,
     limit: int = _BATCH,
+    order_api_url: str = "",
 ) -> tuple[int, int]:
     """One batch of orders whose grace period ran out: (orders looked at, notifications requested).
 
@@ -370,7 +371,7 @@ async def announce_overdue(
     """
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
-            "SELECT order_id FROM backorder_announcement WHERE awaiting_eta_since <= $1"
+            "SELECT order_id, skus FROM backorder_announcement WHERE awaiting_eta_since <= $1"
             " ORDER BY awaiting_eta_since, order_id LIMIT $2",
             now - grace,
             limit,
@@ -383,7 +384,12 @@ async def announce_overdue(
             )
             for r in rows
         ]
-        decided = await decide_and_append(conn, repository, work, execute=execute_order) if work else []
+        offers = await projections.catalogue(conn, [s for r in rows for s in r["skus"]], order_api_url)
+
+        def execute(state: OrderFacts, command: AnnounceOverdueBackorders) -> tuple[OrderFacts, list[Any]]:
+            return execute_order(state, command, offers)
+
+        decided = await decide_and_append(conn, repository, work, execute=execute) if work else []
         await projections.apply(conn, decided)
     return len(rows), sum(len(d.events) for d in decided)
 
@@ -403,7 +409,9 @@ async def announcement_pass(
 
     async def one_round() -> bool:
         for _ in range(_MAX_ROUNDS):
-            seen, requested = await announce_overdue(pool, repository, grace, clock())
+            seen, requested = await announce_overdue(
+                pool, repository, grace, clock(), order_api_url=str(settings.order_api_url)
+            )
             if requested:
                 log.info("overdue backorders announced", orders=seen, notifications=requested)
             if seen < _BATCH or not requested:

@@ -8,12 +8,16 @@
 - `backorder_announcement`, `sku_watch` and `back_in_stock_subscription` are written whole from the new
   state of every order or SKU stream a transaction appended to: the state is folded anyway, and the
   read model cannot drift from it.
+- `sku_substitutes` and `sku_availability` (migrations/006) come from the consumed inventory events
+  themselves (`record_stock`, one row per SKU per batch), not from the log: `rebuild` keeps them. They
+  feed the `SubstituteCatalogue` a backordered message is decided with (`catalogue`).
 
 Everything runs in the caller's transaction, next to the append. `rebuild(conn, store)` truncates the
 tables and re-derives them from the whole log; it must give the same rows.
 """
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +32,10 @@ from backbone.contracts.events import (
     NotificationFailedV1,
     NotificationSent,
     NotificationSentV1,
+    SkuSubstitutesChanged,
+    StockLevelChanged,
+    StockReserved,
+    StockShort,
 )
 from backbone.db import columns
 from backbone.decider import Decided
@@ -35,6 +43,7 @@ from backbone.eventstore import EventStore
 from services.notifier.domain import (
     OrderFacts,
     SkuWatch,
+    SubstituteCatalogue,
     backorder_announcement_due_at,
     evolve_order,
     evolve_sku,
@@ -42,6 +51,7 @@ from services.notifier.domain import (
     initial_sku_watch,
     order_stream_id,
     sku_stream_id,
+    skus_awaiting_announcement,
 )
 from services.notifier.events import DeliveryRetryScheduled, Notification, NotificationRequested
 from services.notifier.messages import email_for
@@ -156,8 +166,9 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
 """
 
 _INSERT_ANNOUNCEMENTS = """
-INSERT INTO backorder_announcement (order_id, awaiting_eta_since)
-SELECT * FROM unnest($1::text[], $2::timestamptz[])
+INSERT INTO backorder_announcement (order_id, awaiting_eta_since, skus)
+SELECT order_id, since, ARRAY(SELECT jsonb_array_elements_text(skus))
+FROM unnest($1::text[], $2::timestamptz[], $3::jsonb[]) AS r(order_id, since, skus)
 """
 
 
@@ -167,9 +178,13 @@ async def write_orders(conn: asyncpg.Connection, orders: Sequence[OrderFacts]) -
     await conn.execute(
         "DELETE FROM backorder_announcement WHERE order_id = ANY($1::text[])", [o.order_id for o in orders]
     )
-    due = [(o.order_id, since) for o in orders if (since := awaiting_eta_since(o)) is not None]
+    due = [
+        (o.order_id, since, json.dumps(skus_awaiting_announcement(o)))
+        for o in orders
+        if (since := awaiting_eta_since(o)) is not None
+    ]
     if due:
-        await conn.execute(_INSERT_ANNOUNCEMENTS, *columns(due, 2))
+        await conn.execute(_INSERT_ANNOUNCEMENTS, *columns(due, 3))
 
 
 async def write_skus(conn: asyncpg.Connection, skus: Sequence[tuple[SkuWatch, int]]) -> None:
@@ -196,6 +211,73 @@ async def apply(conn: asyncpg.Connection, decided: Sequence[Decided[Any]]) -> No
     await write_orders(conn, [d.state for d in decided if isinstance(d.state, OrderFacts)])
     await write_skus(conn, [(d.state, d.version) for d in decided if isinstance(d.state, SkuWatch)])
     await apply_delivery_events(conn, [e for d in decided for e in d.events])
+
+
+# --- substitutes in stock, from the inventory topic ---------------------------------------------------
+
+_UPSERT_SUBSTITUTES = """
+INSERT INTO sku_substitutes (sku, substitutes)
+SELECT sku, ARRAY(SELECT jsonb_array_elements_text(substitutes))
+FROM unnest($1::text[], $2::jsonb[]) AS r(sku, substitutes)
+ON CONFLICT (sku) DO UPDATE SET substitutes = excluded.substitutes
+"""
+
+# `absolute`: the units a StockLevelChanged (or StockShort: none) left available, null if the batch had
+# neither; `taken`: the units reserved after it (or after the stored figure).
+_UPDATE_AVAILABILITY = """
+WITH r AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS r(sku, absolute, taken)),
+updated AS (
+    UPDATE sku_availability a SET available = greatest(0, coalesce(r.absolute, a.available) - r.taken)
+    FROM r WHERE a.sku = r.sku
+    RETURNING a.sku
+)
+INSERT INTO sku_availability (sku, available)
+SELECT sku, greatest(0, coalesce(absolute, 0) - taken) FROM r WHERE sku NOT IN (SELECT sku FROM updated)
+ON CONFLICT (sku) DO NOTHING
+"""
+
+_CATALOGUE = """
+SELECT s.sku, listed.substitute, coalesce(a.available, 0) AS available
+FROM sku_substitutes s
+CROSS JOIN LATERAL unnest(s.substitutes) WITH ORDINALITY AS listed(substitute, preference)
+LEFT JOIN sku_availability a ON a.sku = listed.substitute
+WHERE s.sku = ANY($1::text[])
+ORDER BY s.sku, listed.preference
+"""
+
+
+async def record_stock(conn: asyncpg.Connection, envelopes: Sequence[Envelope[Any]]) -> None:
+    """The SKUs' substitutes and available units after `envelopes` (a SKU's events arrive in order)."""
+    substitutes: dict[str, list[str]] = {}
+    levels: dict[str, tuple[int | None, int]] = {}  # sku -> (absolute, taken since)
+    for envelope in envelopes:
+        match envelope.payload:
+            case SkuSubstitutesChanged(sku=sku, substitutes=listed):
+                substitutes[sku] = listed
+            case StockLevelChanged(sku=sku, available=available):
+                levels[sku] = (available, 0)
+            case StockShort(sku=sku):
+                levels[sku] = (0, 0)  # a shortfall takes every unit that was available
+            case StockReserved(sku=sku, quantity=quantity):
+                absolute, taken = levels.get(sku, (None, 0))
+                levels[sku] = (absolute, taken + quantity)
+    if substitutes:
+        rows = [(sku, json.dumps(listed)) for sku, listed in substitutes.items()]
+        await conn.execute(_UPSERT_SUBSTITUTES, *columns(rows, 2))
+    if levels:
+        rows_levels = [(sku, absolute, taken) for sku, (absolute, taken) in levels.items()]
+        await conn.execute(_UPDATE_AVAILABILITY, *columns(rows_levels, 3))
+
+
+async def catalogue(conn: asyncpg.Connection, skus: Iterable[str], order_api_url: str) -> SubstituteCatalogue:
+    """The substitutes of `skus` with their available units, for the backordered messages (one query)."""
+    wanted = sorted(set(skus))
+    if not wanted:
+        return SubstituteCatalogue(order_api_url=order_api_url)
+    listed: dict[str, list[tuple[str, int]]] = {}
+    for row in await conn.fetch(_CATALOGUE, wanted):
+        listed.setdefault(row["sku"], []).append((row["substitute"], row["available"]))
+    return SubstituteCatalogue(order_api_url=order_api_url, substitutes=listed)
 
 
 # --- rebuild ------------------------------------------------------------------------------------------------

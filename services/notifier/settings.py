@@ -113,6 +113,12 @@ class NotifierSettings(ServiceSettings):
     backorder_eta_grace_seconds: float = Field(default=900.0, ge=0)
     announcement_interval_seconds: float = Field(default=10.0, gt=0, description="How often overdue ones go")
 
+    # The backordered message's switch to a substitute: POST <ORDER_API_URL>/orders/.../substitution
+    order_api_url: HttpUrl = Field(
+        default=HttpUrl("http://127.0.0.1:8001"),
+        description="ORDER_API_URL: the order service's base URL as customers (or the shop) reach it",
+    )
+
     # The delivery workers: one lane per channel, so a dead mail relay does not hold up webhooks.
     delivery_poll_seconds: float = Field(default=1.0, gt=0, description="How often a lane looks for due rows")
     delivery_concurrency: int = Field(default=8, ge=1, le=256, description="Sends in flight per channel")

@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from backbone.auth import Principal, ReadsViews, Role, requires
 from backbone.contracts.events import OrderPlaced
 from backbone.contracts.limits import MAX_EVENT_BYTES
-from backbone.contracts.types import Quantity
+from backbone.contracts.types import Identifier, Money, Quantity
 from backbone.decider import Input
 from backbone.eventstore import ConcurrencyError, EventStore
-from services.order import reports, views
+from services.order import projections, reports, views
 from services.order.domain import (
     CancelBackorderedUnits,
     CancelOrder,
@@ -33,6 +33,7 @@ from services.order.domain import (
     OrderError,
     OrderNotFound,
     PlaceOrder,
+    SubstituteBackorderedUnits,
     order_stream_id,
 )
 from services.order.handlers import Incoming, apply, new_repository
@@ -62,6 +63,25 @@ class CancelBackorderedRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     quantity: Quantity | None = Field(default=None, description="Units to cancel; default: all still waiting")
     reason: RequestReason = "customer_request"
+
+
+class SubstitutionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    sku: Identifier = Field(description="The substitute: one inventory lists for the line's SKU")
+    substitution_id: Identifier | None = Field(
+        default=None,
+        description="Names the switch: the same id again changes nothing (200, the first result). "
+        "Default: derived from the line and the SKU, as in the notifier's backordered message",
+    )
+    unit_price: Money | None = Field(
+        default=None, description="Of the new line; default: the replaced line's (the customer paid it)"
+    )
+
+
+class SubstitutionResult(BaseModel):
+    events: list[str] = Field(description="Types of the events the command appended; [] for a repeat")
+    substitution: views.SubstitutionView
+    order: views.OrderView
 
 
 class CommandResult(BaseModel):
@@ -234,6 +254,44 @@ def make_router(pool: asyncpg.Pool, store: EventStore, default_max_wait_days: in
             order_id, line_id, datetime.now(UTC), quantity=request.quantity, reason=request.reason
         )
         return await run(order_id, command, principal)
+
+    @router.post(
+        "/orders/{order_id}/lines/{line_id}/substitution",
+        response_model=SubstitutionResult,
+        responses={
+            404: {"description": "Unknown order or line"},
+            409: {
+                "description": "Nothing waits on the line (or it is being cancelled), the SKU is the line's "
+                "own or not one of its substitutes, or the substitution_id names another switch"
+            },
+            422: {"description": "The body is not valid"},
+        },
+    )
+    async def substitute(
+        order_id: OrderIdPath, line_id: LineIdPath, body: SubstitutionRequest, principal: ActsForCustomers
+    ) -> SubstitutionResult:
+        """Switch every unit of the line still waiting for stock to a substitute SKU, in one action:
+        publishes OrderLineSubstituted, which gives up those units of the line (allocated units still
+        ship; a fill that reaches the line first is kept) and adds a new line of the substitute with the
+        same units at the line's price. Inventory reserves the new line as it would any line of the
+        order, ranked from the order's placement; whether the substitute is in stock is not checked here:
+        if it ran out meanwhile, the new line simply backorders. Nothing is refunded: the payment moves
+        with the units. Repeated with the same substitution_id: 200, the first switch, no new event."""
+        async with pool.acquire() as conn:
+            substitutes = await projections.substitutes_of_line(conn, order_id, line_id)
+        command = SubstituteBackorderedUnits(
+            order_id,
+            line_id,
+            body.sku,
+            datetime.now(UTC),
+            substitutes=substitutes,
+            substitution_id=body.substitution_id,
+            unit_price=body.unit_price,
+        )
+        result = await run(order_id, command, principal)
+        # Appended by this request or an earlier one with the same id: the order lists it either way.
+        [switched] = [s for s in result.order.substitutions if s.substitution_id == command.named]
+        return SubstitutionResult(events=result.events, substitution=switched, order=result.order)
 
     @router.get("/backorders", response_model=list[views.BackorderView])
     async def backorders(

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from backbone.consumer import Handler
 from backbone.contracts import Topic
+from backbone.contracts.events import SkuSubstitutesChanged
 from backbone.runtime import Service, ServiceContext
 from backbone.settings import ServiceSettings
 from services.order import api, handlers, scheduler
@@ -64,6 +65,6 @@ SERVICE = Service(
     make_handler=make_handler,
     make_routes=make_routes,
     registry=ORDER_REGISTRY,
-    handles=CONSUMED_EVENTS,
+    handles=(*CONSUMED_EVENTS, SkuSubstitutesChanged),  # the latter for projections.record_substitutes
     background=[auto_cancel],
 )

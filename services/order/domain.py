@@ -63,6 +63,17 @@ cancellation's reason (StockReleased.reason, else the pending request's). "Cance
 keeps streams written before this rule (refunds decided at cancellation time, then LineReleased)
 refunded exactly once: their refunds already cover the units inventory confirmed later.
 
+Substitutes: SubstituteBackorderedUnits switches every waiting unit of a line (not already pending a
+cancellation) to a substitute SKU, one listed for the line's SKU (the caller passes the list the order
+service last heard from inventory; whether the substitute is in stock is not checked: a new line for one
+that ran out simply backorders). One OrderLineSubstituted gives up those units of the replaced line
+(pending, like an only_waiting cancellation, until inventory's StockReleased names the substitution)
+and adds a new line (`substitute_for`) of the same units at the replaced line's price. Until inventory
+decided the new line its units count as waiting (they were waiting, and still are), so the order is
+not "accepted" again. Units that leave inventory's books for a substitution (`substituted`: given up by
+the replaced line, or given back by the new line when a fill won the race) are never refunded: the
+customer's payment moves with them. The same substitution_id again decides nothing.
+
 Errors: every refused command raises an `OrderError`; the HTTP layer maps `OrderNotFound`/`LineNotFound`
 to 404, `OrderConflict` to 409 and `InvalidCommand` to 422. A consumed event that contradicts the order
 raises `UnexpectedEvent`, which belongs in the dead-letter topic.
@@ -82,6 +93,8 @@ from backbone.contracts.events import (
     FulfilmentRequested,
     LineQuantity,
     OrderCancelled,
+    OrderLine,
+    OrderLineSubstituted,
     OrderPlaced,
     RefundRequested,
     ShipmentDispatched,
@@ -91,6 +104,7 @@ from backbone.contracts.events import (
     StockReserved,
     StockShipped,
     StockShort,
+    default_substitution_id,
 )
 from backbone.values import replace
 from services.order.events import (
@@ -118,6 +132,8 @@ OrderStatus = Literal[
     "cancelled",
 ]
 CancelReason = Literal["customer_request", "max_wait_exceeded", "shop_request"]
+MAX_LINES = 500  # of an order, substitute lines included: the contract's pick list holds no more
+MAX_ID_LENGTH = 128  # the contract's Identifier
 
 
 # --- errors -----------------------------------------------------------------------------------------------
@@ -151,6 +167,14 @@ class InvalidCommand(OrderError):
     pass
 
 
+class NotASubstitute(OrderConflict):
+    """The SKU is the line's own, or not among the substitutes listed for it."""
+
+
+class SubstitutionConflict(OrderConflict):
+    """The substitution_id names another switch of the order."""
+
+
 class UnexpectedEvent(OrderError):
     """A consumed event contradicts what the order knows (unknown line, other SKU, second decision)."""
 
@@ -182,6 +206,8 @@ class LineState:
     previous_eta: date | None = None
     eta_known: bool = False  # True once procurement answered, even "no purchase order covers it" (None)
     po_id: str | None = None  # the purchase order the ETA comes from
+    substitute_for: str | None = None  # a substitute line: the line whose waiting units it took over
+    substituted: int = 0  # of the cancelled units, those that left for a substitution: never refunded
 
     @property
     def decided(self) -> bool:
@@ -190,8 +216,15 @@ class LineState:
         )
 
     @property
+    def awaiting_decision(self) -> int:
+        """Units of a substitute line inventory has not decided yet: they waited, and wait still."""
+        if self.substitute_for is None or self.ordered == 0:
+            return 0
+        return max(0, self.ordered - self.reserved_at_placement - self.backordered - self.rejected)
+
+    @property
     def waiting(self) -> int:
-        return self.backordered - self.filled - self.dropped_backordered
+        return self.backordered - self.filled - self.dropped_backordered + self.awaiting_decision
 
     @property
     def allocated(self) -> int:
@@ -283,6 +316,8 @@ class OrderState:
     fulfilment_revision: int = 0  # of the last FulfilmentRequested
     pick_list: PickList = field(default_factory=dict)  # as last published (lines with units or shipped)
     shipments: Mapping[str, ShipmentState] = field(default_factory=dict)  # by shipment_id, first known first
+    # By substitution_id: recognises a repeated switch. Bounded: each adds a line, at most MAX_LINES.
+    substitutions: Mapping[str, OrderLineSubstituted] = field(default_factory=dict)
 
     @property
     def placed(self) -> bool:
@@ -369,7 +404,33 @@ class CancelOverdueBackorders:
         _require_aware(self.now)
 
 
-Command = PlaceOrder | CancelBackorderedUnits | CancelOrder | CancelOverdueBackorders
+@dataclass(frozen=True, slots=True)
+class SubstituteBackorderedUnits:
+    """Switch the waiting units of one line to a substitute SKU (a new line); allocated units still ship.
+
+    `substitutes`: those listed for the line's SKU, as the caller knows them (the order service keeps
+    inventory's SkuSubstitutesChanged); `substitution_id` names the switch (default: derived from the
+    line and the SKU); `unit_price` of the new line, default: the replaced line's."""
+
+    order_id: str
+    line_id: str
+    sku: str
+    requested_at: datetime
+    substitutes: tuple[str, ...] = ()
+    substitution_id: str | None = None
+    unit_price: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        _require_aware(self.requested_at)
+
+    @property
+    def named(self) -> str:
+        return self.substitution_id or default_substitution_id(self.line_id, self.sku)
+
+
+Command = (
+    PlaceOrder | CancelBackorderedUnits | CancelOrder | CancelOverdueBackorders | SubstituteBackorderedUnits
+)
 
 
 # --- decide -----------------------------------------------------------------------------------------------
@@ -415,6 +476,8 @@ def _decide(state: OrderState, incoming: Command | EventPayload) -> list[EventPa
             return _cancel_order(_placed(state, incoming.order_id), incoming)
         case CancelOverdueBackorders():
             return _cancel_overdue(_placed(state, incoming.order_id), incoming)
+        case SubstituteBackorderedUnits():
+            return _substitute(_placed(state, incoming.order_id), incoming)
         case OrderPlaced():
             return _record_placement(state, incoming)
         case OrderCancelled():
@@ -471,6 +534,63 @@ def _cancel_backordered(state: OrderState, command: CancelBackorderedUnits) -> l
     return [_cancellation(state, {line.line_id: quantity}, command.reason, command.requested_at, True)]
 
 
+def _substitute(state: OrderState, command: SubstituteBackorderedUnits) -> list[EventPayload]:
+    substitution_id = command.named
+    earlier = state.substitutions.get(substitution_id)
+    if earlier is not None:
+        if (earlier.replaced.line_id, earlier.line.sku) == (command.line_id, command.sku):
+            return []  # the same switch again (a retry, a link clicked twice)
+        raise SubstitutionConflict(
+            f"substitution {substitution_id} of order {state.order_id} switched line "
+            f"{earlier.replaced.line_id} to {earlier.line.sku}, not line {command.line_id} to {command.sku}"
+        )
+    line = _line(state, command.line_id)
+    if command.sku == line.sku:
+        raise NotASubstitute(f"line {line.line_id} is {line.sku} already")
+    if command.sku not in command.substitutes:
+        listed = ", ".join(command.substitutes) or "none"
+        raise NotASubstitute(f"{command.sku} is not a substitute of {line.sku} (listed: {listed})")
+    quantity = line.waiting_not_pending
+    if quantity == 0:
+        pending = (
+            f" ({line.cancellation_pending} already being cancelled or switched)"
+            if line.cancellation_pending
+            else ""
+        )
+        raise NothingToCancel(f"line {line.line_id} of order {state.order_id} has no units waiting{pending}")
+    if len(state.lines) >= MAX_LINES:
+        raise OrderConflict(f"order {state.order_id} has {len(state.lines)} lines, the most an order has")
+    placement = state.placement
+    assert placement is not None  # _placed checked it
+    return [
+        OrderLineSubstituted(
+            order_id=state.order_id,
+            substitution_id=substitution_id,
+            replaced=LineQuantity(line_id=line.line_id, sku=line.sku, quantity=quantity),
+            line=OrderLine(
+                line_id=_substitute_line_id(state, line.line_id),
+                sku=command.sku,
+                quantity=quantity,
+                unit_price=line.unit_price if command.unit_price is None else command.unit_price,
+            ),
+            tier=placement.customer.tier,
+            urgent=placement.urgent,
+            placed_at=placement.placed_at,
+            substituted_at=command.requested_at,
+        )
+    ]
+
+
+def _substitute_line_id(state: OrderState, line_id: str) -> str:
+    """f"{line_id}-s{n}", n = 1, 2, ... the first one free; the line id shortened to fit an Identifier."""
+    for n in range(1, MAX_LINES + 2):
+        suffix = f"-s{n}"
+        candidate = f"{line_id[: MAX_ID_LENGTH - len(suffix)]}{suffix}"
+        if candidate not in state.lines:
+            return candidate
+    raise AssertionError("an order with fewer than MAX_LINES lines has a free substitute line id")
+
+
 def _cancel_order(state: OrderState, command: CancelOrder) -> list[EventPayload]:
     # No waiting for inventory's decision: a line it has not decided yet is cancelled whole, and
     # inventory, which reads the orders topic in order, decides it and then releases what it holds.
@@ -515,7 +635,7 @@ def _refunds(state: OrderState) -> list[EventPayload]:
         return []
     refunds: list[EventPayload] = []
     for line in state.lines.values():
-        quantity = line.cancelled - line.refunded
+        quantity = line.cancelled - line.substituted - line.refunded
         if quantity > 0 and line.unit_price > 0:
             refunds.append(
                 RefundRequested(
@@ -630,7 +750,8 @@ def _record_release(state: OrderState, released: StockReleased) -> list[EventPay
         sku=released.sku,
         released_reserved=released.released_reserved,
         dropped_backordered=released.dropped_backordered,
-        reason=reason,
+        reason=None if released.substitution_id else reason,
+        substitution_id=released.substitution_id,
     )
     return _with_refunds(state, [recorded])
 
@@ -765,6 +886,8 @@ def evolve(state: OrderState, event: EventPayload) -> OrderState:
         case OrderCancelled():
             cancelled = _cancelled(state, event)
             return replace(cancelled, own_cancellations=cancelled.own_cancellations + 1)
+        case OrderLineSubstituted():
+            return _substituted(state, event)
         case ExternalCancellationRecorded(cancellation=cancellation):
             return _cancelled(state, cancellation)
         case ShipmentAnnounced():
@@ -823,6 +946,8 @@ def _line_after(line: LineState, event: OrderLineEvent | RefundRequested) -> Lin
                 pending_cancel_waiting=line.pending_cancel_waiting - dropped_waiting,
                 pending_cancel=max(0, line.pending_cancel - rest),
                 release_reason=event.reason or line.release_reason,
+                substituted=line.substituted
+                + (event.released_reserved + event.dropped_backordered if event.substitution_id else 0),
             )
         case LineShipped():
             return replace(line, shipped=line.shipped + event.quantity)
@@ -882,6 +1007,29 @@ def _opened(state: OrderState, placed: OrderPlaced) -> OrderState:
     return replace(state, placement=placed, lines=lines)
 
 
+def _substituted(state: OrderState, substitution: OrderLineSubstituted) -> OrderState:
+    """The replaced line's units become pending (as an only_waiting cancellation), the new line opens."""
+    lines = dict(state.lines)
+    replaced = lines.get(substitution.replaced.line_id)
+    if replaced is not None:
+        lines[replaced.line_id] = _settled(
+            replace(
+                replaced,
+                pending_cancel_waiting=replaced.pending_cancel_waiting + substitution.replaced.quantity,
+            )
+        )
+    new = substitution.line
+    lines[new.line_id] = LineState(
+        line_id=new.line_id,
+        sku=new.sku,
+        ordered=new.quantity,
+        unit_price=new.unit_price,
+        substitute_for=substitution.replaced.line_id,
+    )
+    substitutions = {**state.substitutions, substitution.substitution_id: substitution}
+    return replace(state, lines=lines, substitutions=substitutions)
+
+
 def _cancelled(state: OrderState, cancellation: OrderCancelled) -> OrderState:
     lines = dict(state.lines)
     for requested in cancellation.lines:
@@ -904,7 +1052,8 @@ def order_status(state: OrderState) -> OrderStatus:
     if state.placement is None:
         raise OrderNotFound(f"order {state.order_id} is unknown")
     lines = state.lines.values()
-    if not all(line.decided for line in lines):
+    # A substitute line inventory has not decided yet counts as waiting (see LineState.awaiting_decision).
+    if not all(line.decided or line.substitute_for is not None for line in lines):
         return "accepted"
     to_ship = sum(max(0, line.to_ship) for line in lines)  # an over-shipped line has nothing to ship
     waiting = sum(line.waiting for line in lines)
@@ -1002,9 +1151,18 @@ CONSUMED_EVENTS: tuple[type[EventPayload], ...] = (
 )
 
 
+ORDER_COMMANDS = (
+    PlaceOrder,
+    CancelBackorderedUnits,
+    CancelOrder,
+    CancelOverdueBackorders,
+    SubstituteBackorderedUnits,
+)
+
+
 def order_id_of(incoming: Command | EventPayload) -> str | None:
     """The order stream an incoming message belongs to; None for messages the order service ignores."""
-    if isinstance(incoming, PlaceOrder | CancelBackorderedUnits | CancelOrder | CancelOverdueBackorders):
+    if isinstance(incoming, ORDER_COMMANDS):
         return incoming.order_id
     if isinstance(incoming, CONSUMED_EVENTS):
         return str(getattr(incoming, "order_id"))  # noqa: B009 -- every consumed event names its order

@@ -4,7 +4,8 @@ The order stream must rebuild the order's state on its own, so every fact the or
 (a reservation, a shortfall, a fill, a release, an ETA, a shipment announced, units shipped) is recorded
 here in the order's terms. These events have no topic: they stay in the service's log and are never
 published. Contract events the order service itself decides (OrderPlaced, OrderCancelled,
-RefundRequested, FulfilmentRequested) go into the same stream and are published by the relay.
+OrderLineSubstituted, RefundRequested, FulfilmentRequested) go into the same stream and are published
+by the relay.
 """
 
 from datetime import date
@@ -109,8 +110,10 @@ class LineReleased(OrderLineEvent):
     released_reserved: NonNegativeQuantity
     dropped_backordered: NonNegativeQuantity
     # The cancellation's reason (StockReleased.reason, else the pending request's); None in streams
-    # written before refunds followed inventory's answer.
+    # written before refunds followed inventory's answer, and for a substitution.
     reason: CancelReason | None = None
+    # Set when the units left for a substitute (StockReleased.substitution_id): they are not refunded.
+    substitution_id: Identifier | None = None
 
 
 class ShipmentAnnounced(EventPayload):

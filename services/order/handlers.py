@@ -9,6 +9,9 @@ A shipment's metadata (ShipmentDispatched) comes from the fulfilment topic, a re
 shipment_id) dropped by the consumer loop's business keys before it gets here; its units (StockShipped,
 per line) from the inventory topic. The domain joins them by shipment_id, in either order.
 
+Inventory's SkuSubstitutesChanged concerns no order: its list is kept in `sku_substitutes`
+(projections.record_substitutes), what a switch to a substitute is checked against.
+
 A consumed event that contradicts the order raises UnexpectedEvent: the batch rolls back, the loop
 re-applies it message by message and dead-letters the one that fails, with the reason.
 """
@@ -106,5 +109,6 @@ def make_handler(store: EventStore) -> Handler:
     async def handle(conn: asyncpg.Connection, envelopes: Sequence[Envelope[Any]]) -> None:
         if inputs := inputs_of(envelopes):
             await apply(conn, repository, inputs)
+        await projections.record_substitutes(conn, envelopes)
 
     return handle

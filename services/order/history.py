@@ -1,7 +1,13 @@
 """One-line, human-readable summaries of the events in an order's stream (for GET /orders/{id})."""
 
 from backbone.contracts import EventPayload
-from backbone.contracts.events import FulfilmentRequested, OrderCancelled, OrderPlaced, RefundRequested
+from backbone.contracts.events import (
+    FulfilmentRequested,
+    OrderCancelled,
+    OrderLineSubstituted,
+    OrderPlaced,
+    RefundRequested,
+)
 from services.order.events import (
     ExternalCancellationRecorded,
     LineBackordered,
@@ -42,6 +48,12 @@ def summarize(event: EventPayload) -> str:
             return _cancellation(event, "")
         case ExternalCancellationRecorded(cancellation=cancellation):
             return _cancellation(cancellation, "by checkout ")
+        case OrderLineSubstituted(replaced=replaced, line=line):
+            return (
+                f"switched {_units(replaced.quantity)} of {replaced.sku} to {line.sku}: line "
+                f"{replaced.line_id} gives them up, new line {line.line_id} at {line.unit_price} each "
+                f"(substitution {event.substitution_id})"
+            )
         case RefundRequested():
             return (
                 f"refund requested for line {event.line_id}: {_units(event.quantity)}, "
@@ -67,6 +79,8 @@ def summarize(event: EventPayload) -> str:
             )
         case LineReleased():
             reason = f" ({event.reason})" if event.reason else ""
+            if event.substitution_id:
+                reason = f" (switched: substitution {event.substitution_id}, not refunded)"
             return (
                 f"line {event.line_id}: inventory released {_units(event.released_reserved)} "
                 f"and dropped {_units(event.dropped_backordered)} from the queue{reason}"

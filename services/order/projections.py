@@ -4,6 +4,8 @@
   touched (the order row, and the lines its new events changed): the state is authoritative (the
   decider needs it anyway) and writing it is one set-based statement per table, so the read model
   cannot drift from it.
+- `sku_substitutes` keeps inventory's SkuSubstitutesChanged (the last list per SKU), for the switch to
+  a substitute; it comes from the consumed events, not the log, so `rebuild` leaves it alone.
 - The times the reports need (when a line was backordered, first promised an ETA, filled) are not part
   of the state; `track` reads them off the new events, folded from the stream's state before them, and
   the upsert merges them with the stored ones: "first" facts keep the stored value, "last" facts take
@@ -11,6 +13,7 @@
   `rebuild(conn)` (the whole log at once, page by page) gives the same rows as the live updates.
 """
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -19,7 +22,13 @@ from typing import Any
 import asyncpg
 
 from backbone.contracts import Envelope, EventPayload
-from backbone.contracts.events import OrderCancelled, OrderPlaced, RefundRequested
+from backbone.contracts.events import (
+    OrderCancelled,
+    OrderLineSubstituted,
+    OrderPlaced,
+    RefundRequested,
+    SkuSubstitutesChanged,
+)
 from backbone.db import columns
 from backbone.eventstore import EventStore
 from backbone.values import replace
@@ -85,6 +94,8 @@ def _lines_changed(event: EventPayload) -> Iterable[str]:
             return [line.line_id for line in event.lines]
         case ExternalCancellationRecorded(cancellation=cancellation):
             return [line.line_id for line in cancellation.lines]
+        case OrderLineSubstituted(replaced=replaced, line=line):
+            return [replaced.line_id, line.line_id]
         case OrderLineEvent() | RefundRequested():
             return [event.line_id]  # LineShipped among them: the units shipped are the line's
     return []  # e.g. FulfilmentRequested or ShipmentAnnounced: it changes no line
@@ -286,6 +297,39 @@ async def update(conn: asyncpg.Connection, changes: Sequence[StreamChange]) -> d
         kept = [(s.order_id, line_id) for s in placed_now for line_id in s.lines]
         await conn.execute(_DELETE_LINES_NOT_ORDERED, [s.order_id for s in placed_now], *columns(kept, 2))
     return states
+
+
+# --- substitutes, as inventory lists them (migrations/005_*.sql) ------------------------------------------
+
+_UPSERT_SUBSTITUTES = """
+INSERT INTO sku_substitutes (sku, substitutes, changed_at)
+SELECT sku, ARRAY(SELECT jsonb_array_elements_text(substitutes)), changed_at
+FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[]) AS r(sku, substitutes, changed_at)
+ON CONFLICT (sku) DO UPDATE SET substitutes = excluded.substitutes, changed_at = excluded.changed_at
+WHERE sku_substitutes.changed_at <= excluded.changed_at
+"""
+
+_SUBSTITUTES_OF_LINE = """
+SELECT s.substitutes FROM order_lines l JOIN sku_substitutes s ON s.sku = l.sku
+WHERE l.order_id = $1 AND l.line_id = $2
+"""
+
+
+async def record_substitutes(conn: asyncpg.Connection, envelopes: Sequence[Envelope[Any]]) -> None:
+    """The lists of the SkuSubstitutesChanged among `envelopes`: one row per SKU, its last list (each
+    replaces the whole list, and a SKU's events arrive in order)."""
+    latest: dict[str, tuple[Any, ...]] = {}
+    for e in envelopes:
+        if isinstance(e.payload, SkuSubstitutesChanged):
+            latest[e.payload.sku] = (e.payload.sku, json.dumps(e.payload.substitutes), e.occurred_at)
+    if latest:
+        await conn.execute(_UPSERT_SUBSTITUTES, *columns(latest.values(), 3))
+
+
+async def substitutes_of_line(conn: asyncpg.Connection, order_id: str, line_id: str) -> tuple[str, ...]:
+    """What inventory lists as substitutes of the line's SKU; () if none (or no such line)."""
+    listed = await conn.fetchval(_SUBSTITUTES_OF_LINE, order_id, line_id)
+    return tuple(listed or ())
 
 
 async def rebuild(conn: asyncpg.Connection, store: EventStore, page_size: int = 1000) -> int:

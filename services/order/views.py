@@ -105,9 +105,21 @@ class LineView(BaseModel):
     rejected: int
     rejection_reason: str | None
     filled: int = Field(description="Backordered units filled later from received or released stock")
-    cancelled: int = Field(description="Units inventory confirmed cancelled: released from stock + dropped")
+    cancelled: int = Field(
+        description="Units inventory confirmed cancelled: released from stock + dropped, not those switched"
+    )
+    substituted: int = Field(
+        description="Units inventory confirmed switched to a substitute line (or, of a substitute line, "
+        "given back because a fill reached the replaced line first); never refunded"
+    )
+    substitute_for: str | None = Field(
+        description="Of a substitute line: the line whose waiting units it took over"
+    )
     cancellation_pending: int = Field(description="Units whose cancellation inventory has not confirmed yet")
-    waiting: int = Field(description="Backordered units still waiting: backordered - filled - dropped")
+    waiting: int = Field(
+        description="Backordered units still waiting: backordered - filled - dropped; of a substitute "
+        "line, also the units inventory has not decided yet"
+    )
     allocated: int = Field(
         description="Units in stock for the line, shipped ones included: reserved + filled - released"
     )
@@ -126,6 +138,17 @@ class LineView(BaseModel):
     backordered_at: datetime | None
     first_eta: date | None = Field(description="The first ETA promised for the line")
     filled_at: datetime | None = Field(description="When the last waiting unit was filled")
+
+
+class SubstitutionView(BaseModel):
+    substitution_id: str
+    replaced_line_id: str
+    replaced_sku: str
+    line_id: str = Field(description="The new line, of the substitute")
+    sku: str
+    quantity: int = Field(description="The waiting units switched")
+    unit_price: Decimal
+    substituted_at: datetime
 
 
 class HistoryEntry(BaseModel):
@@ -161,6 +184,7 @@ class OrderView(BaseModel):
         description="Every shipment known, from the warehouse's announcement or inventory's units, first "
         "known first"
     )
+    substitutions: list[SubstitutionView] = Field(description="Switches to substitutes, first first")
     history: list[HistoryEntry]
 
 
@@ -206,7 +230,9 @@ async def order_view(
                 rejected=line.rejected,
                 rejection_reason=line.rejection_reason,
                 filled=line.filled,
-                cancelled=line.cancelled,
+                cancelled=line.cancelled - line.substituted,
+                substituted=line.substituted,
+                substitute_for=line.substitute_for,
                 cancellation_pending=line.cancellation_pending,
                 waiting=line.waiting,
                 allocated=line.allocated,
@@ -247,6 +273,19 @@ async def order_view(
         shippable_now_units=sum(shippable.values()),
         lines=lines,
         shipments=shipments,
+        substitutions=[
+            SubstitutionView(
+                substitution_id=s.substitution_id,
+                replaced_line_id=s.replaced.line_id,
+                replaced_sku=s.replaced.sku,
+                line_id=s.line.line_id,
+                sku=s.line.sku,
+                quantity=s.line.quantity,
+                unit_price=s.line.unit_price,
+                substituted_at=s.substituted_at,
+            )
+            for s in state.substitutions.values()
+        ],
         history=[
             HistoryEntry(
                 version=s.stream_version,

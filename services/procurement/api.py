@@ -10,26 +10,29 @@ with the reason, and nothing is written.
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, TypeVar
 
 import asyncpg
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from backbone.aggregate import StreamRepository
 from backbone.auth import ReadsViews, Staff, WithoutActor
 from backbone.contracts.types import Currency, Identifier, Money, Quantity
-from backbone.decider import Input
+from backbone.decider import Decided, Input
 from backbone.eventstore import ConcurrencyError, EventStore
 from services.procurement import projections
-from services.procurement.domain import Incoming, ProcurementConflict, SetSupplierTerms
+from services.procurement.domain import Incoming, ProcurementConflict, ProcurementState, SetSupplierTerms
 from services.procurement.events import SupplierRole, SupplierTerms, check_catalogue
 from services.procurement.handlers import Clock, apply, new_repository
 from services.procurement.planning import PurchasePolicy
 from services.procurement.reliability import EtaAccuracy, LatenessHistory
 
 ATTEMPTS = 5
+View = TypeVar("View")
 _ID_PATTERN = r"^\S(?:.*\S)?$"
 SkuPath = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID_PATTERN)]
 PoIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=_ID_PATTERN)]
@@ -294,6 +297,33 @@ def _unprocessable(error: ValidationError) -> HTTPException:
     return HTTPException(422, detail=error.errors(include_url=False, include_context=False))
 
 
+async def run_command(
+    pool: asyncpg.Pool,
+    repository: StreamRepository[ProcurementState],
+    command: Incoming,
+    *,
+    today: date,
+    policy: PurchasePolicy,
+    then: Callable[[asyncpg.Connection], Awaitable[View]],
+) -> tuple[list[Decided[ProcurementState]], View]:
+    """An admin command through the decision path, and `then`'s view of the result in the same
+    transaction; retried on a concurrent append (503 after ATTEMPTS), 409 on a conflict."""
+    inputs: list[Input[Incoming]] = [
+        Input(projections.stream_id(command.sku), command, correlation_id=str(uuid.uuid4()))
+    ]
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                decided = await apply(conn, repository, inputs, today=today, policy=policy)
+                return decided, await then(conn)
+        except ConcurrencyError:
+            if attempt == ATTEMPTS:
+                raise HTTPException(503, detail="the SKU is too busy; try again") from None
+        except ProcurementConflict as e:
+            raise HTTPException(409, detail=str(e)) from None
+    raise AssertionError("unreachable")
+
+
 def make_router(pool: asyncpg.Pool, store: EventStore, policy: PurchasePolicy, clock: Clock) -> APIRouter:
     router = APIRouter(tags=["procurement"])
     repository = new_repository(store)
@@ -307,20 +337,9 @@ def make_router(pool: asyncpg.Pool, store: EventStore, policy: PurchasePolicy, c
             )
         except ValidationError as e:
             raise _unprocessable(e) from None
-        inputs: list[Input[Incoming]] = [
-            Input(projections.stream_id(sku), command, correlation_id=str(uuid.uuid4()))
-        ]
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                async with pool.acquire() as conn, conn.transaction():
-                    decided = await apply(conn, repository, inputs, today=clock(), policy=policy)
-                    view = await catalogue_view(conn, sku)
-                break
-            except ConcurrencyError:
-                if attempt == ATTEMPTS:
-                    raise HTTPException(503, detail="the SKU is too busy; try again") from None
-            except ProcurementConflict as e:
-                raise HTTPException(409, detail=str(e)) from None
+        decided, view = await run_command(
+            pool, repository, command, today=clock(), policy=policy, then=lambda c: catalogue_view(c, sku)
+        )
         if view is None:  # the command always records the catalogue, so this is a bug, not bad input
             raise HTTPException(500, detail=f"the catalogue of {sku!r} was not stored")
         events = [e.event_type for d in decided for e in d.events]

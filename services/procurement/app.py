@@ -1,6 +1,6 @@
 """Wiring of the procurement service: settings, the consumed topics, the handler, the HTTP routes, the
-daily re-plan of overdue purchase orders (scheduler.py) and the startup catch-up of sourcing
-(sourcing.py)."""
+daily re-plan of overdue purchase orders (scheduler.py), the replenishment review (review.py) and the
+startup catch-up of sourcing (sourcing.py)."""
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -14,7 +14,16 @@ from backbone.contracts import Topic
 from backbone.contracts.events import contract_registry
 from backbone.runtime import Service, ServiceContext
 from backbone.settings import ServiceSettings
-from services.procurement import api, handlers, metrics, scheduler, sourcing
+from services.procurement import (
+    api,
+    demand,
+    handlers,
+    metrics,
+    replenishment_api,
+    review,
+    scheduler,
+    sourcing,
+)
 from services.procurement.domain import CONSUMED_EVENTS
 from services.procurement.events import PROCUREMENT_EVENTS
 from services.procurement.handlers import Clock
@@ -63,7 +72,7 @@ class ProcurementSettings(ServiceSettings):
         gt=0,
         le=3600,
         description="OVERDUE_CHECK_INTERVAL_SECONDS: how often the overdue re-plan looks whether a new day"
-        " began (it runs at startup and once per day)",
+        " began (it runs at startup and once per day), and how often the replenishment review runs",
     )
 
     @property
@@ -98,10 +107,22 @@ def build_service(clock: Clock = utc_today) -> Service:
         return handlers.make_handler(ctx.store, policy_of(ctx), clock)
 
     def make_routes(ctx: ServiceContext) -> APIRouter:
-        return api.make_router(ctx.pool, ctx.store, policy_of(ctx), clock)
+        router = api.make_router(ctx.pool, ctx.store, policy_of(ctx), clock)
+        repository = handlers.new_repository(ctx.store)
+        router.include_router(replenishment_api.make_router(ctx.pool, repository, policy_of(ctx), clock))
+        return router
 
     async def replan_overdue(ctx: ServiceContext) -> None:
         await scheduler.run(
+            ctx.pool,
+            handlers.new_repository(ctx.store),
+            clock=clock,
+            policy=policy_of(ctx),
+            check_interval_seconds=check_interval_of(ctx),
+        )
+
+    async def review_replenishment(ctx: ServiceContext) -> None:
+        await review.run(
             ctx.pool,
             handlers.new_repository(ctx.store),
             clock=clock,
@@ -120,8 +141,8 @@ def build_service(clock: Clock = utc_today) -> Service:
         make_handler=make_handler,
         make_routes=make_routes,
         registry=REGISTRY,
-        handles=CONSUMED_EVENTS,
-        background=[replan_overdue, publish_sourcing],
+        handles=(*CONSUMED_EVENTS, *demand.COUNTED_EVENTS),
+        background=[replan_overdue, review_replenishment, publish_sourcing],
         readings=metrics.readings,
     )
 

@@ -33,7 +33,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Self, TypeAlias
 
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, Field, model_validator
 from rpds import HashTrieMap, HashTrieSet
 
 from backbone.contracts.envelope import STRICT, EventPayload
@@ -46,12 +46,15 @@ from backbone.contracts.events import (
     PurchaseOrderCancelled,
     PurchaseOrderIssued,
     ReorderPointReached,
+    ReorderPolicyPlanned,
+    ServiceLevel,
     ShipmentNoticed,
+    SkuPolicyChanged,
     SkuSourcingChanged,
     StockLevelChanged,
     StockReleased,
 )
-from backbone.contracts.types import Identifier, Sku
+from backbone.contracts.types import Identifier, NonNegativeQuantity, Sku
 from backbone.ranked import RankedMap
 from backbone.values import replace
 from services.procurement.eta import ArrivalBatch, LineKey, Supply, line_key
@@ -59,18 +62,24 @@ from services.procurement.events import (
     BackorderLineReduced,
     BackorderQueueRecorded,
     BackorderShortfallRecorded,
+    DemandRecorded,
     PurchaseOrderConfirmed,
     PurchaseOrderOverdue,
     QueueLineChanged,
     ReceiptRecorded,
+    ReorderLevelsRecorded,
+    ReplenishmentMode,
+    ReplenishmentSettingsChanged,
     ReservedStockReleased,
     ShipmentExpected,
     StockLevelRecorded,
     StockPositionRecorded,
+    SupplierDelayNoted,
     SupplierTerms,
     SupplierTermsSet,
     check_catalogue,
 )
+from services.procurement.forecast import DemandEstimate, LeadTimeEstimate, Recommendation
 from services.procurement.planning import (
     DEFAULT_POLICY,
     MAX_PO_QUANTITY,
@@ -86,6 +95,12 @@ from services.procurement.planning import (
 )
 from services.procurement.queue import WaitingQueue, legacy_queue, queue_rank, reduce_line, set_line
 from services.procurement.replan import LineChange, all_lines, lines_to_replan, updates_for
+from services.procurement.replenishment import (
+    DemandDay,
+    ReplenishmentSettings,
+    levels_to_apply,
+    recommendation,
+)
 
 # --- errors ---------------------------------------------------------------------------------------
 
@@ -130,6 +145,39 @@ class PublishSourcing(BaseModel):
     sku: Sku
 
 
+class SetReplenishment(BaseModel):
+    """Admin command: how the SKU's reorder point and safety stock are kept (see ReplenishmentSettings)."""
+
+    model_config = STRICT
+
+    sku: Sku
+    mode: ReplenishmentMode
+    service_level: ServiceLevel
+    actor: Identifier
+    today_units: NonNegativeQuantity = Field(
+        default=0, description="The open day's demand so far (the ledger's): switching to auto applies it too"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SupplierDelay:
+    """A supplier's lateness as its receipts show it (the P80 of days late, at least 3 receipts)."""
+
+    delay_days: int
+    receipts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewReplenishment:
+    """The replenishment review's command (review.py): the SKU's closed demand days not recorded yet
+    (in day order), the units its open day has seen so far, and its suppliers' lateness now."""
+
+    sku: str
+    closed_days: tuple[DemandDay, ...] = ()
+    today_units: int = 0
+    supplier_delays: tuple[tuple[str, SupplierDelay], ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     """The consumed message an input came in (ids only, so the domain stays free of I/O): inventory's
@@ -148,17 +196,22 @@ Incoming: TypeAlias = (
     | GoodsReceived
     | PurchaseOrderAcknowledged
     | ShipmentNoticed
+    | SkuPolicyChanged
     | SetSupplierTerms
+    | SetReplenishment
     | ReplanOverdue
+    | ReviewReplenishment
     | PublishSourcing
 )
 
 # The contract's events procurement consumes (from the inventory and supplier topics). StockShort is not
 # among them: the line's "joined" BackorderQueueChanged that follows it says all procurement needs; nor
 # are reservations, adjustments, counts or shipments: the StockLevelChanged after each says their effect.
-# ReorderPointReached still brings the reorder point and safety stock.
+# ReorderPointReached and SkuPolicyChanged bring the reorder point and safety stock. The demand ledger
+# (projections.record_demand) also reads StockReserved, StockShort and StockReleased, without a stream.
 CONSUMED_EVENTS: tuple[type[EventPayload], ...] = (
     BackorderQueueChanged,
+    SkuPolicyChanged,
     StockLevelChanged,
     ReorderPointReached,
     BackorderFulfilled,
@@ -194,6 +247,7 @@ class PurchaseOrder:
     received: int = 0
     revised_date: date | None = None  # overdue: nothing arrives before it (until the supplier's news)
     cancelled: bool = False
+    issued_on: date | None = None  # expected arrival - the quoted lead time (None: supplier unknown then)
 
     @property
     def acknowledged(self) -> bool:
@@ -209,8 +263,12 @@ class PurchaseOrder:
 
     @property
     def due_date(self) -> date | None:
-        """When its first outstanding units are expected (None when nothing is to come)."""
-        arrivals = self.arrivals()
+        """When its first outstanding units are due by the supplier's dates (None when nothing is to come)."""
+        return self.due_on()
+
+    def due_on(self, delay_days: int = 0) -> date | None:
+        """When its first outstanding units are expected, the supplier's dates `delay_days` later."""
+        arrivals = self.arrivals(delay_days)
         return min(a.expected_date for a in arrivals) if arrivals else None
 
     @property
@@ -222,9 +280,10 @@ class PurchaseOrder:
         """Can still be enlarged by a new revision: the supplier has neither confirmed nor shipped."""
         return self.is_open and not self.acknowledged and not self.shipments and self.received == 0
 
-    def arrivals(self) -> list[ArrivalBatch]:
+    def arrivals(self, delay_days: int = 0) -> list[ArrivalBatch]:
         """Outstanding units by expected day: noticed shipments on their dates, the rest on the
-        supplier's confirmed date (or our estimate before it confirmed); none before a revised date."""
+        supplier's confirmed date (or our estimate before it confirmed) plus `delay_days`, the lateness
+        its record shows (a shipment under way has the carrier's date); none before a revised date."""
         batches, left = [], self.outstanding
         for shipment in sorted(self.shipments, key=lambda s: (s.expected_date, s.asn_id)):
             quantity = min(shipment.quantity, left)
@@ -234,8 +293,12 @@ class PurchaseOrder:
                 )
                 left -= quantity
         if left > 0:
-            due = self._not_before_revision(self.confirmed_date or self.expected_arrival)
-            batches.append(ArrivalBatch(due, self.po_id, left))
+            promised = self.confirmed_date or self.expected_arrival
+            adjusted = promised + timedelta(days=delay_days)
+            due = self._not_before_revision(adjusted)
+            # Named only when the lateness moved it, not an overdue re-plan.
+            moved = promised if delay_days and due == adjusted else None
+            batches.append(ArrivalBatch(due, self.po_id, left, moved))
         return batches
 
     def _not_before_revision(self, expected: date) -> date:
@@ -289,6 +352,12 @@ class ProcurementState:
     raised_by: HashTrieSet[str] = field(default_factory=HashTrieSet)
     # The supplier ids last published (SkuSourcingChanged); None: never, inventory knows no supplier.
     published_sourcing: tuple[str, ...] | None = None
+    # Replenishment (replenishment.py): the settings, the closed days' demand, the lead time each
+    # supplier's receipts show and the lateness of each (all of constant size per supplier).
+    replenishment: ReplenishmentSettings = field(default_factory=ReplenishmentSettings)
+    demand: DemandEstimate | None = None
+    lead_times: HashTrieMap[str, LeadTimeEstimate] = field(default_factory=HashTrieMap)
+    supplier_delays: HashTrieMap[str, int] = field(default_factory=HashTrieMap)
 
     @property
     def sourced(self) -> bool:
@@ -311,9 +380,32 @@ class ProcurementState:
     def purchase_order(self, po_id: str) -> PurchaseOrder | None:
         return self.purchase_orders.get(po_id)
 
+    def delay_of(self, supplier_id: str) -> int:
+        return self.supplier_delays.get(supplier_id, 0)
+
+    def lead_time(self, supplier: SupplierTerms) -> LeadTimeEstimate:
+        """Issue to receipt as the supplier's receipts of this SKU show it, else as it quotes."""
+        learnt = self.lead_times.get(supplier.supplier_id)
+        return learnt if learnt is not None else LeadTimeEstimate.quoted(supplier.lead_time_days)
+
+    def recommendation(
+        self, today: date, policy: PurchasePolicy = DEFAULT_POLICY, today_units: int = 0
+    ) -> Recommendation | None:
+        """The reorder point and safety stock the SKU's demand and the chosen supplier's lead time imply
+        (None without demand seen or a supplier)."""
+        supplier = choose_supplier(self.suppliers, policy, self.supplier_delays)
+        if supplier is None:
+            return None
+        return recommendation(
+            self.demand, self.lead_time(supplier), self.replenishment, today=today, today_units=today_units
+        )
+
     def supply(self, today: date, *, clamp: bool = True) -> Supply:
-        """What serves the queue: free stock today, then the open POs' arrivals (see Supply.of)."""
-        arrivals = [batch for po in self.open_purchase_orders for batch in po.arrivals()]
+        """What serves the queue: free stock today, then the open POs' arrivals (see Supply.of), each
+        supplier's dates moved by its lateness."""
+        arrivals = [
+            batch for po in self.open_purchase_orders for batch in po.arrivals(self.delay_of(po.supplier_id))
+        ]
         return Supply.of(
             arrivals, free_stock=self.stock.free_stock, today=today, sourced=self.sourced, clamp=clamp
         )
@@ -331,6 +423,19 @@ def evolve(state: ProcurementState, event: EventPayload) -> ProcurementState:
     match event:
         case SupplierTermsSet():
             return replace(state, suppliers=tuple(event.suppliers))
+        case ReplenishmentSettingsChanged():
+            settings = ReplenishmentSettings(mode=event.mode, service_level=event.service_level)
+            return replace(state, replenishment=settings)
+        case DemandRecorded():
+            return _demand_recorded(state, event)
+        case SupplierDelayNoted():
+            delays = state.supplier_delays.discard(event.supplier_id)
+            if event.delay_days:
+                delays = delays.insert(event.supplier_id, event.delay_days)
+            return replace(state, supplier_delays=delays)
+        case ReorderPolicyPlanned() | ReorderLevelsRecorded():
+            stock = replace(state.stock, reorder_point=event.reorder_point, safety_stock=event.safety_stock)
+            return replace(state, stock=stock)
         case SkuSourcingChanged():
             return replace(state, published_sourcing=tuple(event.supplier_ids))
         case PurchaseOrderCancelled():
@@ -401,7 +506,9 @@ def evolve(state: ProcurementState, event: EventPayload) -> ProcurementState:
             received = _receipt(state, event)
             if event.po_id is None:
                 return received
-            return _change_po(received, event.po_id, lambda po: po.receive(event.quantity))
+            return _change_po(
+                _lead_time_observed(received, event), event.po_id, lambda po: po.receive(event.quantity)
+            )
         case BackorderEtaUpdated():
             return replace(state, announced_etas=state.announced_etas.insert(line_key(event), event.eta))
         case _:
@@ -437,6 +544,27 @@ def _receipt(state: ProcurementState, event: ReceiptRecorded) -> ProcurementStat
         unreported_receipts=state.unreported_receipts.insert(event.message_id, event.quantity),
         unreported_units=state.unreported_units + event.quantity,
     )
+
+
+def _demand_recorded(state: ProcurementState, event: DemandRecorded) -> ProcurementState:
+    """A closed day enters the estimate; its first day starts the SKU's observation. A day without units
+    ordered (only cancellations) leaves it: Croston counts the zero days in closed form."""
+    if event.demanded == 0:
+        return state
+    demand = state.demand if state.demand is not None else DemandEstimate(started=event.day)
+    return replace(state, demand=demand.observe(event.day, event.demanded))
+
+
+def _lead_time_observed(state: ProcurementState, receipt: ReceiptRecorded) -> ProcurementState:
+    """A PO's first receipt tells how long its supplier took from issue to delivery."""
+    po = state.purchase_order(receipt.po_id or "")
+    if po is None or po.received > 0 or po.issued_on is None or receipt.received_on < po.issued_on:
+        return state
+    learnt = state.lead_times.get(po.supplier_id) or LeadTimeEstimate.quoted(
+        (po.expected_arrival - po.issued_on).days
+    )
+    observed = learnt.observe((receipt.received_on - po.issued_on).days)
+    return replace(state, lead_times=state.lead_times.insert(po.supplier_id, observed))
 
 
 def _receipt_reported(state: ProcurementState, message_id: str | None) -> ProcurementState:
@@ -476,6 +604,7 @@ def _reduce_line(state: ProcurementState, event: BackorderLineReduced) -> Procur
 def _issue(state: ProcurementState, event: PurchaseOrderIssued) -> ProcurementState:
     existing = state.purchase_order(event.po_id)
     if existing is None:
+        terms = next((s for s in state.suppliers if s.supplier_id == event.supplier_id), None)
         po = PurchaseOrder(
             po_id=event.po_id,
             sequence=len(state.purchase_orders) + 1,
@@ -485,6 +614,7 @@ def _issue(state: ProcurementState, event: PurchaseOrderIssued) -> ProcurementSt
             unit_cost=event.unit_cost,
             currency=event.currency,
             expected_arrival=event.expected_arrival,
+            issued_on=None if terms is None else event.expected_arrival - timedelta(terms.lead_time_days),
         )
         return _with_po(state, po)
     return _change_po(
@@ -554,6 +684,8 @@ def decide_and_fold(
         )
     facts = _facts(state, incoming, today, origin)
     informed = fold(state, facts)
+    plan = _reorder_plan(informed, incoming, today, policy)
+    informed, facts = fold(informed, plan), [*facts, *plan]
     overdue = _overdue(informed, today, policy)
     if not facts and not overdue:
         return state, []
@@ -578,6 +710,31 @@ def _facts(
             return [terms_set, *_sourcing_news(state, incoming.suppliers)]
         case PublishSourcing():
             return _sourcing_news(state, state.suppliers)
+        case SetReplenishment():
+            settings = ReplenishmentSettings(mode=incoming.mode, service_level=incoming.service_level)
+            if settings == state.replenishment:
+                return []
+            return [
+                ReplenishmentSettingsChanged(
+                    sku=sku, mode=incoming.mode, service_level=incoming.service_level, actor=incoming.actor
+                )
+            ]
+        case ReviewReplenishment():
+            return _review_facts(state, incoming)
+        case SkuPolicyChanged():
+            levels = (incoming.reorder_point, incoming.safety_stock)
+            # Auto mode's own plan: the state took it when planning (and a later one may be on its way).
+            known = (state.stock.reorder_point, state.stock.safety_stock)
+            if incoming.actor == AUTO_ACTOR or levels == known:
+                return []
+            return [
+                ReorderLevelsRecorded(
+                    sku=sku,
+                    reorder_point=incoming.reorder_point,
+                    safety_stock=incoming.safety_stock,
+                    actor=incoming.actor,
+                )
+            ]
         case StockLevelChanged():
             return _stock_level_fact(state, incoming, origin)
         case ReplanOverdue():
@@ -672,6 +829,69 @@ def _facts(
             raise TypeError(f"procurement does not handle {type(incoming).__name__}")
 
 
+AUTO_ACTOR = "procurement:auto"  # inventory records auto mode's levels under this actor
+
+
+def _review_facts(state: ProcurementState, review: ReviewReplenishment) -> list[EventPayload]:
+    """The closed days not recorded yet (a day already in the estimate is not recorded twice: the review
+    may be retried) and each supplier's lateness where it changed."""
+    last = state.demand.last_day if state.demand is not None else None
+    facts: list[EventPayload] = [
+        DemandRecorded(
+            sku=state.sku,
+            day=d.day,
+            demanded=d.demanded,
+            backordered=d.backordered,
+            rejected=d.rejected,
+            cancelled=d.cancelled,
+        )
+        for d in review.closed_days
+        if last is None or d.day > last
+    ]
+    known = {s.supplier_id for s in state.suppliers}
+    facts.extend(
+        SupplierDelayNoted(
+            sku=state.sku, supplier_id=supplier_id, delay_days=delay.delay_days, receipts=delay.receipts
+        )
+        for supplier_id, delay in review.supplier_delays
+        if supplier_id in known and delay.delay_days != state.delay_of(supplier_id)
+    )
+    return facts
+
+
+def _reorder_plan(
+    state: ProcurementState, incoming: Incoming, today: date, policy: PurchasePolicy
+) -> list[EventPayload]:
+    """Auto mode's new levels, decided when the settings change or the review runs: published for
+    inventory to apply, and taken by procurement's own plan at once (so it buys before the shortfall)."""
+    if not isinstance(incoming, ReviewReplenishment | SetReplenishment):
+        return []
+    # A review within the day only raises the levels; staff switching to auto take the plan as it is.
+    intraday = isinstance(incoming, ReviewReplenishment) and incoming.today_units > 0
+    recommended = state.recommendation(today, policy, incoming.today_units)
+    current = (state.stock.reorder_point, state.stock.safety_stock)
+    levels = levels_to_apply(recommended, current, settings=state.replenishment, intraday=intraday)
+    if levels is None or recommended is None:
+        return []
+    return [
+        ReorderPolicyPlanned(
+            sku=state.sku,
+            reorder_point=levels[0],
+            safety_stock=levels[1],
+            service_level=state.replenishment.service_level,
+            demand_per_day=_decimal(recommended.demand_per_day, 4),
+            demand_sigma_per_day=_decimal(recommended.demand_sigma_per_day, 4),
+            lead_time_days=_decimal(recommended.lead_time_days, 2),
+            lead_time_sigma_days=_decimal(recommended.lead_time_sigma_days, 2),
+            planned_on=today,
+        )
+    ]
+
+
+def _decimal(value: float, places: int) -> Decimal:
+    return Decimal(str(round(value, places)))
+
+
 def _supplier_ids(suppliers: Sequence[SupplierTerms]) -> list[str]:
     """The catalogue's suppliers, primary first (as published in SkuSourcingChanged)."""
     return [s.supplier_id for s in sorted(suppliers, key=lambda s: s.role != "primary")]
@@ -723,7 +943,7 @@ def _overdue(state: ProcurementState, today: date, policy: PurchasePolicy) -> li
     return [
         PurchaseOrderOverdue(sku=state.sku, po_id=po.po_id, was_due=due, revised_date=revised)
         for po in state.open_purchase_orders
-        if (due := po.due_date) is not None and due < today
+        if (due := po.due_on(state.delay_of(po.supplier_id))) is not None and due < today
     ]
 
 
@@ -840,7 +1060,7 @@ def _purchases(state: ProcurementState, today: date, policy: PurchasePolicy) -> 
     maximum quantity): then further POs are issued, as few as hold it (the waiting units and the
     target level are each within that maximum, so a handful at most)."""
     need = open_need(state)
-    supplier = choose_supplier(state.suppliers, policy)
+    supplier = choose_supplier(state.suppliers, policy, state.supplier_delays)
     if need == 0 or supplier is None:
         return []
     arrival = today + timedelta(days=supplier.lead_time_days)
@@ -952,6 +1172,12 @@ def replan_trigger(incoming: Incoming) -> str:
             return "stock level updated"
         case PublishSourcing():
             return "supplier catalogue published"
+        case SetReplenishment():
+            return "replenishment settings changed"
+        case ReviewReplenishment():
+            return "replenishment review"
+        case SkuPolicyChanged():
+            return "reorder point changed"
         case BackorderQueueChanged():
             return "new backorder" if incoming.change == "joined" else "backorder queue changed"
         case BackorderFulfilled():

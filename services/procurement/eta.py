@@ -46,6 +46,7 @@ class ArrivalBatch:
     expected_date: date
     po_id: str
     quantity: int
+    supplier_date: date | None = None  # the supplier's own date, when its lateness moved it to expected_date
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,12 +171,11 @@ def _line_eta(quantity: int, missing: int, completing: ArrivalBatch | None, sour
         return LineEta(
             completing.expected_date, None, "covered by stock on hand", from_stock=True, basis="stock_on_hand"
         )
-    return LineEta(
-        completing.expected_date,
-        completing.po_id,
-        f"expected with purchase order {completing.po_id} on {completing.expected_date.isoformat()}",
-        basis="purchase_order",
-    )
+    reason = f"expected with purchase order {completing.po_id} on {completing.expected_date.isoformat()}"
+    if completing.supplier_date is not None:
+        late, said = (completing.expected_date - completing.supplier_date).days, completing.supplier_date
+        reason += f" (supplier's date {said.isoformat()} + {late} days: its usual lateness)"
+    return LineEta(completing.expected_date, completing.po_id, reason, basis="purchase_order")
 
 
 def eta_update(

@@ -14,7 +14,7 @@ from typing import Literal, Self
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from backbone.contracts.envelope import STRICT, EventPayload
-from backbone.contracts.events import BackorderQueueEntry, PriorityScore, QueueChange
+from backbone.contracts.events import BackorderQueueEntry, PriorityScore, QueueChange, ServiceLevel
 from backbone.contracts.types import (
     Currency,
     Identifier,
@@ -25,6 +25,7 @@ from backbone.contracts.types import (
 )
 
 SupplierRole = Literal["primary", "alternate"]
+ReplenishmentMode = Literal["manual", "suggest", "auto"]
 
 
 class SupplierTerms(BaseModel):
@@ -244,6 +245,65 @@ class ReceiptRecorded(EventPayload):
     )
 
 
+class ReplenishmentSettingsChanged(EventPayload):
+    """Staff set how the SKU's reorder point and safety stock are kept (audited): `manual` (typed in
+    inventory), `suggest` (procurement recommends, staff decide) or `auto` (procurement applies its plan)."""
+
+    event_type = "ReplenishmentSettingsChanged"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    mode: ReplenishmentMode
+    service_level: ServiceLevel
+    actor: Identifier
+
+
+class DemandRecorded(EventPayload):
+    """A closed day's demand of the SKU, from inventory's reservations and shortfalls that day (UTC):
+    `demanded` units ordered, of which `backordered` waited and `rejected` were refused; `cancelled`
+    waiting units were given up that day. Recorded once per day, in day order."""
+
+    event_type = "DemandRecorded"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    day: date
+    demanded: NonNegativeQuantity
+    backordered: NonNegativeQuantity = 0
+    rejected: NonNegativeQuantity = 0
+    cancelled: NonNegativeQuantity = 0
+
+
+class SupplierDelayNoted(EventPayload):
+    """How many days the supplier's receipts come after its dates (its P80 lateness over all SKUs, at
+    least 3 receipts; 0 when on time or too few): the SKU's ETAs from it are that much later."""
+
+    event_type = "SupplierDelayNoted"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    supplier_id: Identifier
+    delay_days: int = Field(ge=0, le=120)
+    receipts: NonNegativeQuantity = Field(description="Receipts the percentile was taken over")
+
+
+class ReorderLevelsRecorded(EventPayload):
+    """Inventory's reorder point and safety stock changed by someone else than procurement's auto mode
+    (its SkuPolicyChanged): procurement buys towards them."""
+
+    event_type = "ReorderLevelsRecorded"
+    topic = None
+    key_field = "sku"
+
+    sku: Sku
+    reorder_point: NonNegativeQuantity
+    safety_stock: NonNegativeQuantity
+    actor: Identifier
+
+
 PROCUREMENT_EVENTS: tuple[type[EventPayload], ...] = (
     SupplierTermsSet,
     StockPositionRecorded,
@@ -257,4 +317,8 @@ PROCUREMENT_EVENTS: tuple[type[EventPayload], ...] = (
     PurchaseOrderConfirmed,
     ShipmentExpected,
     ReceiptRecorded,
+    ReplenishmentSettingsChanged,
+    DemandRecorded,
+    SupplierDelayNoted,
+    ReorderLevelsRecorded,
 )

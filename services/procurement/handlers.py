@@ -1,5 +1,6 @@
 """Consumed events and admin commands -> the SKU's procurement stream -> read models, in one transaction.
 
+Every batch first adds its reservations, shortfalls and releases to the demand ledger (demand.py).
 Every input names its SKU, and each SKU is one stream (`sku:<sku>`): `decide_and_append` locks the
 touched streams, decides each input on the state its predecessors left, appends everything at once,
 and the read models are then written from the resulting states. Inputs that are none of procurement's
@@ -22,7 +23,7 @@ from backbone.contracts import Envelope, EventPayload
 from backbone.decider import Decided, Input, decide_and_append
 from backbone.eventstore import EventStore
 from backbone.ranked import RankedMap
-from services.procurement import domain, eta, events, projections, queue
+from services.procurement import demand, domain, eta, events, forecast, projections, queue, replenishment
 from services.procurement.domain import (
     CONSUMED_EVENTS,
     Incoming,
@@ -38,7 +39,7 @@ Clock = Callable[[], date]  # the day a decision is made on (purchase dates and 
 
 
 # The code that holds and folds a SKU's state: a change to any of it makes older snapshots stale.
-STATE_SHAPE = code_shape(domain, queue, eta, events, RankedMap)
+STATE_SHAPE = code_shape(domain, queue, eta, events, forecast, replenishment, RankedMap)
 
 
 def new_repository(store: EventStore) -> StreamRepository[ProcurementState]:
@@ -81,6 +82,7 @@ def make_handler(store: EventStore, policy: PurchasePolicy, clock: Clock) -> Han
     repository = new_repository(store)
 
     async def handle(conn: asyncpg.Connection, envelopes: Sequence[Envelope[Any]]) -> None:
+        await demand.record(conn, envelopes)
         inputs: list[Input[Incoming | Envelope[Any]]] = [
             Input(projections.stream_id(e.payload.sku), e, cause=e)
             for e in envelopes

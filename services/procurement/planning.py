@@ -1,7 +1,7 @@
 """Purchase planning: how many units to buy, rounded to what a supplier sells, and from which supplier."""
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -100,29 +100,38 @@ def revised_arrival(due: date, fresh_arrival: date, policy: PurchasePolicy = DEF
 
 
 def choose_supplier(
-    suppliers: Sequence[SupplierTerms], policy: PurchasePolicy = DEFAULT_POLICY
+    suppliers: Sequence[SupplierTerms],
+    policy: PurchasePolicy = DEFAULT_POLICY,
+    delays: Mapping[str, int] | None = None,
 ) -> SupplierTerms | None:
     """The primary, unless an alternate arrives sooner by more than the policy's days at an acceptable
     cost; then the soonest such alternate (cheapest on a tie). None without a catalogue.
 
+    Arrival is the quoted lead time plus the supplier's usual lateness (`delays`, days by supplier id:
+    the P80 of its receipts), so a primary that is habitually late loses to a punctual alternate.
     Costs in another currency than the primary's cannot be compared without exchange rates, so such
     alternates never qualify.
     """
     primary = next((s for s in suppliers if s.role == "primary"), None)
     if primary is None:
         return None
+    late = delays or {}
+
+    def days(terms: SupplierTerms) -> int:
+        return terms.lead_time_days + late.get(terms.supplier_id, 0)
+
     cost_ceiling = primary.unit_cost * (1 + policy.alternate_max_cost_premium)
     qualifying = [
         s
         for s in suppliers
         if s.role == "alternate"
         and s.currency == primary.currency
-        and primary.lead_time_days - s.lead_time_days > policy.alternate_min_days_sooner
+        and days(primary) - days(s) > policy.alternate_min_days_sooner
         and s.unit_cost <= cost_ceiling
     ]
     if not qualifying:
         return primary
-    return min(qualifying, key=lambda s: (s.lead_time_days, s.unit_cost, s.supplier_id))
+    return min(qualifying, key=lambda s: (days(s), s.unit_cost, s.supplier_id))
 
 
 _MAX_IDENTIFIER = 128

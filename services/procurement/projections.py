@@ -21,7 +21,12 @@ from typing import Any
 import asyncpg
 
 from backbone.contracts import Envelope
-from backbone.contracts.events import BackorderEtaUpdated, PurchaseOrderCancelled, PurchaseOrderIssued
+from backbone.contracts.events import (
+    BackorderEtaUpdated,
+    PurchaseOrderCancelled,
+    PurchaseOrderIssued,
+    ReorderPolicyPlanned,
+)
 from backbone.db import columns
 from backbone.decider import Decided
 from backbone.eventstore import EventStore
@@ -30,10 +35,13 @@ from services.procurement.eta import LineKey, line_key
 from services.procurement.events import (
     BackorderLineReduced,
     BackorderQueueRecorded,
+    DemandRecorded,
     PurchaseOrderConfirmed,
     PurchaseOrderOverdue,
     QueueLineChanged,
     ReceiptRecorded,
+    ReorderLevelsRecorded,
+    ReplenishmentSettingsChanged,
     ShipmentExpected,
     SupplierTermsSet,
 )
@@ -76,6 +84,7 @@ class Details:
     announcements: dict[LineKey, Announcement] = field(default_factory=dict)
     lines: set[LineKey] = field(default_factory=set)  # waiting lines whose units, rank or ETA changed
     receipts: list[ReceiptRecorded] = field(default_factory=list)  # against a PO: supplier reliability
+    replenishment: bool = False  # its settings, demand or levels changed
     whole_queue: bool = False  # a legacy snapshot replaced the queue (or a rebuild): write all its lines
 
     def add(self, envelope: Envelope[Any]) -> None:
@@ -104,6 +113,13 @@ class Details:
                 self.lines.add(line_key(e))
             case BackorderQueueRecorded():
                 self.whole_queue = True
+            case (
+                ReplenishmentSettingsChanged()
+                | DemandRecorded()
+                | ReorderPolicyPlanned()
+                | ReorderLevelsRecorded()
+            ):
+                self.replenishment = True
             case _:
                 pass
 
@@ -390,6 +406,42 @@ ON CONFLICT (supplier_id) DO UPDATE SET
 """
 
 
+_UPSERT_REPLENISHMENT = """
+INSERT INTO procurement_replenishment (sku, mode, service_level, demand_days, last_demand_day, demand_per_day,
+                                       fast_rate, slow_rate, rising, reorder_point, safety_stock, updated_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::int[], $5::date[], $6::float8[],
+                     $7::float8[], $8::float8[], $9::bool[], $10::bigint[], $11::bigint[], $12::timestamptz[])
+ON CONFLICT (sku) DO UPDATE SET
+    mode = excluded.mode, service_level = excluded.service_level, demand_days = excluded.demand_days,
+    last_demand_day = excluded.last_demand_day, demand_per_day = excluded.demand_per_day,
+    fast_rate = excluded.fast_rate, slow_rate = excluded.slow_rate, rising = excluded.rising,
+    reorder_point = excluded.reorder_point, safety_stock = excluded.safety_stock,
+    updated_at = excluded.updated_at
+"""
+
+
+def _replenishment_row(change: SkuChange) -> tuple[Any, ...]:
+    """The SKU's mode and its demand as of its last recorded day (rising: demand_signals.py)."""
+    state, demand = change.state, change.state.demand
+    day = demand.last_day if demand is not None else None
+    fast = demand.fast_rate(day) if demand is not None and day is not None else 0.0
+    slow = demand.slow_rate(day) if demand is not None and day is not None else 0.0
+    return (
+        state.sku,
+        state.replenishment.mode,
+        state.replenishment.service_level,
+        demand.days_with_demand if demand is not None else 0,
+        day,
+        demand.rate_per_day if demand is not None else 0.0,
+        fast,
+        slow,
+        demand is not None and day is not None and demand.rising(day),
+        state.stock.reorder_point,
+        state.stock.safety_stock,
+        _last_event_at(change),
+    )
+
+
 async def update(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None:
     """Write the read models of the given SKUs (in the caller's transaction)."""
     if not changes:
@@ -443,6 +495,10 @@ async def update(conn: asyncpg.Connection, changes: Sequence[SkuChange]) -> None
 
     await _count_deliveries(conn, [d for c in changes for d in _deliveries(c)], _last_event_at(changes[-1]))
 
+    replenished = [_replenishment_row(c) for c in changes if c.details.replenishment]
+    if replenished:
+        await conn.execute(_UPSERT_REPLENISHMENT, *columns(replenished, 12))
+
     await _write_lines(conn, changes)
 
 
@@ -450,11 +506,12 @@ async def rebuild(conn: asyncpg.Connection, store: EventStore, page_size: int = 
     """Truncate the read models and re-derive them from the whole log; returns the SKUs rebuilt.
 
     Run it in a transaction: TRUNCATE locks the tables first, so a live writer waits and then writes
-    its (newer) state over the rebuilt one.
+    its (newer) state over the rebuilt one. The demand ledger (demand.py) stays: it counts consumed
+    messages, not this log.
     """
     await conn.execute(
         "TRUNCATE procurement_skus, supplier_catalogues, supplier_terms, purchase_orders, line_etas,"
-        " supplier_lateness, supplier_eta_accuracy"
+        " supplier_lateness, supplier_eta_accuracy, procurement_replenishment"
     )
     states: dict[str, ProcurementState] = {}
     versions: dict[str, int] = {}

@@ -93,23 +93,36 @@ class LatenessHistory:
         raise AssertionError("unreachable: rank <= count")  # pragma: no cover
 
 
-def adjusted_date(
-    confirmed: date, history: LatenessHistory, percentile: float = 80, min_observations: int = 3
-) -> date:
-    """The date to promise for a supplier's `confirmed` date: later by the P-th percentile of how late
-    its receipts came, once at least `min_observations` receipts are known (fewer say nothing about the
-    supplier: the confirmed date stands).
+ETA_PERCENTILE = 80  # the percentile of a supplier's lateness that an ETA adds to its dates
+MIN_RECEIPTS = 3  # fewer receipts say nothing about a supplier
 
-    Never earlier than the confirmed date: a supplier that is usually early has still only committed to
-    its own date, and a promise to a customer earlier than that is not one we can stand behind.
+
+def adjusted_delay(
+    history: LatenessHistory, percentile: float = ETA_PERCENTILE, min_observations: int = MIN_RECEIPTS
+) -> int:
+    """Days to add to the supplier's dates: the P-th percentile of how late its receipts came, once at
+    least `min_observations` receipts are known (fewer say nothing about the supplier: 0).
+
+    Never negative: a supplier that is usually early has still only committed to its own date, and a
+    promise to a customer earlier than that is not one we can stand behind.
     """
-    check_date("confirmed", confirmed)
     _check_percentile(percentile)
     check_int("min_observations", min_observations, minimum=0)
     if history.count < min_observations or history.count == 0:
-        return confirmed
+        return 0
+    return max(0, history.percentile(percentile))
+
+
+def adjusted_date(
+    confirmed: date,
+    history: LatenessHistory,
+    percentile: float = ETA_PERCENTILE,
+    min_observations: int = MIN_RECEIPTS,
+) -> date:
+    """The date to promise for a supplier's `confirmed` date: later by `adjusted_delay`."""
+    check_date("confirmed", confirmed)
     try:
-        return confirmed + timedelta(days=max(0, history.percentile(percentile)))
+        return confirmed + timedelta(days=adjusted_delay(history, percentile, min_observations))
     except OverflowError:
         raise ValueError(f"{confirmed} adjusted by the supplier's lateness is past the last date") from None
 

@@ -21,6 +21,8 @@ async def e2e_fleet(servers: Servers, mail: MailSink, kind: str, **notifier_env:
             **notifier_env,
         },
         "order": {"AUTO_CANCEL_INTERVAL_SECONDS": "0.5"},
+        # The replenishment review (and the overdue check) every half second: auto mode reacts at once.
+        "procurement": {"OVERDUE_CHECK_INTERVAL_SECONDS": "0.5"},
     }
     log_dir = state_dir() / "test-logs" / run
     async with running_fleet(

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 
 from backbone.auth import ALL_ROLES, Role, mint_token
 from backbone.contracts import new_envelope
+from backbone.contracts.events import SkuSubstitutesChanged
 from backbone.settings import ServiceSettings
 from backbone.testing.fixtures import publish, unique_name
 from backbone.testing.service import bearer, secret_of, service_settings, serving, token_for
@@ -198,6 +199,19 @@ async def test_order_service_roles(
             await order.order_when(http, f"R{n}", lambda v: v["waiting_units"] == 2, "2 units waiting")
 
         await place(0)
+        # Inventory lists a substitute of the SKU (the order service keeps the list from its topic).
+        substitute = unique_name("LAMP-ALT")
+        listed = SkuSubstitutesChanged(sku=sku, substitutes=[substitute], actor="staff-1")
+        await publish(producer, f"{topic_prefix}inventory", [new_envelope(listed)])
+
+        async def substitutes_known() -> bool:
+            conn = await asyncpg.connect(database_url)
+            try:
+                return bool(await conn.fetchval("SELECT 1 FROM sku_substitutes WHERE sku = $1", sku))
+            finally:
+                await conn.close()
+
+        await eventually(substitutes_known, what="the order service to know the substitutes")
         routes = [
             Route("POST /orders", "/orders", frozenset({CHECKOUT}), 202, json=lambda n: placed(f"P{n}")),
             Route("GET /orders/{order_id}", "/orders/R0", VIEWS | {CHECKOUT}),
@@ -208,6 +222,13 @@ async def test_order_service_roles(
                 "POST /orders/{order_id}/lines/{line_id}/cancel-backordered",
                 "/orders/R{n}/lines/1/cancel-backordered",
                 frozenset({SUPPORT}),
+                prepare=place_and_backorder,
+            ),
+            Route(
+                "POST /orders/{order_id}/lines/{line_id}/substitution",
+                "/orders/R{n}/lines/1/substitution",
+                frozenset({SUPPORT}),
+                json=lambda n: {"sku": substitute},
                 prepare=place_and_backorder,
             ),
             Route("GET /backorders", "/backorders", VIEWS),
@@ -270,6 +291,13 @@ async def test_inventory_service_roles(database_url: str, kafka_bootstrap: str, 
                 json=lambda n: {"count_id": f"c{n}", "counted": 12, "reason": "cycle count"},
             ),
             Route("GET /skus/{sku}/allocations", f"/skus/{sku}/allocations", VIEWS),
+            Route(
+                "PUT /skus/{sku}/substitutes",
+                f"/skus/{sku}/substitutes",
+                staff_only,
+                json=lambda n: {"substitutes": [f"ALT-{n}"]},
+            ),
+            Route("GET /skus/{sku}/substitutes", f"/skus/{sku}/substitutes", VIEWS),
             *PARKED_EVENTS,
         ]
         await check_boundaries(http, config, routes)
@@ -293,6 +321,11 @@ async def test_inventory_service_roles(database_url: str, kafka_bootstrap: str, 
             refused = await http.post(path, json=named, headers=ann)
             assert refused.status_code == 422 and "actor comes from the bearer token" in refused.text, path
         refused = await http.put(f"/skus/{sku}/policy", json={**policy, "actor": "bob"}, headers=ann)
+        assert refused.status_code == 422 and "actor comes from the bearer token" in refused.text
+        listed = {"substitutes": ["ALT-ann"]}
+        assert (await http.put(f"/skus/{sku}/substitutes", json=listed, headers=ann)).status_code == 200
+        assert (await payload_of(database_url, "SkuSubstitutesChanged"))["actor"] == "ann"
+        refused = await http.put(f"/skus/{sku}/substitutes", json={**listed, "actor": "bob"}, headers=ann)
         assert refused.status_code == 422 and "actor comes from the bearer token" in refused.text
 
 
@@ -330,6 +363,14 @@ async def test_procurement_service_roles(
             Route("GET /etas", "/etas?order_id=o1", VIEWS),
             Route("GET /reports/unsourced", "/reports/unsourced", VIEWS),
             Route("GET /reports/suppliers", "/reports/suppliers", VIEWS),
+            Route(
+                "PUT /skus/{sku}/replenishment",
+                f"/skus/{unique_name('OTHER')}/replenishment",
+                staff_only,
+                json=lambda n: {"mode": "suggest"},
+            ),
+            Route("GET /skus/{sku}/replenishment", f"/skus/{sku}/replenishment", VIEWS),
+            Route("GET /reports/demand-signals", "/reports/demand-signals", VIEWS),
             *PARKED_EVENTS,
         ]
         await check_boundaries(http, config, routes)
@@ -340,6 +381,9 @@ async def test_procurement_service_roles(
         changed = await http.put(f"/skus/{sku}/suppliers", json=terms, headers=buyer)
         assert changed.status_code == 200 and changed.json()["actor"] == "buyer-7", changed.text
         assert (await http.get(f"/skus/{sku}/suppliers")).json()["actor"] == "buyer-7"
+        naming = {"mode": "suggest", "actor": "x"}
+        mode = await http.put(f"/skus/{sku}/replenishment", json=naming, headers=buyer)
+        assert mode.status_code == 422, mode.text
         assert (await payload_of(database_url, "SupplierTermsSet"))["actor"] == "buyer-7"
         refused = await http.put(f"/skus/{sku}/suppliers", json={**terms, "actor": "x"}, headers=buyer)
         assert refused.status_code == 422 and "actor comes from the bearer token" in refused.text

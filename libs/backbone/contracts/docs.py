@@ -18,7 +18,7 @@ from backbone.contracts.topics import dead_letter_topic
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 DEFAULT_PREFIX = "backorder."
-CONTRACT_VERSION = "3.0.0"
+CONTRACT_VERSION = "3.1.0"
 
 
 def _schema_file(model: type[EventPayload]) -> str:

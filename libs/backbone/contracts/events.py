@@ -144,6 +144,58 @@ class RefundRequested(EventPayload):
     reason: CancelReason
 
 
+MAX_SUBSTITUTES = 20
+
+
+def default_substitution_id(line_id: str, sku: str) -> str:
+    """The substitution_id of switching a line's waiting units to `sku` when the request names none: the
+    same (line, substitute) is the same switch, also when it is asked twice (a link clicked twice)."""
+    digest = hashlib.sha256(f"{len(line_id)}:{line_id}\x1f{sku}".encode()).hexdigest()[:32]
+    return f"sub-{digest}"
+
+
+class OrderLineSubstituted(EventPayload):
+    """The customer switched the waiting units of a line to a substitute SKU: one action that gives up
+    those units of the replaced line and adds a new line for the substitute (published by the order
+    service only).
+
+    Inventory drops the replaced line's waiting units (never reserved ones: a fill that reached the line
+    first is kept and ships) and answers StockReleased with this substitution_id; it reserves the new
+    line like a line of an order placed at `placed_at`, by the same customer tier and urgency, and
+    backorders its shortfall whatever the substitute's backorder policy (the units were backordered
+    already). Should fewer units still wait than were switched, the new line gives the difference back
+    at once (StockReleased with this substitution_id). Re-sent with the same substitution_id (and
+    another event_id), it changes nothing.
+    """
+
+    event_type = "OrderLineSubstituted"
+    topic = Topic.ORDERS
+    key_field = "order_id"
+    business_key_fields = ("order_id", "substitution_id")
+
+    order_id: Identifier
+    substitution_id: Identifier = Field(description="Names the switch within the order")
+    replaced: LineQuantity = Field(description="The line switched away from, and the waiting units given up")
+    line: OrderLine = Field(
+        description="The new line: the substitute SKU, the same units, the replaced line's unit price "
+        "unless the switch set another"
+    )
+    tier: CustomerTier = Field(description="The customer's tier, as in OrderPlaced (priority)")
+    urgent: bool = Field(description="As in OrderPlaced (priority)")
+    placed_at: AwareDatetime = Field(description="The order's placement: the new line ranks from then")
+    substituted_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _a_real_switch(self) -> Self:
+        if self.line.sku == self.replaced.sku:
+            raise ValueError("the substitute must be another SKU than the replaced line's")
+        if self.line.line_id == self.replaced.line_id:
+            raise ValueError("the new line needs its own line_id")
+        if self.line.quantity != self.replaced.quantity:
+            raise ValueError("the new line has exactly the units given up")
+        return self
+
+
 class ShippableLine(BaseModel):
     model_config = STRICT
     line_id: Identifier
@@ -250,6 +302,12 @@ class StockReleased(EventPayload):
     released_reserved: NonNegativeQuantity
     dropped_backordered: NonNegativeQuantity
     reason: CancelReason | None = Field(default=None, description="The cancellation's reason")
+    substitution_id: Identifier | None = Field(
+        default=None,
+        description="Set when the units left for a substitute (OrderLineSubstituted with this id): on "
+        "the replaced line, the waiting units given up; on the new line, units it gave back because the "
+        "replaced line had fewer waiting than switched. Such units move, they are not refunded",
+    )
 
 
 class BackorderQueueEntry(BaseModel):
@@ -433,6 +491,29 @@ class SkuPolicyChanged(EventPayload):
         return self
 
 
+class SkuSubstitutesChanged(EventPayload):
+    """An audited change of the SKUs a customer may switch the SKU's backordered units to, in order of
+    preference; empty: none. The notifier offers those in stock in its backordered message."""
+
+    event_type = "SkuSubstitutesChanged"
+    topic = Topic.INVENTORY
+    key_field = "sku"
+
+    sku: Sku
+    substitutes: list[Sku] = Field(
+        max_length=MAX_SUBSTITUTES, description="Preference order, unique, never the SKU itself"
+    )
+    actor: Identifier
+
+    @model_validator(mode="after")
+    def _a_list_of_others(self) -> Self:
+        if len(set(self.substitutes)) != len(self.substitutes):
+            raise ValueError("substitutes must be unique")
+        if self.sku in self.substitutes:
+            raise ValueError("a SKU is not its own substitute")
+        return self
+
+
 # --- procurement topic (procurement service); key = sku ------------------------------------------------
 
 
@@ -503,6 +584,29 @@ class SkuSourcingChanged(EventPayload):
 
     sku: Sku
     supplier_ids: list[Identifier] = Field(max_length=100, description="Empty: no supplier is known")
+
+
+ServiceLevel = Annotated[Decimal, Field(ge=Decimal("0.5"), lt=1, max_digits=5, decimal_places=4)]
+
+
+class ReorderPolicyPlanned(EventPayload):
+    """Procurement planned a SKU's reorder point and safety stock from its learnt demand and lead time
+    (the SKU's replenishment mode is `auto`). Inventory applies them as an audited SkuPolicyChanged by
+    actor `procurement:auto`, keeping the SKU's backorder policy; the inputs are for the audit trail."""
+
+    event_type = "ReorderPolicyPlanned"
+    topic = Topic.PROCUREMENT
+    key_field = "sku"
+
+    sku: Sku
+    reorder_point: NonNegativeQuantity
+    safety_stock: NonNegativeQuantity
+    service_level: ServiceLevel
+    demand_per_day: Decimal = Field(ge=0, max_digits=14, decimal_places=4)
+    demand_sigma_per_day: Decimal = Field(ge=0, max_digits=14, decimal_places=4)
+    lead_time_days: Decimal = Field(ge=0, max_digits=8, decimal_places=2)
+    lead_time_sigma_days: Decimal = Field(ge=0, max_digits=8, decimal_places=2)
+    planned_on: date
 
 
 # --- supplier topic (supplier EDI adapters); key = sku --------------------------------------------------
@@ -724,6 +828,7 @@ CONTRACT_EVENTS: tuple[type[EventPayload], ...] = (
     OrderPlaced,
     OrderCancelled,
     RefundRequested,
+    OrderLineSubstituted,
     FulfilmentRequested,
     StockReserved,
     StockShort,
@@ -736,10 +841,12 @@ CONTRACT_EVENTS: tuple[type[EventPayload], ...] = (
     StockShipped,
     StockLevelChanged,
     SkuPolicyChanged,
+    SkuSubstitutesChanged,
     PurchaseOrderIssued,
     PurchaseOrderCancelled,
     BackorderEtaUpdated,
     SkuSourcingChanged,
+    ReorderPolicyPlanned,
     GoodsReceived,
     PurchaseOrderAcknowledged,
     ShipmentNoticed,

@@ -248,5 +248,7 @@ async def read_models(database_url: str) -> dict[str, list[dict[str, Any]]]:
             "supplier_terms": "sku, position",
             "purchase_orders": "po_id",
             "line_etas": "sku, order_id, line_id",
+            "procurement_replenishment": "sku",
+            "procurement_demand_days": "sku, day",  # not derived from the log: rebuild keeps it
         },
     )

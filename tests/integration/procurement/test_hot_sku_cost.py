@@ -169,7 +169,8 @@ async def test_changes_cost_the_same_at_20000_waiting_lines_as_at_10(database_ur
             "supplier_eta_accuracy": 1,
         }
         # The cancelled line leaves; the unconfirmed PO 2 shrinks by its unit (revision 3 of 2 units), and
-        # the first line PO 2 served moves up into PO 1: one ETA update.
+        # the first line PO 2 served moves up into PO 1: one ETA update. The demand ledger counts the
+        # cancelled unit on its day: one row.
         assert cancellation["appended"] == ["QueueLineChanged", "PurchaseOrderIssued", "BackorderEtaUpdated"]
         assert cancellation["published"] == ["PurchaseOrderIssued", "BackorderEtaUpdated"]
         assert cancellation["rows"] == {
@@ -178,6 +179,7 @@ async def test_changes_cost_the_same_at_20000_waiting_lines_as_at_10(database_ur
             "line_etas": 2,
             "purchase_orders": 1,
             "procurement_skus": 1,
+            "procurement_demand_days": 1,
         }
         # Inventory's figures after the receipt it counted: the receipt is no longer in flight (one
         # internal fact), free stock stays 0, and nothing is re-planned.

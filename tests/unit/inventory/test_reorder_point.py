@@ -1,5 +1,9 @@
+from datetime import date
+from decimal import Decimal
+
 from backbone.contracts.envelope import EventPayload
-from backbone.contracts.events import ReorderPointReached
+from backbone.contracts.events import ReorderPointReached, ReorderPolicyPlanned, SkuPolicyChanged
+from services.inventory.domain import apply_reorder_levels_command
 from tests.unit.inventory.harness import SKU, SkuHarness, of_type
 
 
@@ -47,3 +51,28 @@ def test_commands_that_change_nothing_report_nothing() -> None:
 
     assert sku.cancel("nobody", 1) == []
     assert sku.state.reorder_alerted is False
+
+
+def test_procurements_auto_levels_keep_the_backorder_policy_and_are_audited_as_procurement() -> None:
+    sku = SkuHarness()
+    sku.adjust(+100)
+    sku.set_policy("cap", cap=30, reorder_point=5)
+    plan = ReorderPolicyPlanned(
+        sku=SKU,
+        reorder_point=736,
+        safety_stock=261,
+        service_level=Decimal("0.95"),
+        demand_per_day=Decimal("47.5"),
+        demand_sigma_per_day=Decimal("50"),
+        lead_time_days=Decimal("10"),
+        lead_time_sigma_days=Decimal("0"),
+        planned_on=date(2030, 1, 8),
+    )
+
+    events = sku.run(apply_reorder_levels_command(plan))
+
+    (changed,) = of_type(events, SkuPolicyChanged)
+    assert (changed.backorder_policy, changed.backorder_cap) == ("cap", 30)
+    assert (changed.reorder_point, changed.safety_stock, changed.actor) == (736, 261, "procurement:auto")
+    assert len(alerts(events)) == 1  # 100 available is under the new point: procurement hears it at once
+    assert sku.run(apply_reorder_levels_command(plan)) == []  # the same plan again changes nothing

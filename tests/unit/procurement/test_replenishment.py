@@ -1,0 +1,246 @@
+"""Demand-driven replenishment and supplier lateness in a SKU's decisions (pure: no I/O).
+
+The figures are worked by hand from forecast.py's formulas: one closed day of 50 units starts the
+estimate at z = 50, p = 1, so d = (1 - 0.1/2) * 50 / 1 = 47.5 a day; its squared error (50 - 0)^2 with
+b = 0.1 over the one day counted gives sigma = 50. With the quoted lead time L = 10 (sigma_L 0) and
+z(95 %) = 1.6449: safety stock = ceil(1.6449 * sqrt(10 * 50^2)) = ceil(260.07) = 261 and the reorder
+point = ceil(47.5 * 10) + 261 = 736.
+"""
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from backbone.contracts.envelope import new_envelope
+from backbone.contracts.events import (
+    CONTRACT_EVENTS,
+    BackorderEtaUpdated,
+    ReorderPolicyPlanned,
+    SkuPolicyChanged,
+    StockLevelChanged,
+)
+from backbone.contracts.registry import EventRegistry
+from services.procurement.domain import (
+    AUTO_ACTOR,
+    ReviewReplenishment,
+    SetReplenishment,
+    SupplierDelay,
+    rebuild,
+)
+from services.procurement.events import (
+    PROCUREMENT_EVENTS,
+    DemandRecorded,
+    ReorderLevelsRecorded,
+    ReplenishmentSettingsChanged,
+    SupplierDelayNoted,
+)
+from services.procurement.replenishment import DemandDay
+from tests.unit.procurement.scenario import (
+    SKU,
+    Scenario,
+    catalogue,
+    day,
+    etas,
+    joined,
+    purchases,
+    receipt,
+    terms,
+)
+
+
+def settings(mode: str, level: str = "0.95") -> SetReplenishment:
+    return SetReplenishment(sku=SKU, mode=mode, service_level=Decimal(level), actor="planner")  # type: ignore[arg-type]
+
+
+def review(*days: tuple[date, int], today_units: int = 0, **delays: SupplierDelay) -> ReviewReplenishment:
+    return ReviewReplenishment(
+        sku=SKU,
+        closed_days=tuple(DemandDay(d, units) for d, units in days),
+        today_units=today_units,
+        supplier_delays=tuple(delays.items()),
+    )
+
+
+def stock(available: int) -> StockLevelChanged:
+    return StockLevelChanged(sku=SKU, on_hand=available, reserved=0, available=available, backordered=0)
+
+
+def sourced(mode: str = "auto", available: int = 100) -> Scenario:
+    sku = Scenario()
+    sku.send(catalogue(terms(lead_time_days=10)))
+    sku.send(stock(available))
+    sku.send(settings(mode))
+    return sku
+
+
+def plans(events: list) -> list[ReorderPolicyPlanned]:
+    return [e for e in events if isinstance(e, ReorderPolicyPlanned)]
+
+
+def test_auto_mode_plans_the_reorder_point_from_a_closed_day_and_buys_up_to_it() -> None:
+    sku = sourced("auto", available=100)
+
+    events = sku.send(review((day(0), 50)), on=day(1))
+
+    assert [type(e) for e in events][:2] == [DemandRecorded, ReorderPolicyPlanned]
+    (plan,) = plans(events)
+    assert (plan.reorder_point, plan.safety_stock) == (736, 261)
+    assert plan.demand_per_day == Decimal("47.5") and plan.demand_sigma_per_day == Decimal("50")
+    assert plan.lead_time_days == Decimal("10") and plan.service_level == Decimal("0.95")
+    assert plan.planned_on == day(1)
+    # Free stock 100 and nothing on order, against a target of 736: it buys the 636 before any shortfall.
+    (po,) = purchases(events)
+    assert (po.quantity, po.supplier_id, po.expected_arrival) == (636, "S1", day(11))
+    assert (sku.state.stock.reorder_point, sku.state.stock.safety_stock) == (736, 261)
+
+
+def test_a_retried_review_records_no_day_twice_and_plans_nothing_new() -> None:
+    sku = sourced("auto")
+    sku.send(review((day(0), 50)), on=day(1))
+
+    assert sku.send(review((day(0), 50)), on=day(1)) == []
+    assert sku.state.demand is not None and sku.state.demand.days_with_demand == 1
+
+
+def test_within_the_day_a_spike_raises_the_levels_but_never_lowers_them() -> None:
+    sku = sourced("auto", available=1000)
+
+    (rise,) = plans(sku.send(review(today_units=50), on=day(0)))
+    assert (rise.reorder_point, rise.safety_stock) == (736, 261)  # the open day looked at as a day of 50
+    assert sku.state.demand is None  # ...but not recorded: it is not over
+
+    assert plans(sku.send(review(today_units=50), on=day(0))) == []  # same figures: no news
+    higher = plans(sku.send(review(today_units=80), on=day(0)))
+    assert higher and higher[0].reorder_point > 736
+
+    # The next morning the day closes at 80 units: the same figures as the intraday look, no new plan;
+    # later quiet days may lower them, but only at a close.
+    assert plans(sku.send(review((day(0), 80)), on=day(1))) == []
+
+
+def test_suggest_and_manual_modes_record_demand_but_apply_nothing() -> None:
+    for mode in ("suggest", "manual"):
+        sku = sourced(mode)
+        events = sku.send(review((day(0), 50)), on=day(1))
+
+        assert [type(e) for e in events] == [DemandRecorded]
+        recommended = sku.state.recommendation(day(1))
+        assert recommended is not None and recommended.reorder_point == 736
+        assert sku.state.stock.reorder_point == 0
+
+
+def test_switching_to_auto_applies_what_the_recorded_demand_recommends_at_once() -> None:
+    sku = sourced("suggest", available=100)
+    sku.send(review((day(0), 50)), on=day(1))
+
+    events = sku.send(settings("auto"), on=day(1))
+
+    assert isinstance(events[0], ReplenishmentSettingsChanged)
+    assert [(p.reorder_point, p.safety_stock) for p in plans(events)] == [(736, 261)]
+    assert purchases(events)[0].quantity == 636
+    assert sku.send(settings("auto"), on=day(1)) == []  # the same settings again change nothing
+
+
+def test_no_demand_seen_plans_nothing_so_a_typed_in_level_stays() -> None:
+    sku = sourced("suggest")
+    sku.send(
+        SkuPolicyChanged(sku=SKU, backorder_policy="allow", reorder_point=40, safety_stock=10, actor="ann")
+    )
+
+    assert plans(sku.send(settings("auto"), on=day(1))) == []
+    assert (sku.state.stock.reorder_point, sku.state.stock.safety_stock) == (40, 10)
+    assert sku.state.recommendation(day(1)) is None
+
+
+def test_levels_typed_in_inventory_are_recorded_but_auto_modes_own_come_back_as_nothing() -> None:
+    sku = sourced("manual")
+
+    (recorded,) = sku.send(
+        SkuPolicyChanged(sku=SKU, backorder_policy="allow", reorder_point=40, safety_stock=10, actor="ann")
+    )
+    assert isinstance(recorded, ReorderLevelsRecorded) and recorded.actor == "ann"
+    echo = SkuPolicyChanged(
+        sku=SKU, backorder_policy="allow", reorder_point=736, safety_stock=261, actor=AUTO_ACTOR
+    )
+    assert sku.send(echo) == []
+
+
+def test_a_late_suppliers_etas_move_by_its_p80_and_the_reason_keeps_its_own_date() -> None:
+    sku = Scenario()
+    sku.send(catalogue(terms(lead_time_days=10)))
+    (eta,) = etas(sku.send(joined("A", 5), on=day(0))).values()
+    assert eta.eta == day(10)
+
+    events = sku.send(review(S1=SupplierDelay(delay_days=4, receipts=12)), on=day(1))
+
+    assert isinstance(events[0], SupplierDelayNoted) and events[0].delay_days == 4
+    (moved,) = [e for e in events if isinstance(e, BackorderEtaUpdated)]
+    assert (moved.eta, moved.previous_eta) == (day(14), day(10))
+    assert f"supplier's date {day(10).isoformat()} + 4 days" in moved.reason
+    # Staff keep the supplier's own date on the PO; customers are told the adjusted one.
+    po = sku.state.purchase_order(moved.po_id or "")
+    assert po is not None and po.due_date == day(10)
+    # The same lateness again is no news.
+    assert sku.send(review(S1=SupplierDelay(delay_days=4, receipts=13)), on=day(1)) == []
+
+
+def test_a_delay_of_a_supplier_not_in_the_catalogue_is_not_recorded() -> None:
+    sku = Scenario()
+    sku.send(catalogue(terms(lead_time_days=10)))
+    assert sku.send(review(OTHER=SupplierDelay(delay_days=4, receipts=12)), on=day(1)) == []
+
+
+def test_a_habitually_late_primary_loses_the_next_purchase_to_a_punctual_alternate() -> None:
+    primary, alternate = (
+        terms(lead_time_days=10),
+        terms("ALT", lead_time_days=8, unit_cost="5.25", role="alternate"),
+    )
+    on_time = Scenario()
+    on_time.send(catalogue(primary, alternate))
+    assert (
+        purchases(on_time.send(joined("A", 5), on=day(0)))[0].supplier_id == "S1"
+    )  # 2 days sooner: not enough
+
+    late = Scenario()
+    late.send(catalogue(primary, alternate))
+    late.send(review(S1=SupplierDelay(delay_days=4, receipts=9)), on=day(0))
+    events = late.send(joined("A", 5), on=day(0))
+
+    (po,) = purchases(events)
+    assert (po.supplier_id, po.expected_arrival) == ("ALT", day(8))  # 14 days (10 + 4) against 8
+    assert etas(events)["A"].eta == day(8)
+
+
+def test_receipts_teach_the_lead_time_that_the_recommendation_then_uses() -> None:
+    sku = sourced("suggest", available=0)
+    (po,) = purchases(sku.send(joined("A", 5), on=day(0)))
+    sku.send(receipt("R-1", po.po_id, 5, on=day(16)), on=day(16))
+
+    learnt = sku.state.lead_times["S1"]
+    assert (learnt.mean_days, learnt.count) == (16.0, 1)
+    sku.send(review((day(16), 50)), on=day(17))
+    recommended = sku.state.recommendation(day(17))
+    assert recommended is not None and recommended.lead_time_days == 16.0
+    assert recommended.reorder_point == 760 + recommended.safety_stock  # ceil(47.5 * 16)
+
+
+def test_the_stream_rebuilds_the_replenishment_state_also_through_json() -> None:
+    sku = sourced("auto", available=100)
+    sku.send(review((day(0), 50), S1=SupplierDelay(delay_days=2, receipts=5)), on=day(1))
+    sku.send(review((day(1), 20), (day(2), 70), today_units=30), on=day(3))
+
+    assert rebuild(SKU, sku.stream) == sku.state
+    registry = EventRegistry((*CONTRACT_EVENTS, *PROCUREMENT_EVENTS))
+    stored = [new_envelope(e, occurred_at=datetime(2025, 3, 3, tzinfo=UTC)).to_json() for e in sku.stream]
+    assert rebuild(SKU, (registry.decode(raw).payload for raw in stored)) == sku.state
+
+
+def test_switching_to_auto_within_the_day_takes_the_open_days_units_too() -> None:
+    sku = sourced("manual", available=1000)
+    switch = SetReplenishment(
+        sku=SKU, mode="auto", service_level=Decimal("0.95"), actor="planner", today_units=50
+    )
+
+    (plan,) = plans(sku.send(switch, on=day(0)))
+
+    assert (plan.reorder_point, plan.safety_stock) == (736, 261)
+    assert sku.state.demand is None  # the open day is looked at, recorded only once it is over
