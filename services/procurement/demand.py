@@ -84,7 +84,8 @@ def day_counts(envelopes: Sequence[Envelope[Any]]) -> dict[tuple[str, date], _Co
                     c.backordered += payload.short_quantity
                 else:
                     c.rejected += payload.short_quantity
-            case StockReleased() if payload.dropped_backordered:
+            case StockReleased() if payload.dropped_backordered and payload.substitution_id is None:
+                # Units switched to a substitute are not lost: the substitute's reservation counts them.
                 counts.setdefault(key, _Counts()).cancelled += payload.dropped_backordered
     return counts
 

@@ -690,7 +690,9 @@ def decide_and_fold(
     if not facts and not overdue:
         return state, []
     informed = fold(informed, overdue)
-    changes = _purchases(informed, today, policy)
+    resourced = _resourced(informed, today, policy) if isinstance(incoming, ReviewReplenishment) else []
+    informed = fold(informed, resourced)
+    changes = [*resourced, *_purchases(informed, today, policy)]
     if not changes and _cancels_backorders(incoming, facts):
         changes = _shrinks(informed)
     planned = fold(informed, changes)
@@ -1004,6 +1006,34 @@ def _shrinks(state: ProcurementState) -> list[EventPayload]:
             )
         excess -= po.quantity - quantity
     return changes
+
+
+def _resourced(state: ProcurementState, today: date, policy: PurchasePolicy) -> list[EventPayload]:
+    """Unconfirmed POs of a supplier whose usual lateness now makes it lose to the supplier the policy
+    chooses: cancelled when a PO issued today to that one arrives sooner by more than the policy's days,
+    so the purchase that follows buys their units there and the lines they served get the better date.
+    A PO the supplier confirmed or shipped is its commitment and stays."""
+    chosen = choose_supplier(state.suppliers, policy, state.supplier_delays)
+    if chosen is None:
+        return []
+    fresh = today + timedelta(days=chosen.lead_time_days + state.delay_of(chosen.supplier_id))
+    cancelled: list[EventPayload] = []
+    for po in state.open_purchase_orders:
+        late = state.delay_of(po.supplier_id)
+        due = po.due_on(late)
+        if po.supplier_id == chosen.supplier_id or not po.amendable or due is None:
+            continue
+        if (due - fresh).days > policy.alternate_min_days_sooner:
+            reason = (
+                f"re-sourced to {chosen.supplier_id} (expected {fresh.isoformat()}): {po.supplier_id}'s"
+                f" receipts come {late} days late, so this order would arrive {due.isoformat()}"
+            )
+            cancelled.append(
+                PurchaseOrderCancelled(
+                    po_id=po.po_id, supplier_id=po.supplier_id, sku=state.sku, reason=reason
+                )
+            )
+    return cancelled
 
 
 def _check_supplier(state: ProcurementState, receipt: GoodsReceived) -> None:

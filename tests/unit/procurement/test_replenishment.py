@@ -7,18 +7,24 @@ z(95 %) = 1.6449: safety stock = ceil(1.6449 * sqrt(10 * 50^2)) = ceil(260.07) =
 point = ceil(47.5 * 10) + 261 = 736.
 """
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from backbone.contracts.envelope import new_envelope
 from backbone.contracts.events import (
     CONTRACT_EVENTS,
     BackorderEtaUpdated,
+    PurchaseOrderAcknowledged,
+    PurchaseOrderCancelled,
     ReorderPolicyPlanned,
     SkuPolicyChanged,
     StockLevelChanged,
+    StockReleased,
+    StockReserved,
+    StockShort,
 )
 from backbone.contracts.registry import EventRegistry
+from services.procurement.demand import day_counts
 from services.procurement.domain import (
     AUTO_ACTOR,
     ReviewReplenishment,
@@ -45,6 +51,8 @@ from tests.unit.procurement.scenario import (
     receipt,
     terms,
 )
+
+ALTERNATE = terms("ALT", lead_time_days=8, unit_cost="5.25", role="alternate")  # 2 days sooner, +5 %
 
 
 def settings(mode: str, level: str = "0.95") -> SetReplenishment:
@@ -244,3 +252,92 @@ def test_switching_to_auto_within_the_day_takes_the_open_days_units_too() -> Non
 
     assert (plan.reorder_point, plan.safety_stock) == (736, 261)
     assert sku.state.demand is None  # the open day is looked at, recorded only once it is over
+
+
+def test_the_ledger_counts_demand_per_day_and_not_units_switched_to_a_substitute() -> None:
+    at = datetime(2030, 1, 7, 23, 59, tzinfo=UTC)
+    batch = [
+        new_envelope(StockReserved(order_id="o1", line_id="1", sku=SKU, quantity=3), occurred_at=at),
+        new_envelope(
+            StockShort(
+                order_id="o1",
+                line_id="1",
+                sku=SKU,
+                demanded=5,
+                available=3,
+                short_quantity=2,
+                disposition="backordered",
+            ),
+            occurred_at=at,
+        ),
+        new_envelope(
+            StockShort(
+                order_id="o2",
+                line_id="1",
+                sku=SKU,
+                demanded=4,
+                available=0,
+                short_quantity=4,
+                disposition="rejected",
+                reason="no backorders",
+            ),
+            occurred_at=at + timedelta(minutes=2),  # the next day
+        ),
+        new_envelope(
+            StockReleased(order_id="o1", line_id="1", sku=SKU, released_reserved=0, dropped_backordered=2),
+            occurred_at=at,
+        ),
+        new_envelope(
+            StockReleased(
+                order_id="o3",
+                line_id="1",
+                sku=SKU,
+                released_reserved=0,
+                dropped_backordered=6,
+                substitution_id="s",
+            ),
+            occurred_at=at,
+        ),
+    ]
+
+    counts = {
+        day: (c.demanded, c.backordered, c.rejected, c.cancelled) for (_, day), c in day_counts(batch).items()
+    }
+
+    assert counts == {date(2030, 1, 7): (5, 2, 0, 2), date(2030, 1, 8): (4, 0, 4, 0)}
+
+
+def test_an_unconfirmed_po_of_a_supplier_found_late_is_re_sourced_and_its_lines_get_the_better_date() -> None:
+    sku = Scenario()
+    sku.send(
+        catalogue(
+            terms(lead_time_days=10), terms("ALT", lead_time_days=8, unit_cost="5.25", role="alternate")
+        )
+    )
+    (po,) = purchases(sku.send(joined("A", 5), on=day(0)))
+    assert (po.supplier_id, po.expected_arrival) == ("S1", day(10))
+
+    # On day 1 S1 turns out to deliver 6 days late: its PO would come on day 16, ALT's on day 9.
+    events = sku.send(review(S1=SupplierDelay(delay_days=6, receipts=10)), on=day(1))
+
+    (dropped,) = [e for e in events if isinstance(e, PurchaseOrderCancelled)]
+    assert dropped.po_id == po.po_id and "re-sourced to ALT" in dropped.reason
+    (bought,) = purchases(events)
+    assert (bought.supplier_id, bought.quantity, bought.expected_arrival) == ("ALT", 5, day(9))
+    assert etas(events)["A"].eta == day(9)
+
+
+def test_a_confirmed_po_of_a_late_supplier_stays_and_its_lines_hear_the_later_date() -> None:
+    sku = Scenario()
+    sku.send(
+        catalogue(
+            terms(lead_time_days=10), terms("ALT", lead_time_days=8, unit_cost="5.25", role="alternate")
+        )
+    )
+    (po,) = purchases(sku.send(joined("A", 5), on=day(0)))
+    sku.send(PurchaseOrderAcknowledged(po_id=po.po_id, sku=SKU, confirmed_quantity=5, confirmed_date=day(10)))
+
+    events = sku.send(review(S1=SupplierDelay(delay_days=6, receipts=10)), on=day(1))
+
+    assert purchases(events) == [] and not [e for e in events if isinstance(e, PurchaseOrderCancelled)]
+    assert etas(events)["A"].eta == day(16)
