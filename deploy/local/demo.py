@@ -205,10 +205,10 @@ async def replenishment(shop: Outsiders, jacket: str, boots: str) -> None:
         f" bought {sum(po['quantity'] for po in orders)} from {orders[0]['supplier_id']} before anyone waits"
     )
     signals = await shop.call("procurement", "GET", "/reports/demand-signals", params={"days": 1})
-    most = signals["most_backordered"][:3]
-    top = ", ".join(f"{s['sku']} {s['backordered']} of {s['demanded']}" for s in most)
-    lost = signals["cancelled_units"]
-    print(f"  demand signals: most backordered today: {top}; {lost} waiting units lost to cancellations")
+    ours = [s for s in signals["most_backordered"] if s["sku"] in (jacket, boots)]  # earlier runs' too
+    top = ", ".join(f"{s['sku']} {s['backordered']} of {s['demanded']} units" for s in ours)
+    lost = sum(s["cancelled"] for s in signals["most_cancelled"] if s["sku"] in (jacket, boots))
+    print(f"  demand signals today: backordered {top}; {lost} waiting units lost to cancellations")
 
 
 async def edi_file(folder: Path, prefix: str, what: str) -> Path:

@@ -190,10 +190,12 @@ class DemandEstimate:
 class LeadTimeEstimate:
     """Days from a purchase order's issue to its receipt, learnt from receipts.
 
-    The first receipt sets the mean (variance 0); each later one of x days updates, with beta:
+    The supplier's quoted lead time is the start (`quoted`: count 0, variance 0); each receipt of x days
+    updates it, with beta:
         diff = x - mean;  mean <- mean + beta * diff;  variance <- (1 - beta) * (variance + beta * diff^2)
-    (the exponentially weighted mean and variance). Until a receipt is seen, the supplier's quoted lead
-    time stands in (`quoted`, count 0, variance 0).
+    (the exponentially weighted mean and variance). The quote weighs (1 - beta)^n after n receipts, so
+    one odd delivery (goods that happened to be in the supplier's van) moves the estimate by beta of
+    its difference, not all the way, and a quote receipts contradict shows up as variance.
     """
 
     mean_days: float
@@ -221,8 +223,6 @@ class LeadTimeEstimate:
     def observe(self, days: int) -> "LeadTimeEstimate":
         """The estimate after a receipt `days` (>= 0) after its purchase order was issued."""
         check_int("lead time days", days, minimum=0)
-        if self.count == 0:  # actual receipts replace the quote
-            return replace(self, mean_days=float(days), variance=0.0, count=1)
         diff = days - self.mean_days
         return replace(
             self,

@@ -216,21 +216,25 @@ def test_bad_days_and_parameters_are_refused() -> None:
 
 
 def test_lead_time_ewma_by_hand() -> None:
-    """beta 0.2; receipts after 10, 15, 5 days.
+    """beta 0.2, starting from the quote of 7; receipts after 10, 15, 5 days.
 
-    10: mean 10, variance 0 (the first receipt replaces the quote of 7)
-    15: diff 5,  mean 10 + 1 = 11,    variance .8 * (0 + .2 * 25) = 4
-     5: diff -6, mean 11 - 1.2 = 9.8, variance .8 * (4 + .2 * 36) = 8.96, sigma 2.9933
+    10: diff 3,     mean 7 + .6 = 7.6,        variance .8 * (0 + .2 * 9) = 1.44
+    15: diff 7.4,   mean 7.6 + 1.48 = 9.08,   variance .8 * (1.44 + .2 * 54.76) = 9.9136
+     5: diff -4.08, mean 9.08 - .816 = 8.264, variance .8 * (9.9136 + .2 * 16.6464) = 10.594304
     """
     quoted = LeadTimeEstimate.quoted(7)
     assert (quoted.mean_days, quoted.sigma_days, quoted.count) == (7, 0, 0)
     first = quoted.observe(10)
-    assert (first.mean_days, first.variance, first.count) == (10, 0, 1)
+    assert (first.mean_days, first.variance, first.count) == (pytest.approx(7.6), pytest.approx(1.44), 1)
     second = first.observe(15)
-    assert (second.mean_days, second.variance) == (pytest.approx(11), pytest.approx(4))
+    assert (second.mean_days, second.variance) == (pytest.approx(9.08), pytest.approx(9.9136))
     third = second.observe(5)
-    assert (third.mean_days, third.variance, third.count) == (pytest.approx(9.8), pytest.approx(8.96), 3)
-    assert third.sigma_days == pytest.approx(math.sqrt(8.96))  # 2.99333
+    assert (third.mean_days, third.variance, third.count) == (
+        pytest.approx(8.264),
+        pytest.approx(10.594304),
+        3,
+    )
+    assert third.sigma_days == pytest.approx(math.sqrt(10.594304))  # 3.25489
 
 
 def test_bad_lead_times_are_refused() -> None:
@@ -277,11 +281,11 @@ def test_levels_are_capped() -> None:
 def test_recommend_end_to_end_by_hand() -> None:
     """alpha = b = 1 (each step keeps only the latest): demand 46 on day 1 (z 46, p 1, rate .5 * 46 = 23),
     20 on day 2 (z 20, p 1, rate 10; error 20 - 23 = -3, mse 9, sigma 3).
-    Lead time beta .5: receipts after 4 and 6 days: mean 4 + .5 * 2 = 5, variance .5 * .5 * 4 = 1.
+    Lead time beta .5, quoted 4: receipts after 4 and 6 days: mean 4 + .5 * 2 = 5, variance .5 * .5 * 4 = 1.
     At 95 %: the hand case above, SS 20, ROP 70."""
     demand = DemandEstimate(started=day(1), alpha=1, error_alpha=1, fast_alpha=1, slow_alpha=0.5)
     demand = fold(demand, {1: 46, 2: 20})
-    lead_time = LeadTimeEstimate.quoted(9, beta=0.5).observe(4).observe(6)
+    lead_time = LeadTimeEstimate.quoted(4, beta=0.5).observe(4).observe(6)
     result = recommend(demand, lead_time, 0.95, today=day(2))
     assert (result.demand_per_day, result.demand_sigma_per_day) == (10, pytest.approx(3))
     assert (result.lead_time_days, result.lead_time_sigma_days) == (5, 1)

@@ -10,6 +10,8 @@ point = ceil(47.5 * 10) + 261 = 736.
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
 from backbone.contracts.envelope import new_envelope
 from backbone.contracts.events import (
     CONTRACT_EVENTS,
@@ -223,12 +225,16 @@ def test_receipts_teach_the_lead_time_that_the_recommendation_then_uses() -> Non
     (po,) = purchases(sku.send(joined("A", 5), on=day(0)))
     sku.send(receipt("R-1", po.po_id, 5, on=day(16)), on=day(16))
 
+    # From the quote of 10 days, beta 0.2: mean 10 + .2 * 6 = 11.2, variance .8 * .2 * 36 = 5.76.
     learnt = sku.state.lead_times["S1"]
-    assert (learnt.mean_days, learnt.count) == (16.0, 1)
+    assert (learnt.mean_days, learnt.variance, learnt.count) == (pytest.approx(11.2), pytest.approx(5.76), 1)
     sku.send(review((day(16), 50)), on=day(17))
     recommended = sku.state.recommendation(day(17))
-    assert recommended is not None and recommended.lead_time_days == 16.0
-    assert recommended.reorder_point == 760 + recommended.safety_stock  # ceil(47.5 * 16)
+    assert recommended is not None and recommended.lead_time_days == pytest.approx(11.2)
+    assert recommended.lead_time_sigma_days == pytest.approx(2.4)
+    # SS = ceil(1.6449 * sqrt(11.2 * 50^2 + 47.5^2 * 5.76)) = ceil(1.6449 * 202.47) = ceil(333.04) = 334;
+    # ROP = ceil(47.5 * 11.2) + 334 = 532 + 334.
+    assert (recommended.safety_stock, recommended.reorder_point) == (334, 866)
 
 
 def test_the_stream_rebuilds_the_replenishment_state_also_through_json() -> None:
