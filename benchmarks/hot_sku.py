@@ -270,6 +270,14 @@ def status_mb(pid: int, name: str) -> str:
     return "?"
 
 
+def cpu_seconds(pid: int) -> str:
+    """User + system CPU time the process used so far (/proc/<pid>/stat, in clock ticks)."""
+    with contextlib.suppress(OSError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return f"{(int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK'):,.1f} s"
+    return "?"
+
+
 def where_from(service: ServiceProcess) -> str:
     """Which checkout a service process runs: its working directory and PYTHONPATH, as the kernel sees it."""
     assert service.process is not None
@@ -285,17 +293,19 @@ def where_from(service: ServiceProcess) -> str:
 
 
 def report_processes(fleet: Fleet) -> None:
-    memory, alive = [], []
+    memory, alive, cpu = [], [], []
     for service in fleet.services.values():
         process = service.process
         running = process is not None and process.returncode is None
         if process is not None and running:
             rss, peak = status_mb(process.pid, "VmRSS"), status_mb(process.pid, "VmHWM")
             memory.append(f"{service.name} {rss} (peak {peak})")
+            cpu.append(f"{service.name} {cpu_seconds(process.pid)}")
         alive.append(
             f"{service.name} {'alive' if running else f'DEAD (exit {process and process.returncode})'}"
         )
     print(f"memory (VmRSS, peak VmHWM): {', '.join(memory) or 'no process left'}")
+    print(f"CPU time (user + system): {', '.join(cpu) or 'no process left'}")
     print(f"processes at the end: {', '.join(alive)}")
 
 

@@ -40,6 +40,17 @@ SNAPSHOT_EVERY = 1000  # events between a stream's snapshots, at least
 SNAPSHOT_BYTES_PER_EVENT = 100
 
 
+def snapshot_due(expected_version: int, version: int, every: int, last_snapshot: int | None) -> bool:
+    """Whether an append from `expected_version` to `version` takes a snapshot: once `every` events were
+    appended since the last snapshot this instance took or loaded. Counted from that snapshot, not as
+    multiples of `every`: the interval grows with the state, and the next multiple of a grown interval
+    can be a few events away, so small batches would snapshot a large state at almost every append.
+    Without a known snapshot (a stream folded from its start), when the append crosses a multiple."""
+    if last_snapshot is None:
+        return version // every > expected_version // every
+    return version - last_snapshot >= every
+
+
 @dataclass(frozen=True, slots=True)
 class Loaded(Generic[S]):
     stream_id: str
@@ -103,7 +114,8 @@ class StreamRepository(Generic[S]):
         self._cache: OrderedDict[str, Loaded[S]] = OrderedDict()
         self._cache_size = cache_size
         self._snapshot_every = snapshot_every
-        self._intervals: OrderedDict[str, int] = OrderedDict()  # events between snapshots, per stream
+        # Per stream: events between snapshots, and the version of the last snapshot taken or loaded.
+        self._intervals: OrderedDict[str, tuple[int, int | None]] = OrderedDict()
         self._shape = shape or code_shape(evolve, type(initial("")), RankedMap)
 
     async def load(self, conn: asyncpg.Connection, stream_id: str) -> Loaded[S]:
@@ -160,15 +172,17 @@ class StreamRepository(Generic[S]):
         states = await asyncio.to_thread(lambda: [_load(r["state"]) for r in rows])
         snapshots = {}
         for r, (state, size) in zip(rows, states, strict=True):
-            self._learn_interval(r["stream_id"], size)
+            self._learn_interval(r["stream_id"], size, r["version"])
             snapshots[r["stream_id"]] = Loaded(r["stream_id"], state, r["version"], r["last_event_id"])
         return snapshots
 
-    def _interval(self, stream_id: str) -> int:
-        return self._intervals.get(stream_id, self._snapshot_every)
+    def _snapshot_due(self, append: StreamAppend, advanced: Loaded[S]) -> bool:
+        every, last = self._intervals.get(advanced.stream_id, (self._snapshot_every, None))
+        return snapshot_due(append.expected_version, advanced.version, every, last)
 
-    def _learn_interval(self, stream_id: str, snapshot_bytes: int) -> None:
-        self._intervals[stream_id] = max(self._snapshot_every, snapshot_bytes // SNAPSHOT_BYTES_PER_EVENT)
+    def _learn_interval(self, stream_id: str, snapshot_bytes: int, version: int) -> None:
+        every = max(self._snapshot_every, snapshot_bytes // SNAPSHOT_BYTES_PER_EVENT)
+        self._intervals[stream_id] = (every, version)
         self._intervals.move_to_end(stream_id)
         while len(self._intervals) > self._cache_size:
             self._intervals.popitem(last=False)
@@ -202,16 +216,14 @@ class StreamRepository(Generic[S]):
         due = [
             advanced
             for append, advanced in appended
-            if advanced.last_event_id is not None
-            and advanced.version // (every := self._interval(advanced.stream_id))
-            > append.expected_version // every
+            if advanced.last_event_id is not None and self._snapshot_due(append, advanced)
         ]
         if not due:
             return 0
         # States are immutable values: pickling them off the event loop is safe and keeps it answering.
         dumped = await asyncio.to_thread(lambda: [_dump(d.state) for d in due])
         for d, (_, size) in zip(due, dumped, strict=True):
-            self._learn_interval(d.stream_id, size)
+            self._learn_interval(d.stream_id, size, d.version)
         await conn.execute(
             _SAVE_SNAPSHOTS,
             [d.stream_id for d in due],

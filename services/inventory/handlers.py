@@ -4,10 +4,10 @@ OrderPlaced reserves each line, OrderCancelled cancels lines (its cancellation_i
 event id, names the cancellation), GoodsReceived receives goods, ShipmentDispatched ships each line from
 its reservation, SkuSourcingChanged records whether the SKU has a supplier, ReorderPolicyPlanned sets
 the reorder point and safety stock procurement's auto mode planned (SkuPolicyChanged, actor
-procurement:auto), OrderLineSubstituted gives up
-the replaced line's waiting units and then reserves the new line, told what was given up (so a batch
-with substitutions is decided in phases, one more per substitution, under locks taken for all of its
-SKUs at the start); other events of the consumed topics are not ours. A re-sent fact (same business
+procurement:auto), OrderLineSubstituted gives up the replaced line's waiting units and then reserves
+the new line, told what was given up (so a batch with substitutions is decided in phases, one more per
+substitution, under locks taken for all of its SKUs at the start); other events of the consumed topics
+are not ours. A re-sent fact (same business
 key) never reaches here: the consumer loop drops it (backbone.business_keys).
 
 Concurrency: orders are keyed by order id, so two instances (or the admin API) may work on the same
