@@ -1205,7 +1205,7 @@ def replan_trigger(incoming: Incoming) -> str:
         case SetReplenishment():
             return "replenishment settings changed"
         case ReviewReplenishment():
-            return "replenishment review"
+            return "review of the demand and the suppliers' lateness"
         case SkuPolicyChanged():
             return "reorder point changed"
         case BackorderQueueChanged():

@@ -602,8 +602,8 @@ class ReorderPolicyPlanned(EventPayload):
     reorder_point: NonNegativeQuantity
     safety_stock: NonNegativeQuantity
     service_level: ServiceLevel
-    demand_per_day: Decimal = Field(ge=0, max_digits=14, decimal_places=4)
-    demand_sigma_per_day: Decimal = Field(ge=0, max_digits=14, decimal_places=4)
+    demand_per_day: Decimal = Field(ge=0, max_digits=28, decimal_places=4)
+    demand_sigma_per_day: Decimal = Field(ge=0, max_digits=28, decimal_places=4)
     lead_time_days: Decimal = Field(ge=0, max_digits=8, decimal_places=2)
     lead_time_sigma_days: Decimal = Field(ge=0, max_digits=8, decimal_places=2)
     planned_on: date

@@ -210,20 +210,23 @@ async def set_catalogue(http: httpx.AsyncClient, sku: str, *suppliers: dict[str,
     return await http.put(f"/skus/{sku}/suppliers", json={"suppliers": list(suppliers)})
 
 
+async def view_if(
+    http: httpx.AsyncClient, path: str, check: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any] | None:
+    """The view at `path` if it exists and satisfies `check`, else None (a probe for `eventually`)."""
+    response = await http.get(path)
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    view = dict(response.json())
+    return view if check(view) else None
+
+
 async def sku_reaches(
     http: httpx.AsyncClient, sku: str, check: Callable[[dict[str, Any]], bool], what: str
 ) -> dict[str, Any]:
     """Wait until GET /skus/{sku} answers and satisfies `check`; returns that view."""
-
-    async def probe() -> dict[str, Any] | None:
-        response = await http.get(f"/skus/{sku}")
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        view = dict(response.json())
-        return view if check(view) else None
-
-    result = await eventually(probe, timeout=20, what=f"{sku}: {what}")
+    result = await eventually(lambda: view_if(http, f"/skus/{sku}", check), timeout=20, what=f"{sku}: {what}")
     assert result is not None
     return result
 

@@ -29,6 +29,7 @@ from tests.integration.procurement.harness import (
     settings,
     sku_reaches,
     supplier,
+    view_if,
 )
 
 pytestmark = pytest.mark.integration
@@ -164,12 +165,7 @@ async def test_bad_settings_get_a_422_and_unknown_skus_a_404(
 
 
 async def _replenishment(http: Any, sku: str, check: Any) -> dict[str, Any] | None:
-    response = await http.get(f"/skus/{sku}/replenishment")
-    if response.status_code == 404:
-        return None
-    response.raise_for_status()
-    view = dict(response.json())
-    return view if check(view) else None
+    return await view_if(http, f"/skus/{sku}/replenishment", check)
 
 
 async def _plans(bootstrap: str, topic: str, *, last_reorder_point: int) -> list[dict[str, Any]]:

@@ -200,10 +200,7 @@ def test_a_delay_of_a_supplier_not_in_the_catalogue_is_not_recorded() -> None:
 
 
 def test_a_habitually_late_primary_loses_the_next_purchase_to_a_punctual_alternate() -> None:
-    primary, alternate = (
-        terms(lead_time_days=10),
-        terms("ALT", lead_time_days=8, unit_cost="5.25", role="alternate"),
-    )
+    primary, alternate = terms(lead_time_days=10), ALTERNATE
     on_time = Scenario()
     on_time.send(catalogue(primary, alternate))
     assert (
@@ -315,11 +312,7 @@ def test_the_ledger_counts_demand_per_day_and_not_units_switched_to_a_substitute
 
 def test_an_unconfirmed_po_of_a_supplier_found_late_is_re_sourced_and_its_lines_get_the_better_date() -> None:
     sku = Scenario()
-    sku.send(
-        catalogue(
-            terms(lead_time_days=10), terms("ALT", lead_time_days=8, unit_cost="5.25", role="alternate")
-        )
-    )
+    sku.send(catalogue(terms(lead_time_days=10), ALTERNATE))
     (po,) = purchases(sku.send(joined("A", 5), on=day(0)))
     assert (po.supplier_id, po.expected_arrival) == ("S1", day(10))
 
@@ -335,11 +328,7 @@ def test_an_unconfirmed_po_of_a_supplier_found_late_is_re_sourced_and_its_lines_
 
 def test_a_confirmed_po_of_a_late_supplier_stays_and_its_lines_hear_the_later_date() -> None:
     sku = Scenario()
-    sku.send(
-        catalogue(
-            terms(lead_time_days=10), terms("ALT", lead_time_days=8, unit_cost="5.25", role="alternate")
-        )
-    )
+    sku.send(catalogue(terms(lead_time_days=10), ALTERNATE))
     (po,) = purchases(sku.send(joined("A", 5), on=day(0)))
     sku.send(PurchaseOrderAcknowledged(po_id=po.po_id, sku=SKU, confirmed_quantity=5, confirmed_date=day(10)))
 
