@@ -1,7 +1,9 @@
 """Which standard an interchange is in, and that standard's codec (x12.py, edifact.py)."""
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from types import ModuleType
 from typing import Protocol
 
@@ -15,6 +17,7 @@ from services.edi.documents import (
     PurchaseOrderDocument,
     Standard,
 )
+from services.edi.files import write_atomically
 
 
 class Codec(Protocol):
@@ -66,6 +69,18 @@ def encoded(standard: Standard, text: str) -> bytes:
         raise ValueError(
             f"{standard} documents are {ENCODINGS[standard]}: {text[e.start : e.end]!r} cannot be sent"
         ) from None
+
+
+async def deliver(outbox_dir: Path, partner: Partner, name: str, text: str) -> None:
+    """An outgoing document into the partner's folder, in its standard's character set (written off the
+    event loop, atomically: see files.write_atomically)."""
+    content = encoded(partner.standard, text)
+    await asyncio.to_thread(write_atomically, outbox_dir / partner.supplier_id, name, content)
+
+
+# The segment that opens an interchange, and its element naming the receiver.
+ENVELOPE_SEGMENT: dict[Standard, str] = {"x12": "ISA", "edifact": "UNB"}
+RECEIVER_ELEMENT: dict[Standard, int] = {"x12": 8, "edifact": 3}
 
 
 def envelope_of(error: EdiError, standard: Standard) -> Envelope:

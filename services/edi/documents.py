@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, TypedDict, Unpack
 
 Standard: TypeAlias = Literal["x12", "edifact"]
 
@@ -107,31 +107,37 @@ class FunctionalGroup:
     set_control_numbers: tuple[tuple[str, str], ...]  # (ST01 kind, ST02) of each set in it
 
 
+class Where(TypedDict, total=False):
+    """Where in an interchange a fault is (EdiError's keywords; every one may be left out)."""
+
+    segment: str
+    position: int
+    element: int
+    header: Envelope | None
+    message_control_number: str
+    message_kind: str
+
+
 class EdiError(Exception):
     """A malformed interchange: where (segment tag and its 1-based position in the interchange, the
     element's 1-based position when known) and why. Whatever envelope was read before the fault is
     kept so that the rejection can still be acknowledged to the sender."""
 
-    def __init__(
-        self,
-        reason: str,
-        *,
-        segment: str = "",
-        position: int = 0,
-        element: int = 0,
-        header: Envelope | None = None,
-        message_control_number: str = "",
-        message_kind: str = "",
-    ) -> None:
-        where = f"segment {segment or '?'} #{position}" + (f" element {element}" if element else "")
-        super().__init__(f"{where}: {reason}" if segment or position else reason)
+    def __init__(self, reason: str, **where: Unpack[Where]) -> None:
+        segment, position, element = (
+            where.get("segment", ""),
+            where.get("position", 0),
+            where.get("element", 0),
+        )
+        place = f"segment {segment or '?'} #{position}" + (f" element {element}" if element else "")
+        super().__init__(f"{place}: {reason}" if segment or position else reason)
         self.reason = reason
         self.segment = segment
         self.position = position
         self.element = element
-        self.header = header
-        self.message_control_number = message_control_number
-        self.message_kind = message_kind
+        self.header = where.get("header")
+        self.message_control_number = where.get("message_control_number", "")
+        self.message_kind = where.get("message_kind", "")
 
 
 @dataclass(frozen=True, slots=True)

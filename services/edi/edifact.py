@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, Unpack
 
 from pydifact.control import Characters
 from pydifact.exceptions import EDISyntaxError
@@ -56,6 +56,7 @@ from services.edi.documents import (
     ReceivingAdvice,
     ShipNotice,
     ShippedLine,
+    Where,
 )
 
 Element = str | list[str]  # a rendered data element: simple, or the components of a composite
@@ -70,25 +71,12 @@ class EdifactError(EdiError):
         reason: str,
         *,
         syntax_error: str,
-        segment: str = "",
-        position: int = 0,
-        element: int = 0,
         component: int = 0,
         message_position: int = 0,
         message_identifier: tuple[str, ...] = (),
-        header: Envelope | None = None,
-        message_control_number: str = "",
-        message_kind: str = "",
+        **where: Unpack[Where],
     ) -> None:
-        super().__init__(
-            reason,
-            segment=segment,
-            position=position,
-            element=element,
-            header=header,
-            message_control_number=message_control_number,
-            message_kind=message_kind,
-        )
+        super().__init__(reason, **where)
         self.syntax_error = syntax_error  # 0085
         self.component = component  # 1-based in the composite, 0 for a simple data element
         self.message_position = message_position  # the segment's position in its message (UNH = 1), or 0

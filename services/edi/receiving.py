@@ -28,11 +28,10 @@ from pydantic import BaseModel
 from backbone.contracts import Envelope, new_envelope
 from backbone.eventstore import ConcurrencyError, EventStore
 from services.edi import inbound, projections
-from services.edi.codecs import codec, detect, encoded, envelope_of
+from services.edi.codecs import ENVELOPE_SEGMENT, RECEIVER_ELEMENT, codec, deliver, detect, envelope_of
 from services.edi.documents import EdiError, Interchange, Partner, Standard
 from services.edi.documents import Envelope as EdiEnvelope
 from services.edi.events import InterchangeAccepted, InterchangeRejected
-from services.edi.files import write_atomically
 from services.edi.outbound import file_name
 from services.edi.partners import Partners
 
@@ -102,7 +101,7 @@ class Receiver:
                 if isinstance(parsed, EdiError) and not header.sender_id
                 else EdiError(
                     f"{who} is not a trading partner (EDI_PARTNERS)",
-                    segment="ISA" if standard == "x12" else "UNB",
+                    segment=ENVELOPE_SEGMENT[standard],
                     position=1,
                     header=header,
                 )
@@ -111,9 +110,9 @@ class Receiver:
         if isinstance(parsed, Interchange) and parsed.receiver_id != partner.our_id:
             parsed = EdiError(
                 f"the interchange is addressed to {parsed.receiver_id!r}, not to us ({partner.our_id!r})",
-                segment="ISA" if standard == "x12" else "UNB",
+                segment=ENVELOPE_SEGMENT[standard],
                 position=1,
-                element=8 if standard == "x12" else 3,
+                element=RECEIVER_ELEMENT[standard],
                 header=header,
             )
         if isinstance(parsed, EdiError):
@@ -140,18 +139,8 @@ class Receiver:
             try:
                 events = inbound.events_of(interchange, partner.supplier_id, sent)
             except EdiError as e:
-                refused = EdiError(
-                    e.reason,
-                    segment=e.segment,
-                    position=e.position,
-                    element=e.element,
-                    header=_header(interchange, interchange.standard),
-                    message_control_number=e.message_control_number,
-                    message_kind=e.message_kind,
-                )
-                return await self._refuse(
-                    refused, interchange.standard, partner, source, digest, now, conn=conn
-                )
+                e.header = _header(interchange, interchange.standard)  # so the rejection is acknowledged
+                return await self._refuse(e, interchange.standard, partner, source, digest, now, conn=conn)
             acknowledgement, ack_file, ack_number = await self._acknowledge(conn, interchange, partner, now)
             accepted = InterchangeAccepted(
                 standard=interchange.standard,
@@ -205,8 +194,7 @@ class Receiver:
             else (_header(parsed, partner.standard).control_number or "unreadable")
         )
         name = file_name(outgoing.kinds[0] if outgoing.kinds else "ack", subject, outgoing.control_number)
-        content = encoded(partner.standard, outgoing.text)
-        await asyncio.to_thread(write_atomically, self.outbox_dir / partner.supplier_id, name, content)
+        await deliver(self.outbox_dir, partner, name, outgoing.text)
         return outgoing.text, name, outgoing.control_number
 
     async def _refuse(

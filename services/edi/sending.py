@@ -9,7 +9,6 @@ may have written is rewritten identically; a PO of a supplier without EDI is non
 business.
 """
 
-import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,8 @@ from backbone.contracts import Envelope, new_envelope
 from backbone.contracts.events import PurchaseOrderCancelled, PurchaseOrderIssued
 from backbone.eventstore import EventStore
 from services.edi import projections
-from services.edi.codecs import codec, encoded
+from services.edi.codecs import codec, deliver
 from services.edi.events import PurchaseOrderTransmitted
-from services.edi.files import write_atomically
 from services.edi.outbound import SentPurchaseOrder, document_for, file_name, sent_after
 from services.edi.partners import Partners
 
@@ -62,8 +60,7 @@ def make_handler(store: EventStore, partners: Partners, outbox_dir: Path) -> Han
                 f"{event.po_id}-r{document.revision}" + ("-cancel" if document.purpose == "cancel" else ""),
                 outgoing.control_number,
             )
-            content = encoded(partner.standard, outgoing.text)
-            await asyncio.to_thread(write_atomically, outbox_dir / partner.supplier_id, name, content)
+            await deliver(outbox_dir, partner, name, outgoing.text)
             transmitted = new_envelope(
                 PurchaseOrderTransmitted(
                     po_id=event.po_id,

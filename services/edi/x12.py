@@ -54,7 +54,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from itertools import pairwise
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, Unpack
 
 from services.edi import x12_maps as maps
 from services.edi.documents import (
@@ -73,6 +73,7 @@ from services.edi.documents import (
     ReceivingAdvice,
     ShipNotice,
     ShippedLine,
+    Where,
 )
 
 FaultLevel: TypeAlias = Literal["interchange", "group", "set"]
@@ -99,27 +100,8 @@ class X12Error(EdiError):
     """A malformed X12 interchange; `fault` is how its acknowledgement names the fault, and
     `interchange_date`/`interchange_time` are ISA09/ISA10 as sent (the TA1 echoes them)."""
 
-    def __init__(
-        self,
-        reason: str,
-        *,
-        fault: Fault,
-        segment: str = "",
-        position: int = 0,
-        element: int = 0,
-        header: Envelope | None = None,
-        message_control_number: str = "",
-        message_kind: str = "",
-    ) -> None:
-        super().__init__(
-            reason,
-            segment=segment,
-            position=position,
-            element=element,
-            header=header,
-            message_control_number=message_control_number,
-            message_kind=message_kind,
-        )
+    def __init__(self, reason: str, *, fault: Fault, **where: Unpack[Where]) -> None:
+        super().__init__(reason, **where)
         self.fault = fault
         self.interchange_date = ""
         self.interchange_time = ""

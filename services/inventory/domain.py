@@ -66,6 +66,7 @@ from rpds import HashTrieMap
 
 from backbone.contracts.envelope import STRICT, EventPayload
 from backbone.contracts.events import (
+    AUTO_REPLENISHMENT_ACTOR,
     MAX_SUBSTITUTES,
     BackorderFulfilled,
     BackorderQueueChanged,
@@ -90,6 +91,7 @@ from backbone.contracts.events import (
     StockReserved,
     StockShipped,
     StockShort,
+    substitutes_problem,
 )
 from backbone.contracts.types import Identifier, NonNegativeQuantity, Quantity, Sku, Text
 from backbone.ranked import RankedMap
@@ -458,9 +460,6 @@ def ship_line_commands(shipment: ShipmentDispatched) -> list[ShipLine]:
 
 def record_sourcing_command(sourcing: SkuSourcingChanged) -> RecordSourcing:
     return RecordSourcing(sku=sourcing.sku, sourced=bool(sourcing.supplier_ids))
-
-
-AUTO_REPLENISHMENT_ACTOR = "procurement:auto"
 
 
 def apply_reorder_levels_command(plan: ReorderPolicyPlanned) -> ApplyReorderLevels:
@@ -866,10 +865,9 @@ def _count(decision: _Decision, command: CountStock, priority: PriorityPolicy) -
 
 def _set_substitutes(decision: _Decision, command: SetSubstitutes) -> None:
     substitutes = tuple(command.substitutes)
-    if len(set(substitutes)) != len(substitutes):
-        raise InvalidCommand("substitutes must be unique")
-    if command.sku in substitutes:
-        raise InvalidCommand(f"{command.sku} cannot be its own substitute")
+    problem = substitutes_problem(command.sku, substitutes)
+    if problem is not None:
+        raise InvalidCommand(problem)
     if substitutes == decision.state.substitutes:
         return
     decision.emit(SkuSubstitutesChanged(sku=command.sku, substitutes=list(substitutes), actor=command.actor))

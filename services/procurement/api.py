@@ -23,11 +23,11 @@ from backbone.aggregate import StreamRepository
 from backbone.auth import ReadsViews, Staff, WithoutActor
 from backbone.contracts.types import Currency, Identifier, Money, Quantity
 from backbone.decider import Decided, Input
-from backbone.eventstore import ConcurrencyError, EventStore
+from backbone.eventstore import ConcurrencyError
 from services.procurement import projections
 from services.procurement.domain import Incoming, ProcurementConflict, ProcurementState, SetSupplierTerms
 from services.procurement.events import SupplierRole, SupplierTerms, check_catalogue
-from services.procurement.handlers import Clock, apply, new_repository
+from services.procurement.handlers import Clock, apply
 from services.procurement.planning import PurchasePolicy
 from services.procurement.reliability import EtaAccuracy, LatenessHistory
 
@@ -324,9 +324,10 @@ async def run_command(
     raise AssertionError("unreachable")
 
 
-def make_router(pool: asyncpg.Pool, store: EventStore, policy: PurchasePolicy, clock: Clock) -> APIRouter:
+def make_router(
+    pool: asyncpg.Pool, repository: StreamRepository[ProcurementState], policy: PurchasePolicy, clock: Clock
+) -> APIRouter:
     router = APIRouter(tags=["procurement"])
-    repository = new_repository(store)
 
     @router.put("/skus/{sku}/suppliers", response_model=CatalogueChange)
     async def set_suppliers(sku: SkuPath, body: CatalogueRequest, staff: Staff) -> CatalogueChange:

@@ -107,8 +107,8 @@ def build_service(clock: Clock = utc_today) -> Service:
         return handlers.make_handler(ctx.store, policy_of(ctx), clock)
 
     def make_routes(ctx: ServiceContext) -> APIRouter:
-        router = api.make_router(ctx.pool, ctx.store, policy_of(ctx), clock)
-        repository = handlers.new_repository(ctx.store)
+        repository = handlers.new_repository(ctx.store)  # one cache for the commands and the views
+        router = api.make_router(ctx.pool, repository, policy_of(ctx), clock)
         router.include_router(replenishment_api.make_router(ctx.pool, repository, policy_of(ctx), clock))
         return router
 

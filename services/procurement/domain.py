@@ -38,6 +38,7 @@ from rpds import HashTrieMap, HashTrieSet
 
 from backbone.contracts.envelope import STRICT, EventPayload
 from backbone.contracts.events import (
+    AUTO_REPLENISHMENT_ACTOR,
     BackorderEtaUpdated,
     BackorderFulfilled,
     BackorderQueueChanged,
@@ -727,7 +728,7 @@ def _facts(
             levels = (incoming.reorder_point, incoming.safety_stock)
             # Auto mode's own plan: the state took it when planning (and a later one may be on its way).
             known = (state.stock.reorder_point, state.stock.safety_stock)
-            if incoming.actor == AUTO_ACTOR or levels == known:
+            if incoming.actor == AUTO_REPLENISHMENT_ACTOR or levels == known:
                 return []
             return [
                 ReorderLevelsRecorded(
@@ -829,9 +830,6 @@ def _facts(
             ]
         case _:
             raise TypeError(f"procurement does not handle {type(incoming).__name__}")
-
-
-AUTO_ACTOR = "procurement:auto"  # inventory records auto mode's levels under this actor
 
 
 def _review_facts(state: ProcurementState, review: ReviewReplenishment) -> list[EventPayload]:

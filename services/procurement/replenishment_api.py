@@ -21,7 +21,7 @@ from services.procurement import demand, projections
 from services.procurement.api import SkuPath, run_command
 from services.procurement.domain import ProcurementState, SetReplenishment
 from services.procurement.events import ReplenishmentMode
-from services.procurement.forecast import Recommendation, backorder_rate
+from services.procurement.forecast import backorder_rate
 from services.procurement.handlers import Clock
 from services.procurement.planning import PurchasePolicy, choose_supplier
 from services.procurement.replenishment import DEFAULT_SERVICE_LEVEL
@@ -47,6 +47,8 @@ class ReplenishmentRequest(WithoutActor):
 
 
 class RecommendationView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read from forecast.Recommendation
+
     reorder_point: int = Field(description="ceil(d * L) + safety_stock")
     safety_stock: int = Field(description="ceil(z * sqrt(L * sigma_d^2 + d^2 * sigma_L^2))")
     demand_per_day: float = Field(description="d: Croston/SBA units per day")
@@ -56,20 +58,6 @@ class RecommendationView(BaseModel):
     z: float = Field(description="The service level's standard normal quantile")
     lead_time_demand: float = Field(description="d * L")
     basis: str
-
-    @classmethod
-    def of(cls, r: Recommendation) -> "RecommendationView":
-        return cls(
-            reorder_point=r.reorder_point,
-            safety_stock=r.safety_stock,
-            demand_per_day=r.demand_per_day,
-            demand_sigma_per_day=r.demand_sigma_per_day,
-            lead_time_days=r.lead_time_days,
-            lead_time_sigma_days=r.lead_time_sigma_days,
-            z=r.z,
-            lead_time_demand=r.lead_time_demand,
-            basis=r.basis,
-        )
 
 
 class ReplenishmentView(BaseModel):
@@ -161,7 +149,7 @@ def replenishment_view(
         demand_days=estimate.days_with_demand if estimate is not None else 0,
         last_demand_day=estimate.last_day if estimate is not None else None,
         open_day_units=open_day_units,
-        recommendation=RecommendationView.of(recommended) if recommended is not None else None,
+        recommendation=RecommendationView.model_validate(recommended) if recommended is not None else None,
         applied=state.replenishment.mode == "auto",
     )
 

@@ -7,7 +7,7 @@ Docstrings and field descriptions end up in the generated JSON Schemas and the A
 """
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal, Self
@@ -145,6 +145,15 @@ class RefundRequested(EventPayload):
 
 
 MAX_SUBSTITUTES = 20
+
+
+def substitutes_problem(sku: str, substitutes: Sequence[str]) -> str | None:
+    """Why `substitutes` cannot be the SKU's list (each once, never the SKU itself), or None."""
+    if len(set(substitutes)) != len(substitutes):
+        return "substitutes must be unique"
+    if sku in substitutes:
+        return f"{sku} cannot be its own substitute"
+    return None
 
 
 def default_substitution_id(line_id: str, sku: str) -> str:
@@ -507,10 +516,9 @@ class SkuSubstitutesChanged(EventPayload):
 
     @model_validator(mode="after")
     def _a_list_of_others(self) -> Self:
-        if len(set(self.substitutes)) != len(self.substitutes):
-            raise ValueError("substitutes must be unique")
-        if self.sku in self.substitutes:
-            raise ValueError("a SKU is not its own substitute")
+        problem = substitutes_problem(self.sku, self.substitutes)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 
@@ -587,6 +595,9 @@ class SkuSourcingChanged(EventPayload):
 
 
 ServiceLevel = Annotated[Decimal, Field(ge=Decimal("0.5"), lt=1, max_digits=5, decimal_places=4)]
+
+
+AUTO_REPLENISHMENT_ACTOR = "procurement:auto"  # the actor of the SkuPolicyChanged a plan becomes
 
 
 class ReorderPolicyPlanned(EventPayload):

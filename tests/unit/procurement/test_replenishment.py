@@ -14,6 +14,7 @@ import pytest
 
 from backbone.contracts.envelope import new_envelope
 from backbone.contracts.events import (
+    AUTO_REPLENISHMENT_ACTOR,
     CONTRACT_EVENTS,
     BackorderEtaUpdated,
     PurchaseOrderAcknowledged,
@@ -28,7 +29,6 @@ from backbone.contracts.events import (
 from backbone.contracts.registry import EventRegistry
 from services.procurement.demand import day_counts
 from services.procurement.domain import (
-    AUTO_ACTOR,
     ReviewReplenishment,
     SetReplenishment,
     SupplierDelay,
@@ -169,7 +169,7 @@ def test_levels_typed_in_inventory_are_recorded_but_auto_modes_own_come_back_as_
     )
     assert isinstance(recorded, ReorderLevelsRecorded) and recorded.actor == "ann"
     echo = SkuPolicyChanged(
-        sku=SKU, backorder_policy="allow", reorder_point=736, safety_stock=261, actor=AUTO_ACTOR
+        sku=SKU, backorder_policy="allow", reorder_point=736, safety_stock=261, actor=AUTO_REPLENISHMENT_ACTOR
     )
     assert sku.send(echo) == []
 
