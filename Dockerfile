@@ -1,5 +1,5 @@
-# One image for the four services, the supplier EDI adapter and the console (the board); the compose `command:` (or the SERVICE
-# build arg) picks which one runs.
+# One image for the four services, the supplier EDI adapter and the console (the board); the compose
+# `command:` (or the SERVICE build arg) picks which one runs.
 #   docker build -t backorder:local .   then   docker run -e ... backorder:local python -m services.order
 FROM python:3.11-slim
 
