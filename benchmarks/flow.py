@@ -19,6 +19,7 @@ a latency, and the poll's cost does not grow with a backlog.
 
 import argparse
 import asyncio
+import os
 import random
 import time
 import uuid
@@ -29,6 +30,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from backbone.cli import run as run_on_uvloop
 from backbone.contracts import Topic, new_envelope
 from backbone.contracts.events import Customer, OrderLine, OrderPlaced
 from backbone.kafka import reliable_producer
@@ -36,6 +38,7 @@ from backbone.log import configure_logging
 from backbone.testing.fleet import Fleet, running_fleet
 from backbone.testing.mailsink import MailSink
 from backbone.testing.servers import real_servers, state_dir
+from benchmarks import cpu
 
 TIERS = ("standard", "standard", "standard", "silver", "gold", "platinum")
 POLL_BATCH = 2_000  # orders asked for per poll of the order read model, the oldest waiting first
@@ -161,8 +164,8 @@ async def run_step(
 
 _MARK = """
 SELECT (SELECT coalesce(max(global_position), 0) FROM event_store) AS position,
-       (SELECT tup_inserted + tup_updated + tup_deleted FROM pg_stat_database
-        WHERE datname = current_database()) AS rows
+       d.tup_inserted + d.tup_updated + d.tup_deleted AS rows, d.xact_commit + d.xact_rollback AS transactions
+FROM pg_stat_database d WHERE d.datname = current_database()
 """
 _EVENTS_SINCE = """
 SELECT count(*) AS events, count(*) FILTER (WHERE topic IS NOT NULL) AS published
@@ -174,14 +177,21 @@ STATS_FLUSH_SECONDS = 2.0  # PostgreSQL's backends report their row counts at mo
 @dataclass(frozen=True)
 class Writes:
     """What one service's database took: events stored (and of them published), rows written (inserted,
-    updated or deleted in any table: log, outbox, inbox, business keys, read models, snapshots)."""
+    updated or deleted in any table: log, outbox, inbox, business keys, read models, snapshots) and
+    transactions ended (each commit that wrote waits for its WAL flush)."""
 
     events: int
     published: int
     rows: int
+    transactions: int
 
     def __add__(self, other: "Writes") -> "Writes":
-        return Writes(self.events + other.events, self.published + other.published, self.rows + other.rows)
+        return Writes(
+            self.events + other.events,
+            self.published + other.published,
+            self.rows + other.rows,
+            self.transactions + other.transactions,
+        )
 
 
 async def mark(conn: asyncpg.Connection) -> asyncpg.Record:
@@ -190,16 +200,24 @@ async def mark(conn: asyncpg.Connection) -> asyncpg.Record:
 
 async def writes_since(conn: asyncpg.Connection, start: asyncpg.Record) -> Writes:
     events = await conn.fetchrow(_EVENTS_SINCE, start["position"])
-    rows = (await mark(conn))["rows"] - start["rows"]
-    return Writes(events["events"], events["published"], rows)
+    now = await mark(conn)
+    return Writes(
+        events["events"],
+        events["published"],
+        now["rows"] - start["rows"],
+        now["transactions"] - start["transactions"],
+    )
 
 
 def writes_table(per_service: dict[str, Writes], orders: int) -> str:
-    lines = [f"per completed order ({orders:,} orders):  events stored   published   rows written"]
-    every = sum(per_service.values(), Writes(0, 0, 0))
+    lines = [
+        f"per completed order ({orders:,} orders):  events stored   published   rows written   transactions"
+    ]
+    every = sum(per_service.values(), Writes(0, 0, 0, 0))
     for name, w in [*per_service.items(), ("all four services", every)]:
         lines.append(
             f"  {name:<34} {w.events / orders:>9.2f} {w.published / orders:>11.2f} {w.rows / orders:>14.1f}"
+            f" {w.transactions / orders:>14.2f}"
         )
     return "\n".join(lines)
 
@@ -215,9 +233,12 @@ async def ramp(
     rng: random.Random,
 ) -> list[Step]:
     databases = {name: await asyncpg.connect(fleet.services[name].env["DATABASE_URL"]) for name in SERVICES}
+    services = {s.process.pid: name for name, s in fleet.services.items() if s.process is not None}
+    services[os.getpid()] = "bench"
     steps: list[Step] = []
     try:
         start = {name: await mark(conn) for name, conn in databases.items()}
+        cpu_start, wall_start = cpu.sample(services), time.monotonic()
         number = 0
         for rate in rates:
             step, number = await run_step(
@@ -228,9 +249,12 @@ async def ramp(
             if not step.kept_up(p99_limit):
                 print(f"stopping the ramp: the system does not keep up with {rate}/s")
                 break
+        used, wall = cpu.used_between(cpu_start, cpu.sample(services)), time.monotonic() - wall_start
         await asyncio.sleep(STATS_FLUSH_SECONDS)  # let the services' backends report their rows
         written = {name: await writes_since(conn, start[name]) for name, conn in databases.items()}
-        print(writes_table(written, max(1, sum(s.completed for s in steps))))
+        completed = max(1, sum(s.completed for s in steps))
+        print(writes_table(written, completed))
+        print(cpu.cpu_table(used, completed, wall))
     finally:
         for conn in databases.values():
             await conn.close()
@@ -299,7 +323,7 @@ def parse_args() -> argparse.Namespace:
 
 if __name__ == "__main__":
     args = parse_args()
-    asyncio.run(
+    run_on_uvloop(  # uvloop, as the services: the sender and the mail sink share the machine with them
         main(
             [int(r) for r in args.rates.split(",")],
             args.seconds,

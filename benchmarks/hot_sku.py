@@ -34,6 +34,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from backbone.cli import run as run_on_uvloop
 from backbone.contracts import Topic, new_envelope
 from backbone.contracts.events import Customer, OrderLine, OrderPlaced
 from backbone.kafka import reliable_producer
@@ -42,6 +43,7 @@ from backbone.testing.fleet import Fleet, ServiceProcess, running_fleet
 from backbone.testing.outsiders import Outsiders
 from backbone.testing.servers import real_servers, state_dir
 from backbone.testing.service import free_port
+from benchmarks.cpu import process_seconds
 from benchmarks.flow import decided_at
 
 # The primary wins; the alternate is sooner but too dear, so procurement weighs both on every plan.
@@ -270,14 +272,6 @@ def status_mb(pid: int, name: str) -> str:
     return "?"
 
 
-def cpu_seconds(pid: int) -> str:
-    """User + system CPU time the process used so far (/proc/<pid>/stat, in clock ticks)."""
-    with contextlib.suppress(OSError, ValueError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return f"{(int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK'):,.1f} s"
-    return "?"
-
-
 def where_from(service: ServiceProcess) -> str:
     """Which checkout a service process runs: its working directory and PYTHONPATH, as the kernel sees it."""
     assert service.process is not None
@@ -300,7 +294,8 @@ def report_processes(fleet: Fleet) -> None:
         if process is not None and running:
             rss, peak = status_mb(process.pid, "VmRSS"), status_mb(process.pid, "VmHWM")
             memory.append(f"{service.name} {rss} (peak {peak})")
-            cpu.append(f"{service.name} {cpu_seconds(process.pid)}")
+            seconds = process_seconds(process.pid)
+            cpu.append(f"{service.name} {'?' if seconds is None else f'{seconds:,.1f} s'}")
         alive.append(
             f"{service.name} {'alive' if running else f'DEAD (exit {process and process.returncode})'}"
         )
@@ -402,4 +397,4 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse_args()))
+    run_on_uvloop(main(parse_args()))  # uvloop, as the services: the sender shares the machine with them

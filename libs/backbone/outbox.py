@@ -81,6 +81,8 @@ SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
 ON CONFLICT (global_position) DO NOTHING
 """
 
+_DELETE = "DELETE FROM outbox WHERE global_position = ANY($1::bigint[])"
+
 
 class Unpublishable(Exception):
     """This event can never be published as it is."""
@@ -265,19 +267,18 @@ class OutboxRelay:
     ) -> None:
         if not published and not parked:
             return
+        if not parked:  # one statement is its own transaction: no BEGIN and COMMIT round trips around it
+            await conn.execute(_DELETE, published)
+            return
         async with conn.transaction():
-            if parked:
-                await conn.execute(
-                    _PARK,
-                    [r["global_position"] for r, _ in parked],
-                    [r["topic"] for r, _ in parked],
-                    [r["partition_key"] for r, _ in parked],
-                    [reason[:2000] for _, reason in parked],
-                )
             await conn.execute(
-                "DELETE FROM outbox WHERE global_position = ANY($1::bigint[])",
-                [*published, *(r["global_position"] for r, _ in parked)],
+                _PARK,
+                [r["global_position"] for r, _ in parked],
+                [r["topic"] for r, _ in parked],
+                [r["partition_key"] for r, _ in parked],
+                [reason[:2000] for _, reason in parked],
             )
+            await conn.execute(_DELETE, [*published, *(r["global_position"] for r, _ in parked)])
         for r, reason in parked:
             self.parked += 1
             log.error(

@@ -386,6 +386,8 @@ async def _serve(
             handles=None if service.handles is None else [e.event_type for e in service.handles],
             metrics=ctx.metrics,
             client_options=kafka_options,
+            fetch_min_bytes=settings.consumer_fetch_min_bytes,
+            fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         )
 
     consumer = _Replaceable(new_loop)

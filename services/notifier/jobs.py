@@ -92,6 +92,9 @@ class Claimed:
     traceparent: str | None = None  # of the flow that requested it, to carry its trace on to the outcome
 
 
+# A finished send: its outcome, its claim, and what its recording appended (set by whoever records it).
+_ToRecord = tuple[DeliveryAttempt, Claimed, "asyncio.Future[list[Envelope[Any]]]"]
+
 _CLAIM = """
 WITH due AS (
     SELECT notification_id FROM notification_delivery d
@@ -149,6 +152,8 @@ class DeliveryWorker:
         # Notification ids whose send went out and whose outcome is not recorded yet: never claimed again
         # by this worker meanwhile, and their leases are not given back on shutdown.
         self.unrecorded: set[str] = set()
+        self._to_record: list[_ToRecord] = []  # finished sends waiting for the recording transaction
+        self._recording = asyncio.Lock()
         self._outcomes = (metrics or ServiceMetrics("notifier")).count_job(
             "notifications",
             "Delivery attempts by channel and outcome: sent, failed (tried again later), given_up",
@@ -308,46 +313,102 @@ class DeliveryWorker:
 
     async def _record(self, outcome: DeliveryAttempt, claimed: Claimed) -> list[Envelope[Any]]:
         """Append the outcome to the delivery stream and update the row; the events appended. Waits for
-        the database as long as it is away: the message went out (or not) and must not go again."""
+        the database as long as it is away: the message went out (or not) and must not go again.
+
+        Group commit: outcomes that finish while a recording transaction runs wait for it and are then
+        recorded together, in one transaction, by whichever of them goes next. A lane's sends finish
+        close together, and each transaction costs its statements and a WAL flush; one outcome alone is
+        recorded at once, as before."""
         notification_id = outcome.notification.notification_id
-        work = [Input(delivery_stream_id(notification_id), outcome, correlation_id=claimed.correlation_id)]
-        backoff = Backoff(first=0.1, cap=_RECORD_MAX_DELAY)
-        conflicts = 0
         self.unrecorded.add(notification_id)
+        recorded: asyncio.Future[list[Envelope[Any]]] = asyncio.get_running_loop().create_future()
+        self._to_record.append((outcome, claimed, recorded))
         try:
-            while True:
-                try:
-                    async with self._pool.acquire() as conn, conn.transaction():
-                        decided = await decide_and_append(
-                            conn, self._repository, work, decide=decide_delivery
-                        )
-                        if not decided:  # recorded by another worker already: only our lease is left
-                            await conn.execute(_RELEASE, [claimed.token], [notification_id])
-                        await projections.apply(conn, decided)
-                    if backoff.attempt:
-                        log.info("delivery outcome recorded after all", notification_id=notification_id)
-                    return [e for d in decided for e in d.events]
-                except DATABASE_UNAVAILABLE as e:
-                    if not backoff.attempt:
-                        log.warning(
-                            "recording a delivery waits for the database",
-                            notification_id=notification_id,
-                            error=repr(e),
-                        )
-                    self._report()
-                except TRANSIENT_ERRORS as e:
-                    conflicts += 1
-                    log.warning("recording a delivery failed; retrying", error=repr(e), attempt=conflicts)
-                    if conflicts >= _RECORD_CONFLICTS:
-                        log.error(
-                            "delivery outcome not recorded; the message goes again once its lease runs out",
-                            notification_id=notification_id,
-                        )
-                        return []
-                await backoff.wait()
+            async with self._recording:
+                if not recorded.done():
+                    group, self._to_record = self._to_record, []
+                    try:
+                        await self._record_group(group)
+                    except asyncio.CancelledError:  # the others' outcomes go with the next group
+                        self._to_record[:0] = [g for g in group if not g[2].done()]
+                        raise
+            return await recorded
         finally:
             self.unrecorded.discard(notification_id)
             self._report()
+
+    async def _record_group(self, group: Sequence[_ToRecord]) -> None:
+        """Record the group in one transaction, retried as _record says, and settle every future. A
+        group that keeps failing for another reason than an outage is recorded one by one, so that one
+        outcome the database refuses does not hold back the others."""
+        work = [
+            Input(
+                delivery_stream_id(o.notification.notification_id), o, correlation_id=claimed.correlation_id
+            )
+            for o, claimed, _ in group
+        ]
+        backoff = Backoff(first=0.1, cap=_RECORD_MAX_DELAY)
+        conflicts = 0
+        while True:
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    decided = await decide_and_append(conn, self._repository, work, decide=decide_delivery)
+                    # Recorded by another worker already: only our lease is left to give back.
+                    appended = {d.stream_id: d for d in decided}
+                    stale = [
+                        c for (_, c, _), i in zip(group, work, strict=True) if i.stream_id not in appended
+                    ]
+                    if stale:
+                        await conn.execute(
+                            _RELEASE,
+                            [c.token for c in stale],
+                            [c.notification.notification_id for c in stale],
+                        )
+                    await projections.apply(conn, decided)
+                if backoff.attempt:
+                    log.info("delivery outcomes recorded after all", count=len(group))
+                for (_, _, recorded), i in zip(group, work, strict=True):
+                    d = appended.get(i.stream_id)
+                    _settle(recorded, list(d.events) if d else [])
+                return
+            except DATABASE_UNAVAILABLE as e:
+                if not backoff.attempt:
+                    log.warning(
+                        "recording deliveries waits for the database", count=len(group), error=repr(e)
+                    )
+                self._report()
+            except TRANSIENT_ERRORS as e:
+                conflicts += 1
+                log.warning("recording deliveries failed; retrying", error=repr(e), attempt=conflicts)
+                if conflicts >= _RECORD_CONFLICTS:
+                    if len(group) > 1:
+                        break
+                    log.error(
+                        "delivery outcome not recorded; the message goes again once its lease runs out",
+                        notification_id=group[0][0].notification.notification_id,
+                    )
+                    _settle(group[0][2], [])
+                    return
+            except Exception as e:  # a bug: raised to the send's task, as for an outcome recorded alone
+                if len(group) > 1:
+                    break
+                _settle(group[0][2], e)
+                return
+            await backoff.wait()
+        for one in group:  # the group kept failing: one by one, so one outcome does not hold back the others
+            await self._record_group([one])
+
+
+def _settle(
+    recorded: "asyncio.Future[list[Envelope[Any]]]", outcome: list[Envelope[Any]] | Exception
+) -> None:
+    """Give the waiter its recording's result (or error), unless it stopped waiting (cancelled)."""
+    if recorded.done():
+        return
+    if isinstance(outcome, Exception):
+        recorded.set_exception(outcome)
+    else:
+        recorded.set_result(outcome)
 
 
 # --- the grace-period announcements ------------------------------------------------------------------------

@@ -293,6 +293,45 @@ async def test_refusals_are_retried_with_backoff_then_failed_while_other_message
     await assert_rebuild_gives_the_same_read_models(database_url)
 
 
+async def test_sends_that_finish_together_are_recorded_together_each_once(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, producer: AIOKafkaProducer
+) -> None:
+    """Group commit of the delivery outcomes: twelve messages in flight at once (the relay holds each
+    for 0.3 s, the lane sends 8 at a time) each get exactly one outcome, and those that finish while
+    another outcome is being recorded share its next transaction."""
+    sku = unique_name("SCARF")
+    orders = [
+        placed(unique_name("order"), unique_name("customer"), f"c{n}@example.com", [("1", sku, 2)])
+        for n in range(12)
+    ]
+    rejections = [short(o.payload.order_id, "1", sku, 2, 0, disposition="rejected") for o in orders]
+    async with mail_relay(delay=0.3) as mail:
+        config = settings(database_url, kafka_bootstrap, topic_prefix, mail.port, delivery_concurrency=8)
+        async with serving(config) as http:
+            await publish(producer, f"{topic_prefix}orders", orders)
+            await publish(producer, f"{topic_prefix}inventory", rejections)
+            await consumed(database_url, *orders, *rejections)
+            rows = await settled(http, kind="rejected")
+            assert sorted((r["status"], r["attempts"]) for r in rows) == [("sent", 1)] * 12
+            assert len(mail.messages()) == 12
+    conn = await asyncpg.connect(database_url)
+    try:
+        per_stream = await conn.fetch(
+            "SELECT stream_id, count(*) AS events, min(xmin::text) AS tx FROM event_store"
+            " WHERE event_type = 'NotificationSent' GROUP BY stream_id"
+        )
+        leased = await conn.fetchval(
+            "SELECT count(*) FROM notification_delivery WHERE claim_token IS NOT NULL"
+        )
+    finally:
+        await conn.close()
+    assert len(per_stream) == 12 and all(r["events"] == 1 for r in per_stream)
+    assert len({r["tx"] for r in per_stream}) < 12  # some outcomes shared a transaction
+    assert leased == 0
+    published = await published_by_notifier(database_url, kafka_bootstrap, topic_prefix)
+    assert sorted(e["event_type"] for _, e in published.values()) == ["NotificationSent"] * 12
+
+
 async def test_a_receiver_refuses_calls_signed_with_another_secret(
     database_url: str, kafka_bootstrap: str, topic_prefix: str, producer: AIOKafkaProducer
 ) -> None:
