@@ -7,6 +7,7 @@ relay (committed rows -> acknowledged by Kafka -> deleted from the outbox) and t
 
 import argparse
 import asyncio
+import os
 import time
 import uuid
 from collections import Counter
@@ -28,6 +29,7 @@ from backbone.outbox import OutboxRelay
 from backbone.testing.databases import fresh_database
 from backbone.testing.servers import real_servers
 from backbone.testing.waiting import eventually
+from benchmarks import cpu
 
 SKUS = 200
 
@@ -46,15 +48,26 @@ async def _reached(value: int, target: int) -> bool:
     return value >= target
 
 
-def report(name: str, count: int, seconds: float, detail: str) -> None:
-    print(f"{name:<34} {count / seconds:>10,.0f} events/s   ({count:,} in {seconds:.2f}s; {detail})")
+def cpu_mark() -> cpu.Sample:
+    return cpu.sample({os.getpid(): "bench"})
+
+
+def report(name: str, count: int, seconds: float, detail: str, since: cpu.Sample) -> None:
+    """Events/s, and the CPU each event took in this process, Kafka and PostgreSQL together: what one
+    event costs the machine, the figure to hold against a service's per-message cost (make bench)."""
+    used = cpu.used_between(since, cpu_mark())
+    spent = sum(seconds for group, seconds in used.items() if group != "other")
+    print(
+        f"{name:<34} {count / seconds:>10,.0f} events/s  {spent * 1e6 / count:>6.0f} us CPU/event"
+        f"   ({count:,} in {seconds:.2f}s; {detail})"
+    )
 
 
 async def bench_raw(bootstrap: str, topic: str, payloads: Sequence[Envelope[Any]]) -> None:
     producer = reliable_producer(bootstrap)
     await producer.start()
     try:
-        started = time.perf_counter()
+        started, since = time.perf_counter(), cpu_mark()
         acks = [
             await producer.send(topic, e.to_json(), key=e.key.encode(), headers=e.headers()) for e in payloads
         ]
@@ -64,6 +77,7 @@ async def bench_raw(bootstrap: str, topic: str, payloads: Sequence[Envelope[Any]
             len(payloads),
             time.perf_counter() - started,
             "acks=all, idempotent",
+            since,
         )
     finally:
         await producer.stop()
@@ -72,11 +86,11 @@ async def bench_raw(bootstrap: str, topic: str, payloads: Sequence[Envelope[Any]
     )
     await consumer.start()
     try:
-        started, seen = time.perf_counter(), 0
+        started, since, seen = time.perf_counter(), cpu_mark(), 0
         while seen < len(payloads):
             batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
             seen += sum(len(records) for records in batches.values())
-        report("aiokafka consume (reference)", seen, time.perf_counter() - started, "no decoding")
+        report("aiokafka consume (reference)", seen, time.perf_counter() - started, "no decoding", since)
     finally:
         await consumer.stop()
 
@@ -96,10 +110,12 @@ async def bench_relay(
         producer = reliable_producer(bootstrap)
         await producer.start()
         relay = OutboxRelay(dsn, producer, prefix, batch_size=batch)
-        started = time.perf_counter()
+        started, since = time.perf_counter(), cpu_mark()
         task = asyncio.create_task(relay.run())
         await eventually(lambda: _reached(relay.published, len(payloads)), timeout=600, interval=0.01)
-        report("outbox relay", relay.published, time.perf_counter() - started, f"batch {batch}, acks=all")
+        report(
+            "outbox relay", relay.published, time.perf_counter() - started, f"batch {batch}, acks=all", since
+        )
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await producer.stop()
@@ -134,11 +150,15 @@ async def bench_consumer(dsn: str, bootstrap: str, topic: str, count: int, batch
         service="bench",
         batch_size=batch,
     )
-    started = time.perf_counter()
+    started, since = time.perf_counter(), cpu_mark()
     task = asyncio.create_task(loop.run())
     await eventually(lambda: _reached(loop.applied, count), timeout=600, interval=0.01)
     report(
-        "consumer loop (inbox + projection)", loop.applied, time.perf_counter() - started, f"batch {batch}"
+        "consumer loop (inbox + projection)",
+        loop.applied,
+        time.perf_counter() - started,
+        f"batch {batch}",
+        since,
     )
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
