@@ -844,6 +844,20 @@ def _postgres_preflight(settings: Settings) -> tuple[str | None, Path]:
     return user, bin_dir
 
 
+# The local server's settings for this workload: many small write transactions (every consumed batch, every
+# relay round), each waiting for its WAL flush. Durability is unchanged (fsync, synchronous_commit and
+# full_page_writes stay on). Buffers above the 128 MB default, so the services' working sets (logs' tails,
+# inboxes, read models) stay cached and backends seldom write out dirty pages themselves; checkpoints by
+# time rather than by WAL volume, since after each checkpoint the first write of every page logs the whole
+# page. make bench at 1,000/s offered: PostgreSQL's CPU per order 0.60 -> 0.51 ms (in the machine's noise).
+PG_WORKLOAD_SETTINGS = {
+    "shared_buffers": "512MB",
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "15min",
+    "checkpoint_completion_target": "0.9",
+}
+
+
 def _start_postgres(
     settings: Settings, user: str | None, bin_dir: Path, superuser_password: str, deadline: float
 ) -> None:
@@ -858,6 +872,7 @@ def _start_postgres(
     socket_dir = str(PG_SOCKET_DIR) if len(f"{PG_SOCKET_DIR}/.s.PGSQL.{settings.pg_port}") <= 107 else ""
     # Five services, each with a connection pool, plus test sessions: the default 100 connections run out.
     options = f"-p {settings.pg_port} -c listen_addresses={HOST} -c max_connections=300"
+    options += "".join(f" -c {name}={value}" for name, value in PG_WORKLOAD_SETTINGS.items())
     options += f" -k {shlex.quote(socket_dir)}"
     wait = max(1, int(deadline - time.monotonic()))
     pg_ctl = [bin_dir / "pg_ctl", "-D", PG_DATA]
