@@ -19,14 +19,16 @@ a latency, and the poll's cost does not grow with a backlog.
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import asyncpg
 
@@ -35,9 +37,11 @@ from backbone.contracts import Topic, new_envelope
 from backbone.contracts.events import Customer, OrderLine, OrderPlaced
 from backbone.kafka import reliable_producer
 from backbone.log import configure_logging
-from backbone.testing.fleet import Fleet, running_fleet
+from backbone.testing.fleet import Fleet, ServiceProcess, running_fleet
 from backbone.testing.mailsink import MailSink
 from backbone.testing.servers import real_servers, state_dir
+from backbone.testing.service import free_port
+from backbone.testing.waiting import eventually
 from benchmarks import cpu
 
 TIERS = ("standard", "standard", "standard", "silver", "gold", "platinum")
@@ -171,6 +175,7 @@ _EVENTS_SINCE = """
 SELECT count(*) AS events, count(*) FILTER (WHERE topic IS NOT NULL) AS published
 FROM event_store WHERE global_position > $1
 """
+REBALANCE_SECONDS = 10.0  # for the consumer groups to hand partitions to the copies before a step
 STATS_FLUSH_SECONDS = 2.0  # PostgreSQL's backends report their row counts at most once a second
 
 
@@ -231,10 +236,11 @@ async def ramp(
     run: str,
     skus: Sequence[str],
     rng: random.Random,
+    processes: Mapping[int, str],
 ) -> list[Step]:
+    """`processes`: the services' pids and names, for the CPU table."""
     databases = {name: await asyncpg.connect(fleet.services[name].env["DATABASE_URL"]) for name in SERVICES}
-    services = {s.process.pid: name for name, s in fleet.services.items() if s.process is not None}
-    services[os.getpid()] = "bench"
+    services = {**processes, os.getpid(): "bench"}
     steps: list[Step] = []
     try:
         start = {name: await mark(conn) for name, conn in databases.items()}
@@ -261,12 +267,43 @@ async def ramp(
     return steps
 
 
+@contextlib.asynccontextmanager
+async def more_instances(fleet: Fleet, instances: int, log_dir: Path) -> AsyncIterator[dict[int, str]]:
+    """Every service `instances` times (the fleet's one and copies beside it: same database, same consumer
+    group, so the topics' partitions are shared out); yields all their pids and names. Waits until each
+    copy answers /health, then once more for the consumer groups to settle (a join rebalances them)."""
+    copies = [
+        ServiceProcess(name, {**s.env, "HTTP_PORT": str(free_port())}, log_dir / f"{name}-{n}.log")
+        for name, s in fleet.services.items()
+        for n in range(2, instances + 1)
+    ]
+    try:
+        for copy in copies:
+            await copy.start()
+        for copy in copies:
+            await eventually(
+                lambda c=copy: c.healthy(fleet.http), timeout=90, what=f"{copy.name} copy healthy"
+            )
+        if copies:
+            await asyncio.sleep(REBALANCE_SECONDS)  # a measuring pause, not a test wait
+        yield {s.process.pid: s.name for s in [*fleet.services.values(), *copies] if s.process is not None}
+    finally:
+        for copy in copies:
+            await copy.stop()
+
+
 def best(steps: Sequence[Step]) -> float:
     return max((s.throughput for s in steps), default=0.0)
 
 
 async def main(
-    rates: Sequence[int], seconds: float, drain: float, sku_count: int, p99_limit: float, peer: bool
+    rates: Sequence[int],
+    seconds: float,
+    drain: float,
+    sku_count: int,
+    p99_limit: float,
+    peer: bool,
+    instances: int = 1,
 ) -> None:
     configure_logging("bench", "WARNING")
     run = f"bench{uuid.uuid4().hex[:6]}"
@@ -278,12 +315,18 @@ async def main(
             env = {"LOG_LEVEL": "WARNING"}
             notifier_env = {"SMTP_HOST": mail.host, "SMTP_PORT": str(mail.port)}
             log_dir = state_dir() / "bench" / run
-            async with running_fleet(
-                servers, run, log_dir, env=env, service_env={"notifier": notifier_env}
-            ) as fleet:
+            async with (
+                running_fleet(
+                    servers, run, log_dir, env=env, service_env={"notifier": notifier_env}
+                ) as fleet,
+                more_instances(fleet, instances, log_dir) as processes,
+            ):
                 await stock_skus(fleet, skus, scarce)
-                print(f"{len(skus)} SKUs ({len(scarce)} scarce), {seconds:.0f} s per step; logs in {log_dir}")
-                steps = await ramp(fleet, rates, seconds, drain, p99_limit, run, skus, rng)
+                print(
+                    f"{len(skus)} SKUs ({len(scarce)} scarce), {instances} instance(s) per service,"
+                    f" {seconds:.0f} s per step; logs in {log_dir}"
+                )
+                steps = await ramp(fleet, rates, seconds, drain, p99_limit, run, skus, rng, processes)
                 print(f"e-mails received by the mail sink: {len(mail.messages):,}")
         if peer:  # after our fleet stopped: the peer has the machine to itself, as we had
             from benchmarks.peer import run_peer
@@ -318,6 +361,7 @@ def ramp_arguments(doc: str | None, rates: str) -> argparse.ArgumentParser:
 def parse_args() -> argparse.Namespace:
     parser = ramp_arguments(__doc__, "100,250,500,750,1000,1500")
     parser.add_argument("--peer", action="store_true", help="then the same ramp through benchmarks.peer")
+    parser.add_argument("--instances", type=int, default=1, help="processes per service (scale-out)")
     return parser.parse_args()
 
 
@@ -331,5 +375,6 @@ if __name__ == "__main__":
             args.skus,
             args.p99_limit,
             args.peer,
+            args.instances,
         )
     )
