@@ -191,10 +191,7 @@ class DeliveryWorker:
         try:
             while True:
                 free = self._settings.delivery_concurrency - len(in_flight)
-                # Claimed in chunks: once half the lane is free (or all of it), not after every send, since
-                # each claim is a query over the due rows; the lane stays at least half busy meanwhile.
-                due = free > 0 and (not in_flight or 2 * free >= self._settings.delivery_concurrency)
-                claimed = await self._claim(channel, free, in_flight.values()) if due else []
+                claimed = await self._claim(channel, free, in_flight.values()) if free > 0 else []
                 for c in claimed:
                     in_flight[asyncio.create_task(self._deliver(c, senders))] = c
                 if in_flight:
