@@ -43,6 +43,7 @@ from backbone.contracts.events import (
     StockShort,
 )
 from backbone.testing.databases import table_rows
+from backbone.testing.fixtures import unique_name
 from backbone.testing.service import free_port, run_rebuild, service_settings
 from backbone.testing.service import serving as serving_service
 from backbone.testing.waiting import eventually
@@ -292,6 +293,16 @@ def cancel(order_id: str, line_id: str, sku: str, quantity: int) -> Envelope[Ord
         ),
         correlation_id=order_id,
     )
+
+
+def rejected_orders(sku: str, count: int) -> tuple[list[Envelope[OrderPlaced]], list[Envelope[Any]]]:
+    """`count` orders of 2 units of `sku`, each by its own customer, and inventory's refusal of each: one
+    "rejected" message per order, all due at once."""
+    orders = [
+        placed(unique_name("order"), unique_name("customer"), f"buyer{n}@example.com", [("1", sku, 2)])
+        for n in range(count)
+    ]
+    return orders, [short(o.payload.order_id, "1", sku, 2, 0, disposition="rejected") for o in orders]
 
 
 def released(order_id: str, line_id: str, sku: str, reserved: int, dropped: int) -> Envelope[StockReleased]:

@@ -30,6 +30,7 @@ from tests.integration.notifier.harness import (
     read_models,
     received,
     refund,
+    rejected_orders,
     released,
     serving,
     settings,
@@ -299,12 +300,7 @@ async def test_sends_that_finish_together_are_recorded_together_each_once(
     """Group commit of the delivery outcomes: twelve messages in flight at once (the relay holds each
     for 0.3 s, the lane sends 8 at a time) each get exactly one outcome, and those that finish while
     another outcome is being recorded share its next transaction."""
-    sku = unique_name("SCARF")
-    orders = [
-        placed(unique_name("order"), unique_name("customer"), f"c{n}@example.com", [("1", sku, 2)])
-        for n in range(12)
-    ]
-    rejections = [short(o.payload.order_id, "1", sku, 2, 0, disposition="rejected") for o in orders]
+    orders, rejections = rejected_orders(unique_name("SCARF"), 12)
     async with mail_relay(delay=0.3) as mail:
         config = settings(database_url, kafka_bootstrap, topic_prefix, mail.port, delivery_concurrency=8)
         async with serving(config) as http:
@@ -505,12 +501,7 @@ async def test_two_instances_never_send_the_same_message(
 ) -> None:
     """Both delivery workers claim from one queue (the relay takes 50 ms a message, so both are busy);
     each message still goes out exactly once. The From header tells which instance sent it."""
-    sku = unique_name("MUG")
-    placed_orders = [
-        placed(unique_name("order"), unique_name("customer"), f"buyer{i}@example.com", [("1", sku, 2)])
-        for i in range(24)
-    ]
-    rejections = [short(o.payload.order_id, "1", sku, 2, 0, disposition="rejected") for o in placed_orders]
+    placed_orders, rejections = rejected_orders(unique_name("MUG"), 24)
     async with mail_relay(delay=0.05) as mail:
         first, second = (
             settings(
