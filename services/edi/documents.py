@@ -124,20 +124,17 @@ class EdiError(Exception):
     kept so that the rejection can still be acknowledged to the sender."""
 
     def __init__(self, reason: str, **where: Unpack[Where]) -> None:
-        segment, position, element = (
-            where.get("segment", ""),
-            where.get("position", 0),
-            where.get("element", 0),
-        )
-        place = f"segment {segment or '?'} #{position}" + (f" element {element}" if element else "")
-        super().__init__(f"{place}: {reason}" if segment or position else reason)
         self.reason = reason
-        self.segment = segment
-        self.position = position
-        self.element = element
+        self.segment = where.get("segment", "")
+        self.position = where.get("position", 0)
+        self.element = where.get("element", 0)
         self.header = where.get("header")
         self.message_control_number = where.get("message_control_number", "")
         self.message_kind = where.get("message_kind", "")
+        place = f"segment {self.segment or '?'} #{self.position}" + (
+            f" element {self.element}" if self.element else ""
+        )
+        super().__init__(f"{place}: {reason}" if self.segment or self.position else reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ the reorder point and safety stock procurement's auto mode planned (SkuPolicyCha
 procurement:auto), OrderLineSubstituted gives up the replaced line's waiting units and then reserves
 the new line, told what was given up (so a batch with substitutions is decided in phases, one more per
 substitution, under locks taken for all of its SKUs at the start); other events of the consumed topics
-are not ours. A re-sent fact (same business
-key) never reaches here: the consumer loop drops it (backbone.business_keys).
+are not ours. A re-sent fact (same business key) never reaches here: the consumer loop drops it
+(backbone.business_keys).
 
 Concurrency: orders are keyed by order id, so two instances (or the admin API) may work on the same
 SKU at once. The shared decider runner (backbone.decider) locks each touched SKU for the transaction (in

@@ -92,8 +92,31 @@ class Claimed:
     traceparent: str | None = None  # of the flow that requested it, to carry its trace on to the outcome
 
 
-# A finished send: its outcome, its claim, and what its recording appended (set by whoever records it).
-_ToRecord = tuple[DeliveryAttempt, Claimed, "asyncio.Future[list[Envelope[Any]]]"]
+@dataclass(frozen=True, slots=True)
+class _Finished:
+    """A send whose outcome waits to be recorded; `recorded` gets the events appended for it (or the
+    error), set by whichever send records the group it is in."""
+
+    outcome: DeliveryAttempt
+    claimed: Claimed
+    recorded: "asyncio.Future[list[Envelope[Any]]]"
+
+    @property
+    def input(self) -> Input[DeliveryAttempt]:
+        notification_id = self.outcome.notification.notification_id
+        return Input(
+            delivery_stream_id(notification_id), self.outcome, correlation_id=self.claimed.correlation_id
+        )
+
+    def settle(self, outcome: list[Envelope[Any]] | Exception) -> None:
+        """Give the waiting send its recording's events (or error), unless it stopped waiting."""
+        if self.recorded.done():
+            return
+        if isinstance(outcome, Exception):
+            self.recorded.set_exception(outcome)
+        else:
+            self.recorded.set_result(outcome)
+
 
 _CLAIM = """
 WITH due AS (
@@ -152,7 +175,7 @@ class DeliveryWorker:
         # Notification ids whose send went out and whose outcome is not recorded yet: never claimed again
         # by this worker meanwhile, and their leases are not given back on shutdown.
         self.unrecorded: set[str] = set()
-        self._to_record: list[_ToRecord] = []  # finished sends waiting for the recording transaction
+        self._to_record: list[_Finished] = []  # finished sends waiting for the recording transaction
         self._recording = asyncio.Lock()
         self._outcomes = (metrics or ServiceMetrics("notifier")).count_job(
             "notifications",
@@ -322,7 +345,7 @@ class DeliveryWorker:
         notification_id = outcome.notification.notification_id
         self.unrecorded.add(notification_id)
         recorded: asyncio.Future[list[Envelope[Any]]] = asyncio.get_running_loop().create_future()
-        self._to_record.append((outcome, claimed, recorded))
+        self._to_record.append(_Finished(outcome, claimed, recorded))
         try:
             async with self._recording:
                 if not recorded.done():
@@ -330,23 +353,18 @@ class DeliveryWorker:
                     try:
                         await self._record_group(group)
                     except asyncio.CancelledError:  # the others' outcomes go with the next group
-                        self._to_record[:0] = [g for g in group if not g[2].done()]
+                        self._to_record[:0] = [f for f in group if not f.recorded.done()]
                         raise
             return await recorded
         finally:
             self.unrecorded.discard(notification_id)
             self._report()
 
-    async def _record_group(self, group: Sequence[_ToRecord]) -> None:
+    async def _record_group(self, group: Sequence[_Finished]) -> None:
         """Record the group in one transaction, retried as _record says, and settle every future. A
         group that keeps failing for another reason than an outage is recorded one by one, so that one
         outcome the database refuses does not hold back the others."""
-        work = [
-            Input(
-                delivery_stream_id(o.notification.notification_id), o, correlation_id=claimed.correlation_id
-            )
-            for o, claimed, _ in group
-        ]
+        work = [f.input for f in group]
         backoff = Backoff(first=0.1, cap=_RECORD_MAX_DELAY)
         conflicts = 0
         while True:
@@ -356,7 +374,7 @@ class DeliveryWorker:
                     # Recorded by another worker already: only our lease is left to give back.
                     appended = {d.stream_id: d for d in decided}
                     stale = [
-                        c for (_, c, _), i in zip(group, work, strict=True) if i.stream_id not in appended
+                        f.claimed for f, i in zip(group, work, strict=True) if i.stream_id not in appended
                     ]
                     if stale:
                         await conn.execute(
@@ -367,9 +385,9 @@ class DeliveryWorker:
                     await projections.apply(conn, decided)
                 if backoff.attempt:
                     log.info("delivery outcomes recorded after all", count=len(group))
-                for (_, _, recorded), i in zip(group, work, strict=True):
+                for f, i in zip(group, work, strict=True):
                     d = appended.get(i.stream_id)
-                    _settle(recorded, list(d.events) if d else [])
+                    f.settle(list(d.events) if d else [])
                 return
             except DATABASE_UNAVAILABLE as e:
                 if not backoff.attempt:
@@ -385,30 +403,18 @@ class DeliveryWorker:
                         break
                     log.error(
                         "delivery outcome not recorded; the message goes again once its lease runs out",
-                        notification_id=group[0][0].notification.notification_id,
+                        notification_id=group[0].outcome.notification.notification_id,
                     )
-                    _settle(group[0][2], [])
+                    group[0].settle([])
                     return
             except Exception as e:  # a bug: raised to the send's task, as for an outcome recorded alone
                 if len(group) > 1:
                     break
-                _settle(group[0][2], e)
+                group[0].settle(e)
                 return
             await backoff.wait()
         for one in group:  # the group kept failing: one by one, so one outcome does not hold back the others
             await self._record_group([one])
-
-
-def _settle(
-    recorded: "asyncio.Future[list[Envelope[Any]]]", outcome: list[Envelope[Any]] | Exception
-) -> None:
-    """Give the waiter its recording's result (or error), unless it stopped waiting (cancelled)."""
-    if recorded.done():
-        return
-    if isinstance(outcome, Exception):
-        recorded.set_exception(outcome)
-    else:
-        recorded.set_result(outcome)
 
 
 # --- the grace-period announcements ------------------------------------------------------------------------
