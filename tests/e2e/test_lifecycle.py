@@ -196,7 +196,10 @@ async def test_the_maximum_wait_racing_a_fill_keeps_the_fill_and_refunds_only_wh
         placed_at=datetime.now(UTC) - timedelta(days=3),
         max_wait_days=2,  # over already: the auto-cancel runs as soon as the line is backordered
     )
-    await shop.receive_goods(kettle, 2)  # races the auto-cancel
+    # Backordered first (goods that reached inventory before the order would be reserved at placement,
+    # and nothing would race); then the receipt races the auto-cancel on its way to inventory.
+    await shop.order_when(order_id, "decided", lambda v: line(v)["decided"])
+    await shop.receive_goods(kettle, 2)
     view = await shop.order_when(
         order_id,
         "refunded",
